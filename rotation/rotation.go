@@ -1,0 +1,352 @@
+// Package rotation is rotord's engine and owns the words of its domain:
+// secrets, hosts, rotations and their outcomes.
+//
+// The engine consumes three small interfaces declared here: a Vault that
+// reads and writes a secret (Secret Server), a HostChanger that logs into a
+// host and changes a password there (SSH), and a Journal that records every
+// rotation durably, with its passwords sealed (the database). The adapters
+// live in sibling packages and import this one for its types; this package
+// imports none of them.
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/rotord/rotord/rotation/secret"
+)
+
+// Errors that adapters return (wrapped, or through an Is method) so that the
+// engine can branch on them with errors.Is.
+var (
+	// ErrSecretNotFound: no secret has the name that was asked for.
+	ErrSecretNotFound = errors.New("secret not found")
+	// ErrAmbiguousName: several secrets have the name; the error names their folders.
+	ErrAmbiguousName = errors.New("secret name is ambiguous")
+	// ErrAccessDenied: the vault refused access to the secret.
+	ErrAccessDenied = errors.New("access denied")
+	// ErrBadHosts: the secret's hosts field is empty or holds an entry that
+	// is not a host name, IP literal or host:port.
+	ErrBadHosts = errors.New("bad hosts field")
+	// ErrAuthFailed: a host refused the password (or the vault refused
+	// rotord's own credentials).
+	ErrAuthFailed = errors.New("authentication failed")
+	// ErrHostKey: the host's key is unknown or differs from known_hosts; no
+	// password was sent.
+	ErrHostKey = errors.New("host key not trusted")
+	// ErrUnreachable: the host could not be reached or the connection broke;
+	// a transient condition worth a retry.
+	ErrUnreachable = errors.New("host unreachable")
+	// ErrNotFound: the journal has no such rotation.
+	ErrNotFound = errors.New("not found")
+)
+
+// LeaseHeldError is returned by Journal.Acquire when another holder has the
+// secret's lease.
+type LeaseHeldError struct {
+	Secret  string
+	Holder  string
+	Expires time.Time
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("secret %q is being rotated by %s (lease until %s)",
+		e.Secret, e.Holder, e.Expires.UTC().Format(time.RFC3339))
+}
+
+// Host is one SSH endpoint listed in a secret.
+type Host struct {
+	Name string // host name or IP literal, without brackets
+	Port int    // 0 means the configured default port
+}
+
+// String returns "name", "name:port" or "[v6]:port".
+func (h Host) String() string {
+	if h.Port == 0 {
+		return h.Name
+	}
+	return net.JoinHostPort(h.Name, strconv.Itoa(h.Port))
+}
+
+// Addr returns the dial address, using defaultPort when h has none.
+func (h Host) Addr(defaultPort int) string {
+	p := h.Port
+	if p == 0 {
+		p = defaultPort
+	}
+	return net.JoinHostPort(h.Name, strconv.Itoa(p))
+}
+
+// Secret is a vault secret as the engine needs it.
+type Secret struct {
+	ID         int
+	Name       string
+	FolderPath string
+	Username   string
+	Password   secret.Value
+	Hosts      []Host
+
+	TemplateID      int
+	PasswordFieldID int    // template field id of the password field (for the generator)
+	PasswordSlug    string // slug of the password field (for the write)
+
+	CheckoutRequired  bool // writes need a check-out (and check-in)
+	CommentRequired   bool // access needs a comment
+	AutoChangeEnabled bool // the vault rotates this secret itself (RPC): two rotators fight
+}
+
+// Vault reads and writes secrets. Implementations retry transient failures
+// themselves and are safe for concurrent use.
+type Vault interface {
+	// Resolve returns the id of the one secret whose name equals name,
+	// compared without regard to case. It returns an error satisfying
+	// errors.Is(err, ErrSecretNotFound) when there is none and
+	// errors.Is(err, ErrAmbiguousName) when there are several (the message
+	// names their folders).
+	Resolve(ctx context.Context, name string) (int, error)
+	// Read returns the secret with the given id, its hosts parsed from the
+	// field with slug hostsField ("" means the vault's default, notes).
+	// A bad or empty hosts field is an error satisfying ErrBadHosts.
+	Read(ctx context.Context, id int, hostsField string) (Secret, error)
+	// Generate returns a new password from the vault's generator for the
+	// secret's password field.
+	Generate(ctx context.Context, s Secret) (secret.Value, error)
+	// Write sets the secret's password field to pw, then reads it back and
+	// returns an error unless it reads pw. A restricted secret is checked
+	// out with comment first and checked in afterwards, also on failure.
+	Write(ctx context.Context, s Secret, pw secret.Value, comment string) error
+}
+
+// HostChanger logs into hosts. Implementations check host keys strictly
+// and are safe for concurrent use.
+type HostChanger interface {
+	// Login opens an authenticated connection to h as user with password pw.
+	// Errors satisfy ErrAuthFailed when the password is refused, ErrHostKey
+	// when the host key is unknown or changed (no password was sent), and
+	// ErrUnreachable when the host cannot be reached or the connection broke.
+	Login(ctx context.Context, h Host, user string, pw secret.Value) (HostSession, error)
+}
+
+// HostSession is one logged-in connection. It is the lifeline of a change:
+// kept open until the new password has been verified by a fresh login.
+// A HostSession is used by one goroutine at a time.
+type HostSession interface {
+	// Check runs a trivial command, proving the login yields a working shell.
+	Check(ctx context.Context) error
+	// ChangePassword runs passwd for the logged-in user and answers its
+	// prompts with old and new.
+	ChangePassword(ctx context.Context, old, new secret.Value) Outcome
+	// SetPassword sets another user's password with the privileges of the
+	// logged-in account (passwd USER as root, or through sudo -S).
+	SetPassword(ctx context.Context, user string, new secret.Value) Outcome
+	// Close closes the connection.
+	Close() error
+}
+
+// OutcomeKind classifies what a passwd dialogue did.
+type OutcomeKind int
+
+// The outcomes of a passwd dialogue.
+const (
+	// OutcomeChanged: passwd reported success.
+	OutcomeChanged OutcomeKind = iota + 1
+	// OutcomeWrongCurrent: passwd refused the current password; nothing changed.
+	OutcomeWrongCurrent
+	// OutcomeRejected: the new password was refused by policy; Reason says why; nothing changed.
+	OutcomeRejected
+	// OutcomeTimeout: a step passed its deadline; whether the password changed is unknown.
+	OutcomeTimeout
+	// OutcomeUnexpected: passwd said something not understood, or the
+	// connection broke (Err is set); whether it changed is unknown.
+	OutcomeUnexpected
+)
+
+var outcomeNames = map[OutcomeKind]string{
+	OutcomeChanged:      "changed",
+	OutcomeWrongCurrent: "wrong-current-password",
+	OutcomeRejected:     "rejected-by-policy",
+	OutcomeTimeout:      "timeout",
+	OutcomeUnexpected:   "unexpected",
+}
+
+func (k OutcomeKind) String() string {
+	if s, ok := outcomeNames[k]; ok {
+		return s
+	}
+	return "outcome(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Outcome is the typed result of a passwd dialogue. Its texts never hold a
+// password: transcripts are redacted before they are stored here.
+type Outcome struct {
+	Kind       OutcomeKind
+	Reason     string // the policy's words for OutcomeRejected
+	Transcript string // what passwd said, redacted
+	Err        error  // the underlying error, if any
+}
+
+// Known reports whether the host's password state is known after the
+// dialogue: changed, or certainly unchanged.
+func (o Outcome) Known() bool {
+	return o.Kind == OutcomeChanged || o.Kind == OutcomeWrongCurrent || o.Kind == OutcomeRejected
+}
+
+func (o Outcome) String() string {
+	s := o.Kind.String()
+	if o.Reason != "" {
+		s += " (" + o.Reason + ")"
+	}
+	if o.Err != nil {
+		s += ": " + o.Err.Error()
+	}
+	return s
+}
+
+// Kind says why a rotation was made.
+type Kind string
+
+// The kinds of rotation.
+const (
+	KindRotate    Kind = "rotate"    // a new password
+	KindRollback  Kind = "rollback"  // back to the password before an earlier rotation
+	KindReconcile Kind = "reconcile" // hosts brought back in line after needs-reconcile
+)
+
+// State is where a rotation is in its protocol.
+//
+//	pending → hosts-changing → committing → committed
+//	                ↘ rolling-back → rolled-back | needs-reconcile
+type State string
+
+// The states of a rotation.
+const (
+	StatePending        State = "pending"         // journaled; no host touched yet
+	StateHostsChanging  State = "hosts-changing"  // hosts are being changed
+	StateCommitting     State = "committing"      // every host verified; writing the vault
+	StateCommitted      State = "committed"       // hosts and vault hold the new password
+	StateRollingBack    State = "rolling-back"    // changed hosts are being reverted
+	StateRolledBack     State = "rolled-back"     // hosts and vault hold the old password
+	StateNeedsReconcile State = "needs-reconcile" // some host holds neither known state; both passwords kept
+)
+
+// Terminal reports whether no more work is due on a rotation in state s.
+// needs-reconcile is terminal for the rotation itself; reconcile runs pick
+// it up separately.
+func (s State) Terminal() bool {
+	return s == StateCommitted || s == StateRolledBack || s == StateNeedsReconcile
+}
+
+// HostState is where one host of a rotation is.
+type HostState string
+
+// The states of a host within a rotation.
+const (
+	HostPending        HostState = "pending"         // not touched; holds the old password
+	HostChanging       HostState = "changing"        // passwd under way; either password may work
+	HostChanged        HostState = "changed"         // the new password verified
+	HostReverting      HostState = "reverting"       // going back; either password may work
+	HostReverted       HostState = "reverted"        // the old password again
+	HostFailed         HostState = "failed"          // not changed (refused, unreachable); holds the old password
+	HostNeedsReconcile HostState = "needs-reconcile" // neither password known to work
+)
+
+// HostRecord is the journal's view of one host of a rotation.
+type HostRecord struct {
+	Host     Host
+	State    HostState
+	Attempts int
+	Error    string // never holds a password
+}
+
+// Rotation is one journaled rotation of one secret.
+type Rotation struct {
+	ID         int64
+	Secret     string // the configured name
+	SecretID   int
+	Username   string
+	Kind       Kind
+	State      State
+	Old, New   secret.Value // zero in history listings
+	Hosts      []HostRecord
+	Error      string // why it did not commit; never holds a password
+	RollbackOf int64  // for KindRollback: the rotation whose old password is restored
+	Started    time.Time
+	Updated    time.Time
+}
+
+// HistoryQuery selects rotations for a history listing, newest first.
+type HistoryQuery struct {
+	Secret   string // "" for all secrets
+	BeforeID int64  // 0 for the newest; else only rotations with smaller ids (paging)
+	Limit    int
+}
+
+// Event is one audit record. It never holds a password.
+type Event struct {
+	Time       time.Time
+	Secret     string
+	RotationID int64
+	Actor      string // who asked: "scheduler", "cli:<user>", ...
+	Action     string // "rotate", "dry-run", "rollback", "recover", "heartbeat", ...
+	Detail     string
+}
+
+// Journal records rotations durably. Every method that changes state
+// returns only after the change is on disk. Passwords are sealed at rest.
+// Implementations are safe for concurrent use by several processes.
+type Journal interface {
+	// Begin records r, with its sealed passwords and one record per host, in
+	// state pending and returns its id.
+	Begin(ctx context.Context, r Rotation) (int64, error)
+	// SetNew replaces the new password of rotation id (a fresh one after a
+	// policy rejection).
+	SetNew(ctx context.Context, id int64, pw secret.Value) error
+	// SetState moves rotation id to st, recording errText ("" to clear).
+	SetState(ctx context.Context, id int64, st State, errText string) error
+	// SetHost records the state of one host of rotation id (matched by
+	// Host.String()).
+	SetHost(ctx context.Context, id int64, h HostRecord) error
+	// Get returns rotation id with its passwords; ErrNotFound if none.
+	Get(ctx context.Context, id int64) (Rotation, error)
+	// Unfinished returns, oldest first, every rotation not in a terminal state.
+	Unfinished(ctx context.Context) ([]Rotation, error)
+	// NeedsReconcile returns, oldest first, the rotations in needs-reconcile.
+	NeedsReconcile(ctx context.Context) ([]Rotation, error)
+	// LastCommitted returns the newest committed rotation of the secret with
+	// an id below beforeID (0: any), with its passwords; ErrNotFound if none.
+	LastCommitted(ctx context.Context, secretName string, beforeID int64) (Rotation, error)
+	// History lists rotations without their passwords, newest first.
+	History(ctx context.Context, q HistoryQuery) ([]Rotation, error)
+	// Audit appends an event.
+	Audit(ctx context.Context, e Event) error
+}
+
+// Leases guard a secret against two rotations at once, across processes
+// and machines sharing the journal.
+type Leases interface {
+	// Acquire takes the lease on secretName for holder until ttl from now.
+	// It succeeds if the lease is free, expired, or already the holder's,
+	// and returns *LeaseHeldError otherwise.
+	Acquire(ctx context.Context, secretName, holder string, ttl time.Duration) error
+	// Renew extends a lease the holder has; *LeaseHeldError if it lost it.
+	Renew(ctx context.Context, secretName, holder string, ttl time.Duration) error
+	// Release gives the lease up; releasing a lease not held is no error.
+	Release(ctx context.Context, secretName, holder string) error
+}
+
+// ScheduleState keeps what the scheduler must remember across restarts.
+type ScheduleState interface {
+	// NextDue returns when the secret's next scheduled rotation is due;
+	// ok is false if none was recorded.
+	NextDue(ctx context.Context, secretName string) (t time.Time, ok bool, err error)
+	// SetNextDue records when the secret's next scheduled rotation is due.
+	SetNextDue(ctx context.Context, secretName string, t time.Time) error
+	// SecretID returns the cached vault id of a secret name; ok is false if none.
+	SecretID(ctx context.Context, secretName string) (id int, ok bool, err error)
+	// SetSecretID caches the vault id of a secret name.
+	SetSecretID(ctx context.Context, secretName string, id int) error
+}
