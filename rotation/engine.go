@@ -2,8 +2,17 @@ package rotation
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rotord/rotord/rotation/secret"
@@ -25,20 +34,86 @@ type Account struct {
 	Password secret.Value
 }
 
+// Generators of new passwords.
+const (
+	GeneratorServer = "server" // the vault's generator for the password field
+	GeneratorLocal  = "local"  // crypto/rand in rotord
+	GeneratorAuto   = "auto"   // the vault's up to ServerMaxLength, local above
+)
+
+// ServerMaxLength is the longest password the auto generator asks the
+// vault for; longer ones are generated locally.
+const ServerMaxLength = 20
+
 // Config holds the engine's settings. Zero fields take the defaults noted.
 type Config struct {
 	Port           int           // default SSH port (22)
 	Concurrency    int           // SSH operations at once, across all secrets (32)
-	SecretDeadline time.Duration // whole-rotation deadline per secret (15m)
+	SecretDeadline time.Duration // deadline for starting work on a secret's hosts (15m)
 	LeaseTTL       time.Duration // lease lifetime, renewed while a rotation runs (2m)
 	Length         int           // default new password length (24)
-	Generator      string        // "server", "local" or "auto" (auto: server up to 20 chars)
+	Generator      string        // GeneratorServer, GeneratorLocal or GeneratorAuto (auto)
 	PolicyRetries  int           // fresh passwords after a policy rejection (3)
-	HostRetries    int           // attempts per host on transient network errors (3)
-	HostsField     string        // default hosts field slug ("notes")
-	Holder         string        // lease holder name (host name and pid)
+	HostRetries    int           // attempts per login on transient network errors (3)
+	RetryBase      time.Duration // first backoff between such attempts (500ms)
+	HostsField     string        // default hosts field slug ("" leaves it to the vault)
+	Comment        string        // comment for restricted secrets ("rotord password rotation")
+	Holder         string        // lease holder name (host name, pid and a nonce)
 	Reconcile      *Account      // optional privileged account for reverts and reconcile
+	Specs          []SecretSpec  // the configured secrets, for recovery of their settings
 	Now            func() time.Time
+
+	// Progress, if set, is called as hosts finish during a change.
+	Progress func(secretName string, done, total, failed int)
+}
+
+func (c *Config) setDefaults() {
+	if c.Port == 0 {
+		c.Port = 22
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.SecretDeadline <= 0 {
+		c.SecretDeadline = 15 * time.Minute
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 2 * time.Minute
+	}
+	if c.Length == 0 {
+		c.Length = 24
+	}
+	if c.Generator == "" {
+		c.Generator = GeneratorAuto
+	}
+	if c.PolicyRetries == 0 {
+		c.PolicyRetries = 3
+	}
+	if c.HostRetries <= 0 {
+		c.HostRetries = 3
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = 500 * time.Millisecond
+	}
+	if c.Comment == "" {
+		c.Comment = "rotord password rotation"
+	}
+	if c.Holder == "" {
+		c.Holder = DefaultHolder()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// DefaultHolder names this process as a lease holder: "host/pid/nonce".
+// Recovery uses the host and pid to take over the lease of a process on
+// the same machine that died.
+func DefaultHolder() string {
+	h, _ := os.Hostname()
+	var n [4]byte
+	_, _ = rand.Read(n[:])
+	return fmt.Sprintf("%s/%d/%s", h, os.Getpid(), hex.EncodeToString(n[:]))
 }
 
 // Engine runs rotations. It is safe for concurrent use; rotations of
@@ -51,11 +126,20 @@ type Engine struct {
 	leases  Leases
 	ids     ScheduleState
 	log     *slog.Logger
+	slots   chan struct{}
 }
 
-// New returns an engine over the given adapters.
+// New returns an engine over the given adapters. ids may be nil, in which
+// case secret ids are not cached.
 func New(cfg Config, vault Vault, hosts HostChanger, journal Journal, leases Leases, ids ScheduleState, log *slog.Logger) *Engine {
-	return &Engine{cfg: cfg, vault: vault, hosts: hosts, journal: journal, leases: leases, ids: ids, log: log}
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{
+		cfg: cfg, vault: vault, hosts: hosts, journal: journal, leases: leases, ids: ids, log: log,
+		slots: make(chan struct{}, cfg.Concurrency),
+	}
 }
 
 // RotateOptions modify one Rotate call.
@@ -78,38 +162,420 @@ type Result struct {
 	Kind       Kind
 	State      State // "" when nothing was journaled
 	Hosts      []HostResult
-	Err        error // nil when committed (or, for a dry run, when every check passed)
+	Warnings   []string // things the operator should know, such as vault auto-change
+	Err        error    // nil when committed (or, for a dry run, when every check passed)
 }
 
-// ErrNotImplemented marks engine entry points still to be built.
-var ErrNotImplemented = errors.New("not implemented")
+// Errors in Result.Err, for errors.Is.
+var (
+	// ErrRolledBack: the rotation failed and every host was put back.
+	ErrRolledBack = errors.New("rotation rolled back")
+	// ErrNeedsReconcile: some host could not be put in a known state; both
+	// passwords are kept in the journal and later runs reconcile it.
+	ErrNeedsReconcile = errors.New("rotation needs reconcile")
+	// ErrPreflight: a host failed the pre-flight; nothing was changed.
+	ErrPreflight = errors.New("pre-flight failed")
+	// ErrSecretChanged: someone changed the secret in the vault while the
+	// rotation ran; it was not overwritten.
+	ErrSecretChanged = errors.New("secret changed in the vault during the rotation")
+	// ErrParked: the secret has a rotation that needs reconcile; no new
+	// rotation starts until it is reconciled.
+	ErrParked = errors.New("secret is parked until its last rotation is reconciled")
+)
 
-// Rotate rotates one secret now.
-func (e *Engine) Rotate(ctx context.Context, spec SecretSpec, opts RotateOptions) Result {
-	return Result{Secret: spec.Name, Kind: KindRotate, Err: ErrNotImplemented}
+// slot takes one of the shared SSH operation slots.
+func (e *Engine) slot(ctx context.Context) (func(), error) {
+	select {
+	case e.slots <- struct{}{}:
+		return func() { <-e.slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
-// Rollback restores, on every host and in the vault, the password that was
-// current before rotation toID of the secret (0: its last committed one).
-func (e *Engine) Rollback(ctx context.Context, spec SecretSpec, toID int64, actor string) Result {
-	return Result{Secret: spec.Name, Kind: KindRollback, Err: ErrNotImplemented}
+// backoff waits before retry number attempt (0-based): exponential from
+// RetryBase with ±50% jitter, capped at 30s.
+func (e *Engine) backoff(ctx context.Context, attempt int) error {
+	d := e.cfg.RetryBase << attempt
+	if d > 30*time.Second || d <= 0 {
+		d = 30 * time.Second
+	}
+	d = d/2 + time.Duration(mrand.Int64N(int64(d)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// Recover finishes or undoes every unfinished rotation in the journal and
-// retries reconciliation of needs-reconcile ones.
-func (e *Engine) Recover(ctx context.Context, actor string) []Result {
+// login logs into h, retrying transient network errors with backoff. It
+// never retries a refused password: that would feed pam_faillock.
+func (e *Engine) login(ctx context.Context, h Host, user string, pw secret.Value) (HostSession, error) {
+	var err error
+	for attempt := 0; attempt < e.cfg.HostRetries; attempt++ {
+		if attempt > 0 {
+			if werr := e.backoff(ctx, attempt-1); werr != nil {
+				return nil, err
+			}
+		}
+		var release func()
+		release, err = e.slot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var s HostSession
+		s, err = e.hosts.Login(ctx, h, user, pw)
+		if err == nil {
+			err = s.Check(ctx)
+			if err != nil {
+				_ = s.Close()
+			}
+		}
+		release()
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, ErrUnreachable) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// verify proves pw logs into h with a fresh connection, then closes it.
+func (e *Engine) verify(ctx context.Context, h Host, user string, pw secret.Value) error {
+	s, err := e.login(ctx, h, user, pw)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// withHostPorts fills in the default port of hosts listed without one.
+func (e *Engine) withHostPorts(hosts []Host, port int) []Host {
+	if port == 0 {
+		port = e.cfg.Port
+	}
+	out := make([]Host, len(hosts))
+	for i, h := range hosts {
+		if h.Port == 0 {
+			h.Port = port
+		}
+		out[i] = h
+	}
+	return out
+}
+
+// specFor returns the configured spec of a secret, or a bare one.
+func (e *Engine) specFor(name string) SecretSpec {
+	for _, s := range e.cfg.Specs {
+		if strings.EqualFold(s.Name, name) {
+			return s
+		}
+	}
+	return SecretSpec{Name: name}
+}
+
+func (e *Engine) hostsField(spec SecretSpec) string {
+	if spec.HostsField != "" {
+		return spec.HostsField
+	}
+	return e.cfg.HostsField
+}
+
+// readSecret resolves the spec's name (through the id cache) and reads the
+// secret, with the default port filled into its hosts.
+func (e *Engine) readSecret(ctx context.Context, spec SecretSpec) (Secret, error) {
+	id, cached := 0, false
+	if e.ids != nil {
+		var err error
+		if id, cached, err = e.ids.SecretID(ctx, spec.Name); err != nil {
+			e.log.Warn("secret id cache unreadable", "secret", spec.Name, "err", err)
+			cached = false
+		}
+	}
+	if cached {
+		s, err := e.vault.Read(ctx, id, e.hostsField(spec))
+		if err == nil && strings.EqualFold(s.Name, spec.Name) {
+			s.Hosts = e.withHostPorts(s.Hosts, spec.Port)
+			return s, nil
+		}
+		if err != nil && !errors.Is(err, ErrAccessDenied) && !errors.Is(err, ErrSecretNotFound) {
+			return Secret{}, fmt.Errorf("read secret %q: %w", spec.Name, err)
+		}
+		// Renamed, deleted or no longer ours: resolve again.
+	}
+	id, err := e.vault.Resolve(ctx, spec.Name)
+	if err != nil {
+		return Secret{}, fmt.Errorf("resolve secret %q: %w", spec.Name, err)
+	}
+	if e.ids != nil {
+		if err := e.ids.SetSecretID(ctx, spec.Name, id); err != nil {
+			e.log.Warn("secret id not cached", "secret", spec.Name, "err", err)
+		}
+	}
+	s, err := e.vault.Read(ctx, id, e.hostsField(spec))
+	if err != nil {
+		return Secret{}, fmt.Errorf("read secret %q: %w", spec.Name, err)
+	}
+	s.Hosts = e.withHostPorts(s.Hosts, spec.Port)
+	return s, nil
+}
+
+// lease takes the secret's lease, taking over one left by a dead process
+// of this machine, and keeps it renewed until the returned release is
+// called. lost is closed if the lease is lost while held.
+func (e *Engine) lease(ctx context.Context, name string) (release func(), lost <-chan struct{}, err error) {
+	err = e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+	var held *LeaseHeldError
+	if errors.As(err, &held) && holderDead(held.Holder) {
+		e.log.Info("taking over the lease of a dead process", "secret", name, "holder", held.Holder)
+		if err = e.leases.Release(ctx, name, held.Holder); err == nil {
+			err = e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	lostc := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(e.cfg.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.LeaseTTL/3)
+				err := e.leases.Renew(rctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+				cancel()
+				var held *LeaseHeldError
+				if errors.As(err, &held) {
+					e.log.Error("lease lost", "secret", name, "holder", held.Holder, "alert", true)
+					close(lostc)
+					return
+				} else if err != nil {
+					e.log.Warn("lease renewal failed", "secret", name, "err", err)
+				}
+			}
+		}
+	}()
+	release = func() {
+		close(done)
+		wg.Wait()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := e.leases.Release(rctx, name, e.cfg.Holder); err != nil {
+			e.log.Warn("lease release failed", "secret", name, "err", err)
+		}
+	}
+	return release, lostc, nil
+}
+
+// holderDead reports whether a lease holder named by DefaultHolder is a
+// process of this machine that no longer runs.
+func holderDead(holder string) bool {
+	parts := strings.Split(holder, "/")
+	if len(parts) != 3 {
+		return false
+	}
+	host, _ := os.Hostname()
+	pid, err := strconv.Atoi(parts[1])
+	if parts[0] != host || err != nil || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func (e *Engine) audit(ctx context.Context, ev Event) {
+	ev.Time = e.cfg.Now()
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := e.journal.Audit(actx, ev); err != nil {
+		e.log.Warn("audit event not recorded", "secret", ev.Secret, "action", ev.Action, "err", err)
+	}
+}
+
+// settle recovers or reconciles earlier rotations of the secret before a
+// new change starts, and refuses to start while one stays unresolved.
+func (e *Engine) settle(ctx context.Context, name, actor string) error {
+	var pending []Rotation
+	unf, err := e.journal.Unfinished(ctx)
+	if err != nil {
+		return fmt.Errorf("read unfinished rotations: %w", err)
+	}
+	nr, err := e.journal.NeedsReconcile(ctx)
+	if err != nil {
+		return fmt.Errorf("read rotations needing reconcile: %w", err)
+	}
+	for _, r := range append(unf, nr...) {
+		if strings.EqualFold(r.Secret, name) {
+			pending = append(pending, r)
+		}
+	}
+	for _, r := range pending {
+		res := e.resume(ctx, r, actor)
+		if res.State != StateCommitted && res.State != StateRolledBack {
+			return fmt.Errorf("%w: rotation %d is %s", ErrParked, r.ID, res.State)
+		}
+	}
 	return nil
 }
 
-// HeartbeatResult reports, per host, whether the vault's password logs in.
-type HeartbeatResult struct {
-	Secret string
-	Hosts  []HostResult // State HostChanged never appears; Outcome "ok" or the error
-	Err    error        // set when the secret could not be read, or any host failed
+// Rotate rotates one secret now: a new password on every host of the
+// secret and then in the vault, or no change at all.
+func (e *Engine) Rotate(ctx context.Context, spec SecretSpec, opts RotateOptions) Result {
+	res := Result{Secret: spec.Name, Kind: KindRotate}
+	release, lost, err := e.lease(ctx, spec.Name)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer release()
+	if !opts.DryRun {
+		if err := e.settle(ctx, spec.Name, opts.Actor); err != nil {
+			res.Err = err
+			return res
+		}
+	}
+	startCtx, cancel := context.WithTimeout(ctx, e.cfg.SecretDeadline)
+	defer cancel()
+
+	s, err := e.readSecret(startCtx, spec)
+	if err != nil {
+		res.Err = err
+		e.audit(ctx, Event{Secret: spec.Name, Actor: opts.Actor, Action: "rotate", Detail: "failed: " + err.Error()})
+		return res
+	}
+	if s.AutoChangeEnabled {
+		w := "Secret Server auto-change is enabled on this secret; two rotators on one account fight"
+		res.Warnings = append(res.Warnings, w)
+		e.log.Warn("vault auto-change enabled", "secret", spec.Name)
+	}
+	lifelines, hostRes, err := e.preflight(startCtx, s)
+	defer closeAll(lifelines)
+	res.Hosts = hostRes
+	if err != nil || opts.DryRun {
+		action := "rotate"
+		detail := "pre-flight failed: " + errText(err)
+		if opts.DryRun {
+			action = "dry-run"
+			detail = "pre-flight ok"
+			if err != nil {
+				detail = "pre-flight failed: " + err.Error()
+			}
+		}
+		e.audit(ctx, Event{Secret: spec.Name, Actor: opts.Actor, Action: action, Detail: detail})
+		res.Err = err
+		return res
+	}
+	gen := func(ctx context.Context) (secret.Value, error) { return e.generate(ctx, spec, s) }
+	newPw, err := gen(startCtx)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	out := e.change(ctx, startCtx, lost, changeReq{
+		kind: KindRotate, secret: s, spec: spec, newPw: newPw, fresh: gen,
+		lifelines: lifelines, actor: opts.Actor,
+	})
+	out.Warnings = append(res.Warnings, out.Warnings...)
+	return out
 }
 
-// Heartbeat logs into every host of the secret with the password the vault
-// holds and reports hosts where it no longer works. It changes nothing.
-func (e *Engine) Heartbeat(ctx context.Context, spec SecretSpec) HeartbeatResult {
-	return HeartbeatResult{Secret: spec.Name, Err: ErrNotImplemented}
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// generate returns a new password for the secret under the spec's policy.
+func (e *Engine) generate(ctx context.Context, spec SecretSpec, s Secret) (secret.Value, error) {
+	length := spec.Length
+	if length == 0 {
+		length = e.cfg.Length
+	}
+	gen := spec.Generator
+	if gen == "" {
+		gen = e.cfg.Generator
+	}
+	if gen == GeneratorAuto {
+		gen = GeneratorServer
+		if length > ServerMaxLength {
+			gen = GeneratorLocal
+		}
+	}
+	for i := 0; i < 5; i++ {
+		var pw secret.Value
+		var err error
+		if gen == GeneratorServer {
+			pw, err = e.vault.Generate(ctx, s)
+			if err != nil {
+				return secret.Value{}, fmt.Errorf("generate password: %w", err)
+			}
+			if checkPassword(pw) != nil {
+				// The vault's character set has characters passwd would
+				// mangle: fall back to the local generator, same length.
+				e.log.Warn("vault generated an unusable password; generating locally", "secret", s.Name)
+				pw, err = GeneratePassword(max(pw.Len(), MinLength))
+			}
+		} else {
+			pw, err = GeneratePassword(length)
+		}
+		if err != nil {
+			return secret.Value{}, fmt.Errorf("generate password: %w", err)
+		}
+		if !pw.Equal(s.Password) {
+			return pw, nil
+		}
+	}
+	return secret.Value{}, errors.New("generate password: the generator keeps returning the current password")
+}
+
+// preflight logs into every host with the current password, concurrently,
+// and keeps the sessions open as lifelines (aligned with s.Hosts). Any
+// failure closes them all.
+func (e *Engine) preflight(ctx context.Context, s Secret) ([]HostSession, []HostResult, error) {
+	sessions := make([]HostSession, len(s.Hosts))
+	errs := make([]error, len(s.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range s.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sessions[i], errs[i] = e.login(ctx, h, s.Username, s.Password)
+		}()
+	}
+	wg.Wait()
+	results := make([]HostResult, len(s.Hosts))
+	var failed []error
+	for i, h := range s.Hosts {
+		results[i] = HostResult{Host: h, State: HostPending, Outcome: "pre-flight ok"}
+		if errs[i] != nil {
+			results[i] = HostResult{Host: h, State: HostFailed, Outcome: "pre-flight: " + errs[i].Error()}
+			failed = append(failed, fmt.Errorf("%s: %w", h, errs[i]))
+		}
+	}
+	if len(failed) > 0 {
+		closeAll(sessions)
+		return nil, results, fmt.Errorf("%w: %w", ErrPreflight, errors.Join(failed...))
+	}
+	return sessions, results, nil
+}
+
+func closeAll(sessions []HostSession) {
+	for i, s := range sessions {
+		if s != nil {
+			_ = s.Close()
+			sessions[i] = nil
+		}
+	}
 }

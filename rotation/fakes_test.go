@@ -1,0 +1,412 @@
+package rotation_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+)
+
+// fakeVault is an in-memory vault for fast engine tests.
+type fakeVault struct {
+	mu        sync.Mutex
+	secrets   map[int]*rotation.Secret
+	gen       int
+	writeErrs int    // fail this many writes
+	failWrite bool   // fail every write
+	onRead    func() // called on every Read, before it answers
+	writes    int
+}
+
+func newFakeVault() *fakeVault { return &fakeVault{secrets: map[int]*rotation.Secret{}} }
+
+func (v *fakeVault) add(name, user, pw string, hosts ...string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	id := len(v.secrets) + 1
+	s := &rotation.Secret{ID: id, Name: name, Username: user, Password: secret.New(pw), PasswordFieldID: 7, PasswordSlug: "password"}
+	for _, h := range hosts {
+		s.Hosts = append(s.Hosts, rotation.Host{Name: h})
+	}
+	v.secrets[id] = s
+	return id
+}
+
+func (v *fakeVault) password(id int) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.secrets[id].Password.Reveal()
+}
+
+func (v *fakeVault) setPassword(id int, pw string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.secrets[id].Password = secret.New(pw)
+}
+
+func (v *fakeVault) Resolve(_ context.Context, name string) (int, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var ids []int
+	for id, s := range v.secrets {
+		if strings.EqualFold(s.Name, name) {
+			ids = append(ids, id)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return 0, fmt.Errorf("%q: %w", name, rotation.ErrSecretNotFound)
+	case 1:
+		return ids[0], nil
+	}
+	return 0, fmt.Errorf("%q: %w", name, rotation.ErrAmbiguousName)
+}
+
+func (v *fakeVault) Read(_ context.Context, id int, _ string) (rotation.Secret, error) {
+	if v.onRead != nil {
+		v.onRead()
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s, ok := v.secrets[id]
+	if !ok {
+		return rotation.Secret{}, rotation.ErrAccessDenied
+	}
+	c := *s
+	c.Hosts = append([]rotation.Host(nil), s.Hosts...)
+	return c, nil
+}
+
+func (v *fakeVault) Generate(_ context.Context, s rotation.Secret) (secret.Value, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gen++
+	return secret.New(fmt.Sprintf("Gen-%03d-xY7!kQ", v.gen)), nil
+}
+
+func (v *fakeVault) Write(_ context.Context, s rotation.Secret, pw secret.Value, _ string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.writes++
+	if v.failWrite || v.writeErrs > 0 {
+		v.writeErrs--
+		return errors.New("secret server: 500 internal error")
+	}
+	v.secrets[s.ID].Password = pw
+	return nil
+}
+
+// fakeHost is one in-memory SSH host.
+type fakeHost struct {
+	password    string
+	history     []string            // earlier passwords passwd refuses to reuse
+	remember    bool                // add each replaced password to history (pam_pwhistory)
+	reject      func(string) string // policy: a reason to refuse the new password, or ""
+	down        bool                // unreachable
+	dieOnChange bool                // the connection breaks after passwd applied the change
+	failedAuth  int
+}
+
+// fakeHosts is an in-memory fleet implementing rotation.HostChanger.
+type fakeHosts struct {
+	mu     sync.Mutex
+	hosts  map[string]*fakeHost
+	logins int
+	admin  string // the reconcile account's name; it may set any password
+}
+
+func newFakeHosts() *fakeHosts { return &fakeHosts{hosts: map[string]*fakeHost{}} }
+
+func (f *fakeHosts) add(name, pw string) *fakeHost {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := &fakeHost{password: pw}
+	f.hosts[name] = h
+	return h
+}
+
+func (f *fakeHosts) pw(name string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hosts[name].password
+}
+
+func (f *fakeHosts) Login(_ context.Context, h rotation.Host, user string, pw secret.Value) (rotation.HostSession, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logins++
+	fh, ok := f.hosts[h.Name]
+	if !ok || fh.down {
+		return nil, fmt.Errorf("dial %s: %w", h, rotation.ErrUnreachable)
+	}
+	if user == f.admin && f.admin != "" {
+		return &fakeSession{f: f, h: fh, admin: true}, nil
+	}
+	if pw.Reveal() != fh.password {
+		fh.failedAuth++
+		return nil, fmt.Errorf("%s: %w", h, rotation.ErrAuthFailed)
+	}
+	return &fakeSession{f: f, h: fh}, nil
+}
+
+type fakeSession struct {
+	f      *fakeHosts
+	h      *fakeHost
+	admin  bool
+	closed bool
+}
+
+func (s *fakeSession) Check(context.Context) error { return nil }
+
+func (s *fakeSession) ChangePassword(_ context.Context, old, new secret.Value) rotation.Outcome {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.h.down {
+		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Err: rotation.ErrUnreachable}
+	}
+	if old.Reveal() != s.h.password {
+		return rotation.Outcome{Kind: rotation.OutcomeWrongCurrent}
+	}
+	if s.h.reject != nil {
+		if why := s.h.reject(new.Reveal()); why != "" {
+			return rotation.Outcome{Kind: rotation.OutcomeRejected, Reason: why}
+		}
+	}
+	for _, p := range s.h.history {
+		if p == new.Reveal() {
+			return rotation.Outcome{Kind: rotation.OutcomeRejected, Reason: "password has been already used"}
+		}
+	}
+	if s.h.remember {
+		s.h.history = append(s.h.history, s.h.password)
+	}
+	s.h.password = new.Reveal()
+	if s.h.dieOnChange {
+		s.h.down = true
+		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Transcript: "New password: ", Err: rotation.ErrUnreachable}
+	}
+	return rotation.Outcome{Kind: rotation.OutcomeChanged}
+}
+
+func (s *fakeSession) SetPassword(_ context.Context, user string, new secret.Value) rotation.Outcome {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if !s.admin {
+		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Reason: "not root"}
+	}
+	s.h.password = new.Reveal()
+	return rotation.Outcome{Kind: rotation.OutcomeChanged}
+}
+
+func (s *fakeSession) Close() error { s.closed = true; return nil }
+
+// memJournal is an in-memory Journal, Leases and ScheduleState.
+type memJournal struct {
+	mu        sync.Mutex
+	rots      map[int64]*rotation.Rotation
+	next      int64
+	events    []rotation.Event
+	leases    map[string]lease
+	ids       map[string]int
+	due       map[string]time.Time
+	failBegin error
+}
+
+type lease struct {
+	holder string
+	until  time.Time
+}
+
+func newMemJournal() *memJournal {
+	return &memJournal{rots: map[int64]*rotation.Rotation{}, leases: map[string]lease{}, ids: map[string]int{}, due: map[string]time.Time{}}
+}
+
+func clone(r *rotation.Rotation) rotation.Rotation {
+	c := *r
+	c.Hosts = append([]rotation.HostRecord(nil), r.Hosts...)
+	return c
+}
+
+func (j *memJournal) Begin(_ context.Context, r rotation.Rotation) (int64, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failBegin != nil {
+		return 0, j.failBegin
+	}
+	j.next++
+	r.ID = j.next
+	c := clone(&r)
+	j.rots[r.ID] = &c
+	return r.ID, nil
+}
+
+func (j *memJournal) get(id int64) (*rotation.Rotation, error) {
+	r, ok := j.rots[id]
+	if !ok {
+		return nil, rotation.ErrNotFound
+	}
+	return r, nil
+}
+
+func (j *memJournal) SetNew(_ context.Context, id int64, pw secret.Value) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r, err := j.get(id)
+	if err != nil {
+		return err
+	}
+	r.New = pw
+	return nil
+}
+
+func (j *memJournal) SetState(_ context.Context, id int64, st rotation.State, errText string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r, err := j.get(id)
+	if err != nil {
+		return err
+	}
+	r.State, r.Error = st, errText
+	return nil
+}
+
+func (j *memJournal) SetHost(_ context.Context, id int64, h rotation.HostRecord) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r, err := j.get(id)
+	if err != nil {
+		return err
+	}
+	for i := range r.Hosts {
+		if r.Hosts[i].Host.String() == h.Host.String() {
+			r.Hosts[i] = h
+			return nil
+		}
+	}
+	return fmt.Errorf("host %s not in rotation %d", h.Host, id)
+}
+
+func (j *memJournal) Get(_ context.Context, id int64) (rotation.Rotation, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r, err := j.get(id)
+	if err != nil {
+		return rotation.Rotation{}, err
+	}
+	return clone(r), nil
+}
+
+func (j *memJournal) list(keep func(*rotation.Rotation) bool) []rotation.Rotation {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []rotation.Rotation
+	for _, r := range j.rots {
+		if keep(r) {
+			out = append(out, clone(r))
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}
+
+func (j *memJournal) Unfinished(context.Context) ([]rotation.Rotation, error) {
+	return j.list(func(r *rotation.Rotation) bool { return !r.State.Terminal() }), nil
+}
+
+func (j *memJournal) NeedsReconcile(context.Context) ([]rotation.Rotation, error) {
+	return j.list(func(r *rotation.Rotation) bool { return r.State == rotation.StateNeedsReconcile }), nil
+}
+
+func (j *memJournal) LastCommitted(_ context.Context, name string, before int64) (rotation.Rotation, error) {
+	all := j.list(func(r *rotation.Rotation) bool {
+		return r.Secret == name && r.State == rotation.StateCommitted && (before == 0 || r.ID < before)
+	})
+	if len(all) == 0 {
+		return rotation.Rotation{}, rotation.ErrNotFound
+	}
+	return all[len(all)-1], nil
+}
+
+func (j *memJournal) History(_ context.Context, q rotation.HistoryQuery) ([]rotation.Rotation, error) {
+	all := j.list(func(r *rotation.Rotation) bool { return q.Secret == "" || r.Secret == q.Secret })
+	var out []rotation.Rotation
+	for i := len(all) - 1; i >= 0 && (q.Limit == 0 || len(out) < q.Limit); i-- {
+		r := all[i]
+		r.Old, r.New = secret.Value{}, secret.Value{}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (j *memJournal) Audit(_ context.Context, e rotation.Event) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.events = append(j.events, e)
+	return nil
+}
+
+func (j *memJournal) Acquire(_ context.Context, name, holder string, ttl time.Duration) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	l, ok := j.leases[name]
+	if ok && l.holder != holder && time.Now().Before(l.until) {
+		return &rotation.LeaseHeldError{Secret: name, Holder: l.holder, Expires: l.until}
+	}
+	j.leases[name] = lease{holder: holder, until: time.Now().Add(ttl)}
+	return nil
+}
+
+func (j *memJournal) Renew(ctx context.Context, name, holder string, ttl time.Duration) error {
+	return j.Acquire(ctx, name, holder, ttl)
+}
+
+func (j *memJournal) Release(_ context.Context, name, holder string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.leases[name].holder == holder {
+		delete(j.leases, name)
+	}
+	return nil
+}
+
+func (j *memJournal) NextDue(_ context.Context, name string) (time.Time, bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t, ok := j.due[name]
+	return t, ok, nil
+}
+
+func (j *memJournal) SetNextDue(_ context.Context, name string, t time.Time) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.due[name] = t
+	return nil
+}
+
+func (j *memJournal) SecretID(_ context.Context, name string) (int, bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	id, ok := j.ids[name]
+	return id, ok, nil
+}
+
+func (j *memJournal) SetSecretID(_ context.Context, name string, id int) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.ids[name] = id
+	return nil
+}
+
+var (
+	_ rotation.Vault         = (*fakeVault)(nil)
+	_ rotation.HostChanger   = (*fakeHosts)(nil)
+	_ rotation.Journal       = (*memJournal)(nil)
+	_ rotation.Leases        = (*memJournal)(nil)
+	_ rotation.ScheduleState = (*memJournal)(nil)
+)

@@ -1,0 +1,168 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/rotord/rotord/rotation/secret"
+)
+
+// Recover finishes or undoes every unfinished rotation in the journal, and
+// tries again to reconcile every rotation that needs it. A rotation whose
+// lease another live process holds is left to that process and reported
+// with its LeaseHeldError.
+func (e *Engine) Recover(ctx context.Context, actor string) []Result {
+	var results []Result
+	unf, err := e.journal.Unfinished(ctx)
+	if err != nil {
+		return []Result{{Err: fmt.Errorf("read unfinished rotations: %w", err)}}
+	}
+	nr, err := e.journal.NeedsReconcile(ctx)
+	if err != nil {
+		return []Result{{Err: fmt.Errorf("read rotations needing reconcile: %w", err)}}
+	}
+	for _, r := range append(unf, nr...) {
+		if ctx.Err() != nil {
+			break
+		}
+		release, _, err := e.lease(ctx, r.Secret)
+		if err != nil {
+			results = append(results, Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err})
+			continue
+		}
+		// Re-read: the lease holder before us may have finished it.
+		cur, err := e.journal.Get(ctx, r.ID)
+		if err == nil && (!cur.State.Terminal() || cur.State == StateNeedsReconcile) {
+			results = append(results, e.resume(ctx, cur, actor))
+		} else if err != nil {
+			results = append(results, Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err})
+		}
+		release()
+	}
+	return results
+}
+
+// resume finishes or undoes journaled rotation r; the caller holds its
+// lease. Every host is put in a known state: the new password everywhere
+// (roll forward) or the old one everywhere (roll back), and the vault ends
+// holding the password that works on every host.
+func (e *Engine) resume(ctx context.Context, r Rotation, actor string) Result {
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SecretDeadline)
+	defer cancel()
+	x := &run{e: e, r: r, spec: e.specFor(r.Secret), actor: actor, lifelines: make([]HostSession, len(r.Hosts))}
+	e.audit(ctx, Event{Secret: r.Secret, RotationID: r.ID, Actor: actor, Action: "recover", Detail: "found in state " + string(r.State)})
+	if r.State == StateNeedsReconcile {
+		return x.reconcile(work)
+	}
+	// Hosts whose state the journal does not pin down are probed.
+	var wg sync.WaitGroup
+	for i, h := range x.r.Hosts {
+		switch h.State {
+		case HostChanging, HostReverting, HostNeedsReconcile:
+		default:
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x.probe(work, i, "recovered after an interruption")
+		}()
+	}
+	wg.Wait()
+	x.wroteVault = true // a crash may have come after the vault write
+	if x.all(HostChanged) {
+		e.log.Info("recovery rolls forward", "secret", r.Secret, "rotation", r.ID)
+		return x.commit(work)
+	}
+	e.log.Info("recovery rolls back", "secret", r.Secret, "rotation", r.ID)
+	return x.rollback(work, "interrupted in state "+string(r.State)+"; recovered")
+}
+
+// reconcile brings every host of a needs-reconcile rotation to the password
+// the vault holds now: a host that takes it is done; one that takes another
+// candidate is changed to it with passwd; one that takes none is reset
+// through the reconcile account. Hosts that cannot be reached stay
+// needs-reconcile for a later run.
+func (x *run) reconcile(ctx context.Context) Result {
+	e := x.e
+	cur, err := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec))
+	if err != nil {
+		return x.result(fmt.Errorf("%w: read the vault: %w", ErrNeedsReconcile, err))
+	}
+	target := cur.Password
+	var others []secret.Value
+	for _, c := range []secret.Value{x.r.New, x.r.Old} {
+		if !c.Equal(target) && !c.IsZero() {
+			others = append(others, c)
+		}
+	}
+	atTarget := HostReverted
+	if target.Equal(x.r.New) {
+		atTarget = HostChanged
+	}
+	var wg sync.WaitGroup
+	for i := range x.r.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := x.reconcileHost(ctx, i, target, others); err != nil {
+				_ = x.setHost(ctx, i, HostNeedsReconcile, err.Error())
+				return
+			}
+			_ = x.setHost(ctx, i, atTarget, "")
+		}()
+	}
+	wg.Wait()
+	if !x.all(atTarget) {
+		e.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.failureSummary(), "alert", true)
+		return x.result(fmt.Errorf("%w: %s", ErrNeedsReconcile, x.failureSummary()))
+	}
+	st := StateRolledBack
+	if atTarget == HostChanged {
+		st = StateCommitted
+	}
+	x.setState(ctx, st, "reconciled: "+x.r.Error)
+	e.audit(ctx, Event{Secret: x.r.Secret, RotationID: x.r.ID, Actor: x.actor, Action: "reconcile", Detail: "every host holds the vault's password"})
+	e.log.Info("rotation reconciled", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st))
+	return x.result(nil)
+}
+
+func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) error {
+	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
+	err := e.verify(ctx, h, user, target)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrHostKey) {
+		return err
+	}
+	var errs []string
+	for _, c := range others {
+		sess, err := e.login(ctx, h, user, c)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		release, err := e.slot(ctx)
+		if err != nil {
+			_ = sess.Close()
+			return err
+		}
+		out := sess.ChangePassword(ctx, c, target)
+		release()
+		_ = sess.Close()
+		if out.Kind == OutcomeChanged && e.verify(ctx, h, user, target) == nil {
+			return nil
+		}
+		errs = append(errs, "passwd: "+out.String())
+		break
+	}
+	if err := e.forceSet(ctx, h, user, target); err != nil {
+		errs = append(errs, err.Error())
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Rollback restores, on every host and in the vault, the password that was
+// current before rotation toID of the secret (0: its last committed
+// rotation of kind rotate). It runs as a journaled rotation of kind
+// rollback, with the same all-or-nothing protocol as Rotate.
+func (e *Engine) Rollback(ctx context.Context, spec SecretSpec, toID int64, actor string) Result {
+	res := Result{Secret: spec.Name, Kind: KindRollback}
+	release, lost, err := e.lease(ctx, spec.Name)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	defer release()
+	if err := e.settle(ctx, spec.Name, actor); err != nil {
+		res.Err = err
+		return res
+	}
+	target, err := e.rollbackTarget(ctx, spec.Name, toID)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	startCtx, cancel := context.WithTimeout(ctx, e.cfg.SecretDeadline)
+	defer cancel()
+	s, err := e.readSecret(startCtx, spec)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if s.Password.Equal(target.Old) {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the secret already holds the password from before rotation %d; nothing to do", target.ID))
+		return res
+	}
+	lifelines, hostRes, err := e.preflight(startCtx, s)
+	defer closeAll(lifelines)
+	if err != nil {
+		res.Hosts = hostRes
+		res.Err = err
+		e.audit(ctx, Event{Secret: spec.Name, Actor: actor, Action: "rollback", Detail: "pre-flight failed: " + err.Error()})
+		return res
+	}
+	return e.change(ctx, startCtx, lost, changeReq{
+		kind: KindRollback, secret: s, spec: spec, newPw: target.Old,
+		lifelines: lifelines, actor: actor, rollbackOf: target.ID,
+	})
+}
+
+// rollbackTarget finds the rotation whose old password a rollback restores.
+func (e *Engine) rollbackTarget(ctx context.Context, name string, toID int64) (Rotation, error) {
+	if toID != 0 {
+		r, err := e.journal.Get(ctx, toID)
+		if err != nil {
+			return Rotation{}, fmt.Errorf("rotation %d: %w", toID, err)
+		}
+		if !strings.EqualFold(r.Secret, name) {
+			return Rotation{}, fmt.Errorf("rotation %d belongs to secret %q, not %q", toID, r.Secret, name)
+		}
+		if r.State != StateCommitted {
+			return Rotation{}, fmt.Errorf("rotation %d is %s, not committed: nothing of it to roll back", toID, r.State)
+		}
+		return r, nil
+	}
+	before := int64(0)
+	for {
+		r, err := e.journal.LastCommitted(ctx, name, before)
+		if errors.Is(err, ErrNotFound) {
+			return Rotation{}, fmt.Errorf("secret %q has no committed rotation to roll back", name)
+		}
+		if err != nil {
+			return Rotation{}, fmt.Errorf("find last rotation of %q: %w", name, err)
+		}
+		if r.Kind == KindRotate {
+			return r, nil
+		}
+		before = r.ID
+	}
+}
+
+// HeartbeatResult reports, per host, whether the vault's password logs in.
+type HeartbeatResult struct {
+	Secret string
+	Hosts  []HostResult // State is empty; Outcome is "ok" or the login error
+	Err    error        // set when the secret could not be read, or any host failed
+}
+
+// Heartbeat logs into every host of the secret with the password the vault
+// holds and reports hosts where it no longer works (drift). It changes
+// nothing but the audit trail.
+func (e *Engine) Heartbeat(ctx context.Context, spec SecretSpec) HeartbeatResult {
+	res := HeartbeatResult{Secret: spec.Name}
+	s, err := e.readSecret(ctx, spec)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	res.Hosts = make([]HostResult, len(s.Hosts))
+	errs := make([]error, len(s.Hosts))
+	done := make(chan struct{})
+	for i, h := range s.Hosts {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			errs[i] = e.verify(ctx, h, s.Username, s.Password)
+		}()
+	}
+	for range s.Hosts {
+		<-done
+	}
+	var bad []string
+	for i, h := range s.Hosts {
+		res.Hosts[i] = HostResult{Host: h, Outcome: "ok"}
+		if errs[i] != nil {
+			res.Hosts[i].Outcome = errs[i].Error()
+			bad = append(bad, h.String())
+		}
+	}
+	detail := "ok"
+	if len(bad) > 0 {
+		res.Err = fmt.Errorf("%w: the password Secret Server holds does not log into %s", ErrDrift, strings.Join(bad, ", "))
+		detail = res.Err.Error()
+		e.log.Warn("heartbeat found drift", "secret", spec.Name, "hosts", strings.Join(bad, ","), "alert", true)
+	}
+	e.audit(ctx, Event{Secret: spec.Name, Actor: "heartbeat", Action: "heartbeat", Detail: detail})
+	return res
+}
+
+// ErrDrift: a host no longer accepts the password the vault holds.
+var ErrDrift = errors.New("password drift")
