@@ -413,3 +413,25 @@ func TestGeneratePassword(t *testing.T) {
 		t.Fatal("accepted a short length")
 	}
 }
+
+func TestCancelMidFanOutRevertsOrFinishes(t *testing.T) {
+	f := newFixture(t, 6, func(c *rotation.Config) { c.Concurrency = 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := 0
+	f.engine = rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 1, Generator: rotation.GeneratorServer,
+		Progress: func(_ string, d, total, failed int) {
+			done = d
+			if d == 2 {
+				cancel() // SIGTERM arrives while hosts are changing
+			}
+		}}, f.vault, f.hosts, f.journal, f.journal, f.journal, nil)
+	res := f.engine.Rotate(ctx, spec, rotation.RotateOptions{})
+	if res.State != rotation.StateRolledBack || !strings.Contains(res.Err.Error(), "interrupted") {
+		t.Fatalf("state %s err %v (done %d)", res.State, res.Err, done)
+	}
+	f.assertAll(t, oldPw)
+	r, _ := f.journal.Get(context.Background(), res.RotationID)
+	if !r.State.Terminal() {
+		t.Fatalf("journal left in %s", r.State)
+	}
+}
