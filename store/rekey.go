@@ -72,3 +72,26 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	db.keys.Store(NewKeyring(newKey, old...))
 	return n, nil
 }
+
+// CheckKey verifies that the keyring opens the newest sealed passwords in
+// the database, which were sealed with the key in use most recently. It
+// returns an error satisfying errors.Is(err, ErrUnseal) that names the key
+// ids if not, and nil for a database with no passwords yet.
+func (db *DB) CheckKey(ctx context.Context) error {
+	keys := db.keys.Load()
+	if keys == nil || keys.current.IsZero() {
+		return fmt.Errorf("check key: %w", ErrNoKey)
+	}
+	var rows []sealedRow
+	if err := db.gdb.WithContext(ctx).Raw(`SELECT * FROM sealed_passwords ORDER BY rotation_id DESC, role LIMIT 2`).
+		Scan(&rows).Error; err != nil {
+		return fmt.Errorf("check key: %w", err)
+	}
+	for _, r := range rows {
+		if _, err := keys.unseal(r.RotationID, r.Role, sealed{KeyID: r.KeyID, Nonce: r.Nonce, Ciphertext: r.Ciphertext}); err != nil {
+			return fmt.Errorf("check key: %s does not open the journal (its newest password is sealed with key %s); "+
+				"use the key file the journal was written with: %w", keys.current, r.KeyID, err)
+		}
+	}
+	return nil
+}

@@ -83,7 +83,9 @@ func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log
 //
 // keys seals and unseals passwords; it may be nil for uses that need no
 // password (history, leases, migrations), in which case those that do
-// return ErrNoKey.
+// return ErrNoKey. A non-nil keyring must open the newest sealed password
+// in the database (see CheckKey), so a wrong key file is refused here
+// with an error satisfying errors.Is(err, ErrUnseal).
 func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB, error) {
 	db, err := open(ctx, path, keys, opts)
 	if err != nil {
@@ -92,6 +94,12 @@ func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB,
 	if _, _, err := db.Migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if keys != nil {
+		if err := db.CheckKey(ctx); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }

@@ -94,6 +94,18 @@ func TestOpen(t *testing.T) {
 	if perm := fi.Mode().Perm(); perm != 0o600 {
 		t.Errorf("database mode %#o, want 0600", perm)
 	}
+	if _, err := db.Begin(ctx, sampleRotation("web")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s mode %#o, want 0600", filepath.Base(f), perm)
+		}
+	}
 	if _, err := store.Open(ctx, filepath.Join(t.TempDir(), "a?b.db"), nil); err == nil {
 		t.Error("a path with '?' was accepted")
 	}
