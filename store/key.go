@@ -105,10 +105,12 @@ func LoadKey(path string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("%w: %w", ErrKeyFile, err)
 	}
+	defer clear(data)
 	raw, err := decodeKey(data)
 	if err != nil {
 		return Key{}, fmt.Errorf("%w: %s: %w; create a new one with `rotord keygen`", ErrKeyFile, path, err)
 	}
+	defer clear(raw)
 	k, err := NewKey(raw)
 	if err != nil {
 		return Key{}, fmt.Errorf("load key %s: %w", path, err)
@@ -145,6 +147,7 @@ func WriteNewKey(path string) error {
 		return fmt.Errorf("create key file: %w", err)
 	}
 	text := base64.StdEncoding.EncodeToString(raw) + "\n"
+	clear(raw)
 	if _, err := f.WriteString(text); err != nil {
 		_ = f.Close()
 		_ = os.Remove(path)

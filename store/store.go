@@ -240,7 +240,7 @@ func (db *DB) migrateTo(ctx context.Context, target int64) (from, to int64, err 
 	if from >= target {
 		return from, from, nil
 	}
-	unlock, err := lockFile(db.path + ".migrate-lock")
+	unlock, err := lockFile(ctx, db.path+".migrate-lock")
 	if err != nil {
 		return from, from, err
 	}
@@ -270,22 +270,34 @@ func (db *DB) migrateTo(ctx context.Context, target int64) (from, to int64, err 
 }
 
 // lockFile takes an exclusive flock on path, creating the file, and
-// returns the function that releases it. It is a separate file because
-// closing a descriptor of the database file would drop SQLite's own locks.
-func lockFile(path string) (func(), error) {
+// returns the function that releases it. It waits while another process
+// holds the lock, until ctx is done. It is a separate file because closing
+// a descriptor of the database file would drop SQLite's own locks.
+func lockFile(ctx context.Context, path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open migration lock: %w", err)
 	}
+	var tick *time.Ticker
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
 			break
 		}
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if tick == nil {
+			tick = time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("wait for migration lock %s: %w", path, ctx.Err())
+		case <-tick.C:
+		}
 	}
 	return func() {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
