@@ -248,3 +248,58 @@ func (kr *Keyring) unseal(rotationID int64, role string, s sealed) (secret.Value
 	}
 	return secret.New(string(pt)), nil
 }
+
+// blobMagic starts every value sealed by Keyring.Seal.
+const blobMagic = "rk1"
+
+// Seal encrypts plaintext under the keyring's current key for use outside
+// the journal (such as a token cache on disk). The result carries the key
+// id and a random nonce; purpose is bound to it as additional data, so a
+// value sealed for one purpose does not open for another. Values sealed
+// here never open as journal passwords, nor the reverse.
+func (kr *Keyring) Seal(purpose string, plaintext []byte) ([]byte, error) {
+	if kr == nil || kr.current.IsZero() {
+		return nil, ErrNoKey
+	}
+	k := kr.current
+	id, err := hex.DecodeString(k.id)
+	if err != nil {
+		return nil, fmt.Errorf("seal: key id: %w", err)
+	}
+	out := make([]byte, 0, len(blobMagic)+len(id)+k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+	out = append(out, blobMagic...)
+	out = append(out, id...)
+	nonce := make([]byte, k.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("seal: nonce: %w", err)
+	}
+	out = append(out, nonce...)
+	return k.aead.Seal(out, nonce, plaintext, []byte("rotord/v1|blob|"+purpose)), nil
+}
+
+// Open decrypts a value made by Seal with the same purpose, using whichever
+// key of the keyring sealed it. Any mismatch is an error wrapping ErrUnseal.
+func (kr *Keyring) Open(purpose string, blob []byte) ([]byte, error) {
+	if kr == nil || kr.current.IsZero() {
+		return nil, ErrNoKey
+	}
+	const idLen = 8
+	if len(blob) < len(blobMagic)+idLen || string(blob[:len(blobMagic)]) != blobMagic {
+		return nil, fmt.Errorf("open %s: not a sealed value: %w", purpose, ErrUnseal)
+	}
+	keyID := hex.EncodeToString(blob[len(blobMagic) : len(blobMagic)+idLen])
+	k, ok := kr.byID[keyID]
+	if !ok {
+		return nil, fmt.Errorf("open %s: sealed with key %s, not in the keyring: %w", purpose, keyID, ErrUnseal)
+	}
+	rest := blob[len(blobMagic)+idLen:]
+	if len(rest) < k.aead.NonceSize()+k.aead.Overhead() {
+		return nil, fmt.Errorf("open %s: truncated: %w", purpose, ErrUnseal)
+	}
+	nonce, ct := rest[:k.aead.NonceSize()], rest[k.aead.NonceSize():]
+	pt, err := k.aead.Open(nil, nonce, ct, []byte("rotord/v1|blob|"+purpose))
+	if err != nil {
+		return nil, fmt.Errorf("open %s with key %s: altered, other purpose or wrong key: %w", purpose, keyID, ErrUnseal)
+	}
+	return pt, nil
+}

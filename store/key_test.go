@@ -321,3 +321,46 @@ func TestRekey(t *testing.T) {
 		t.Errorf("value sealed after rekey: %v", err)
 	}
 }
+
+func TestKeyringSealOpen(t *testing.T) {
+	k1, k2 := mustKey(t), mustKey(t)
+	kr := store.NewKeyring(k1)
+	token := []byte("bearer-token-canary-0123456789")
+	blob, err := kr.Seal("token-cache", token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(blob, token) {
+		t.Fatal("sealed blob holds the plain text")
+	}
+	again, err := kr.Seal("token-cache", token)
+	if err != nil || bytes.Equal(again, blob) {
+		t.Errorf("two seals of one value are equal (nonce reuse): %v", err)
+	}
+	got, err := kr.Open("token-cache", blob)
+	if err != nil || !bytes.Equal(got, token) {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	// After a key change the old key, kept as an old key, still opens it.
+	if got, err := store.NewKeyring(k2, k1).Open("token-cache", blob); err != nil || !bytes.Equal(got, token) {
+		t.Errorf("Open with old key in ring = %q, %v", got, err)
+	}
+	flipped := bytes.Clone(blob)
+	flipped[len(flipped)-1] ^= 1
+	for name, tc := range map[string]struct {
+		kr      *store.Keyring
+		purpose string
+		blob    []byte
+	}{
+		"OtherPurpose": {kr, "other", blob},
+		"OtherKey":     {store.NewKeyring(k2), "token-cache", blob},
+		"Flipped":      {kr, "token-cache", flipped},
+		"Truncated":    {kr, "token-cache", blob[:20]},
+		"Garbage":      {kr, "token-cache", []byte("garbage")},
+	} {
+		got, err := tc.kr.Open(tc.purpose, tc.blob)
+		if !errors.Is(err, store.ErrUnseal) || got != nil {
+			t.Errorf("%s: Open = %q, %v; want ErrUnseal", name, got, err)
+		}
+	}
+}
