@@ -104,3 +104,16 @@ func BenchmarkHistory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBegin measures journaling one rotation with three hosts: sealing
+// both passwords and one durable (fsynced) transaction.
+func BenchmarkBegin(b *testing.B) {
+	ctx := context.Background()
+	db, _ := mustOpen(b)
+	r := sampleRotation("web")
+	for b.Loop() {
+		if _, err := db.Begin(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
