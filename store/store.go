@@ -1,0 +1,306 @@
+// Package store keeps rotord's rotation journal in a SQLite database: the
+// rotations with their hosts and sealed passwords, the audit trail, the
+// leases that keep one rotation per secret, and what the scheduler must
+// remember across restarts.
+//
+// Passwords are sealed with AES-256-GCM under a key from a Keyring before
+// they reach the database; each sealed value is bound to its rotation and
+// role (old or new), so values cannot be swapped unnoticed. Every method
+// that changes state returns after the change is on disk (WAL with
+// synchronous=FULL).
+//
+// A DB is safe for concurrent use, and several processes may share one
+// database file.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/rotord/rotord/migrations"
+	"github.com/rotord/rotord/rotation"
+)
+
+// The store implements the engine's persistence interfaces.
+var (
+	_ rotation.Journal       = (*DB)(nil)
+	_ rotation.Leases        = (*DB)(nil)
+	_ rotation.ScheduleState = (*DB)(nil)
+)
+
+// ErrSchemaTooNew is returned by Open and Migrate when the database was
+// migrated by a newer rotord than this one. The database is left untouched;
+// run the newer rotord, or restore a backup.
+var ErrSchemaTooNew = errors.New("database schema is newer than this rotord; upgrade rotord")
+
+// busyTimeout is how long a statement waits for another connection or
+// process holding the write lock.
+const busyTimeout = 10 * time.Second
+
+// DB is an open journal database.
+type DB struct {
+	gdb  *gorm.DB
+	sql  *sql.DB
+	path string
+	keys atomic.Pointer[Keyring] // replaced by Rekey
+	now  func() time.Time
+	log  *slog.Logger
+}
+
+// Option configures Open and Migrate.
+type Option func(*options)
+
+type options struct {
+	now func() time.Time
+	log *slog.Logger
+}
+
+// WithNow sets the clock used for timestamps and lease expiry (time.Now by
+// default).
+func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithLogger sets the logger for schema migrations (silent by default).
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+// Open opens the journal database at path, creating it (mode 0600) if it
+// does not exist, and applies pending migrations. It refuses a database
+// whose schema is newer than this binary with an error satisfying
+// errors.Is(err, ErrSchemaTooNew).
+//
+// keys seals and unseals passwords; it may be nil for uses that need no
+// password (history, leases, migrations), in which case those that do
+// return ErrNoKey. A non-nil keyring must open the newest sealed password
+// in the database (see CheckKey), so a wrong key file is refused here
+// with an error satisfying errors.Is(err, ErrUnseal).
+func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB, error) {
+	db, err := open(ctx, path, keys, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := db.Migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if keys != nil {
+		if err := db.CheckKey(ctx); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
+}
+
+// Migrate applies the pending migrations to the database at path, creating
+// it if need be, and returns the schema versions before and after. It
+// refuses a database newer than this binary with ErrSchemaTooNew.
+func Migrate(ctx context.Context, path string, opts ...Option) (from, to int64, err error) {
+	db, err := open(ctx, path, nil, opts)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	return db.Migrate(ctx)
+}
+
+// LatestSchemaVersion returns the schema version this binary migrates to.
+func LatestSchemaVersion() int64 { return migrations.Latest() }
+
+func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, error) {
+	o := options{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if path == "" {
+		return nil, errors.New("open database: empty path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open database %s: path must not contain '?' or '#'", path)
+	}
+	// Create the file ourselves so that it, and the -wal and -shm files
+	// SQLite derives from it, are private. An existing file is not opened
+	// here: closing a descriptor would drop SQLite's locks in this process.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		_ = f.Close()
+	} else if !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	// Pragmas in the DSN apply to every pooled connection. _txlock=immediate
+	// takes the write lock at BEGIN, so two writers never deadlock on a lock
+	// upgrade; the busy timeout makes them queue instead of failing.
+	dsn := path + "?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=on&_txlock=immediate" +
+		fmt.Sprintf("&_busy_timeout=%d", busyTimeout.Milliseconds())
+	gdb, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
+		Logger:                 logger.Discard, // statements carry sealed values; never log them
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return o.now().UTC() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	sqlDB, err := gdb.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	db := &DB{gdb: gdb, sql: sqlDB, path: path, now: o.now, log: o.log}
+	db.keys.Store(keys)
+	if err := db.checkPragmas(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// checkPragmas verifies that the durability settings took effect.
+func (db *DB) checkPragmas(ctx context.Context) error {
+	var mode string
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	var fk, syncMode int
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
+		return fmt.Errorf("read foreign_keys: %w", err)
+	}
+	if err := db.sql.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&syncMode); err != nil {
+		return fmt.Errorf("read synchronous: %w", err)
+	}
+	if fk != 1 || syncMode != 2 {
+		return fmt.Errorf("foreign_keys=%d synchronous=%d, want 1 and 2 (FULL)", fk, syncMode)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	if err := db.sql.Close(); err != nil {
+		return fmt.Errorf("close database %s: %w", db.path, err)
+	}
+	return nil
+}
+
+func (db *DB) provider() (*goose.Provider, error) {
+	p, err := goose.NewProvider(goose.DialectSQLite3, db.sql, migrations.FS(),
+		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return p, nil
+}
+
+// SchemaVersion returns the schema version of the database.
+func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
+	p, err := db.provider()
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+// Migrate applies pending migrations and returns the schema versions before
+// and after. It refuses a database newer than this binary with
+// ErrSchemaTooNew. Concurrent migrations from several processes on one
+// machine are serialized.
+func (db *DB) Migrate(ctx context.Context) (from, to int64, err error) {
+	return db.migrateTo(ctx, migrations.Latest())
+}
+
+func (db *DB) migrateTo(ctx context.Context, target int64) (from, to int64, err error) {
+	from, err = db.SchemaVersion(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if latest := migrations.Latest(); from > latest {
+		return from, from, fmt.Errorf("database %s has schema version %d, this rotord knows versions up to %d: %w",
+			db.path, from, latest, ErrSchemaTooNew)
+	}
+	if from >= target {
+		return from, from, nil
+	}
+	unlock, err := lockFile(ctx, db.path+".migrate-lock")
+	if err != nil {
+		return from, from, err
+	}
+	defer unlock()
+	// Another process may have migrated while this one waited for the lock.
+	if from, err = db.SchemaVersion(ctx); err != nil {
+		return 0, 0, err
+	}
+	if from > migrations.Latest() {
+		return from, from, fmt.Errorf("database %s has schema version %d, this rotord knows versions up to %d: %w",
+			db.path, from, migrations.Latest(), ErrSchemaTooNew)
+	}
+	p, err := db.provider()
+	if err != nil {
+		return from, from, err
+	}
+	results, err := p.UpTo(ctx, target)
+	if err != nil {
+		return from, from, fmt.Errorf("migrate database %s: %w", db.path, err)
+	}
+	to = from
+	for _, r := range results {
+		db.log.Info("schema migration applied", "version", r.Source.Version, "duration", r.Duration)
+		to = r.Source.Version
+	}
+	return from, to, nil
+}
+
+// lockFile takes an exclusive flock on path, creating the file, and
+// returns the function that releases it. It waits while another process
+// holds the lock, until ctx is done. It is a separate file because closing
+// a descriptor of the database file would drop SQLite's own locks.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open migration lock: %w", err)
+	}
+	var tick *time.Ticker
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if tick == nil {
+			tick = time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("wait for migration lock %s: %w", path, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
