@@ -246,7 +246,10 @@ func (c *Client) do(ctx context.Context, req request) (response, error) {
 		if resp.status >= 200 && resp.status < 300 {
 			return resp, nil
 		}
-		apiErr := decodeError(resp.status, resp.ctype, resp.body, append(req.secrets, tok.Reveal()))
+		// Scrub what this request carried, and rotord's own credentials
+		// whatever the request: a server may echo anything.
+		scrubbed := append([]string{c.cfg.Password.Reveal(), tok.Reveal()}, req.secrets...)
+		apiErr := decodeError(resp.status, resp.ctype, resp.body, scrubbed)
 		if !req.noAuth && tokenRefused(apiErr) {
 			if c.ntlm || regranted {
 				apiErr.Auth = true

@@ -322,7 +322,7 @@ func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.V
 	if err != nil {
 		return fmt.Errorf("encode field: %w", err)
 	}
-	req := request{method: http.MethodPut, url: c.fieldURL(s.ID, s.PasswordSlug), body: body, ctype: "application/json", secrets: []string{pw.Reveal()}}
+	req := request{method: http.MethodPut, url: c.fieldURL(s.ID, s.PasswordSlug), body: body, ctype: "application/json", secrets: []string{pw.Reveal(), s.Password.Reveal()}}
 	for attempt := 0; ; attempt++ {
 		_, err := c.do(ctx, req)
 		if err == nil {

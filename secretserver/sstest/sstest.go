@@ -170,6 +170,7 @@ type Server struct {
 	folders        map[string]int
 	tokens         map[string]tokenRec
 	refresh        map[string]tokenRec
+	issued         []string
 	tokenLife      time.Duration
 	refreshOn      bool
 	calls          map[string]int
@@ -460,6 +461,14 @@ func (s *Server) ExpireTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tokens = map[string]tokenRec{}
+}
+
+// Tokens returns every access and refresh token granted so far, for
+// tests that check that no token leaks into logs or errors.
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // RevokeRefreshTokens invalidates every refresh token granted so far.
@@ -761,11 +770,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 	access := randomToken()
+	s.issued = append(s.issued, access)
 	life := s.tokenLife
 	s.tokens[access] = tokenRec{user: user, expires: time.Now().Add(life)}
 	resp := map[string]any{"access_token": access, "token_type": "bearer", "expires_in": max(int(life/time.Second), 1)}
 	if s.refreshOn {
 		rt := randomToken()
+		s.issued = append(s.issued, rt)
 		s.refresh[rt] = tokenRec{user: user, expires: time.Now().Add(life + 15*time.Minute)}
 		resp["refresh_token"] = rt
 	}
