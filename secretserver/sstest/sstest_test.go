@@ -114,7 +114,9 @@ func TestWire(t *testing.T) {
 
 	srv.RequireCheckout(2, true)
 	st, body = do(t, c, "POST", srv.URL+"/oauth2/token", "", "grant_type=password&username=u&password=P-1%21")
-	_ = json.Unmarshal([]byte(body), &tok)
+	if err := json.Unmarshal([]byte(body), &tok); st != 200 || err != nil {
+		t.Fatalf("grant = %d %v", st, err)
+	}
 	if st, body := do(t, c, "GET", api+"/secrets/2", tok.AccessToken, ""); st != 400 || !strings.Contains(body, "API_CheckOutRequired") {
 		t.Errorf("checkout required = %d %s", st, body)
 	}
