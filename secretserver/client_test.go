@@ -257,6 +257,16 @@ func TestTokenExpiredMidRun(t *testing.T) {
 			t.Errorf("grants: %d refresh of %d, want the refused refresh then a password grant", r, all)
 		}
 	})
+	t.Run("Unauthorized401", func(t *testing.T) {
+		f.srv.ResetCalls()
+		f.srv.FailNext(sstest.EndpointGetSecret, 1, 401, `{"errorCode":"API_AuthenticationFailed","message":"Authentication failed or expired token"}`)
+		if _, err := c.Read(ctx, id, ""); err != nil {
+			t.Fatalf("read after a 401: %v", err)
+		}
+		if g, tk := f.srv.Calls(sstest.EndpointGetSecret), f.srv.Calls(sstest.EndpointToken); g != 2 || tk != 1 {
+			t.Errorf("GETs %d grants %d, want 2 and 1", g, tk)
+		}
+	})
 	t.Run("RefusedTwice", func(t *testing.T) {
 		f.srv.ResetCalls()
 		f.srv.FailNext(sstest.EndpointGetSecret, 5, 401, sstest.BodyNoAuth)
