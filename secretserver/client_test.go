@@ -280,6 +280,31 @@ func TestTokenExpiredMidRun(t *testing.T) {
 	})
 }
 
+func TestConcurrentCallersShareOneGrant(t *testing.T) {
+	f := newFixture(t)
+	id := f.addRoot("web", "", "web01")
+	c := f.client(t, secretserver.AuthOAuth2, nil)
+	f.srv.SetLatency(sstest.EndpointToken, 50*time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			_, err := c.Read(context.Background(), id, "")
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.srv.Calls(sstest.EndpointToken); n != 1 {
+		t.Errorf("grants = %d, want 1", n)
+	}
+}
+
 func TestTokenRenewedBeforeExpiry(t *testing.T) {
 	f := newFixture(t)
 	id := f.addRoot("web", "", "web01")
@@ -374,6 +399,38 @@ func TestTransientFailures(t *testing.T) {
 		}
 		if p, g := f.srv.Calls(sstest.EndpointPutField), f.srv.Calls(sstest.EndpointGetField); p != 2 || g != 2 {
 			t.Errorf("PUTs %d GETs %d, want 2 and 2 (check, replay, read back)", p, g)
+		}
+	})
+	t.Run("PutAppliedThenFailed", func(t *testing.T) {
+		f := newFixture(t)
+		id := f.addRoot("web", "", "web01")
+		c := f.client(t, secretserver.AuthOAuth2, nil)
+		s, err := c.Read(ctx, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.srv.FailNextAfterApply(sstest.EndpointPutField, 1, 504, "<html><title>504 Gateway Timeout</title></html>")
+		if err := c.Write(ctx, s, secret.New("Applied-Pw-4242!"), ""); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		if got := f.srv.Field(id, "password"); got != "Applied-Pw-4242!" {
+			t.Errorf("server holds %q", got)
+		}
+		if p, g := f.srv.Calls(sstest.EndpointPutField), f.srv.Calls(sstest.EndpointGetField); p != 1 || g != 2 {
+			t.Errorf("PUTs %d GETs %d, want 1 and 2 (the check found the write applied)", p, g)
+		}
+	})
+	t.Run("Timeout", func(t *testing.T) {
+		f := newFixture(t)
+		id := f.addRoot("web", "", "web01")
+		c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.Timeout = 300 * time.Millisecond; c.MaxRetries = 1 })
+		f.srv.SetLatency(sstest.EndpointGetSecret, time.Minute)
+		_, err := c.Read(ctx, id, "")
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want a deadline error", err)
+		}
+		if n := f.srv.Calls(sstest.EndpointGetSecret); n != 2 {
+			t.Errorf("secret GETs = %d, want 2 (a timeout is retried)", n)
 		}
 	})
 	t.Run("ContextBoundsRetries", func(t *testing.T) {

@@ -148,6 +148,7 @@ type fault struct {
 	status int
 	body   string
 	header http.Header
+	after  bool // apply the request, then answer the fault
 }
 
 type connKey struct{}
@@ -497,6 +498,19 @@ func (s *Server) FailNextWithHeader(endpoint string, n, status int, body string,
 	s.faults[endpoint] = &fault{n: n, status: status, body: body, header: h}
 }
 
+// FailNextAfterApply makes the next n calls of endpoint take effect and
+// then answer status with body, as a gateway that times out after the
+// server applied a change does.
+func (s *Server) FailNextAfterApply(endpoint string, n, status int, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		delete(s.faults, endpoint)
+		return
+	}
+	s.faults[endpoint] = &fault{n: n, status: status, body: body, after: true}
+}
+
 // SetLatency delays every answer of endpoint by d (0 to stop).
 func (s *Server) SetLatency(endpoint string, d time.Duration) {
 	s.mu.Lock()
@@ -576,9 +590,10 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
-	w := &statusWriter{ResponseWriter: rw, status: 200}
+	sw := &statusWriter{ResponseWriter: rw, status: 200}
+	w := sw
 	defer func() {
-		s.log.Debug("sstest request", "method", r.Method, "path", r.URL.Path, "status", w.status)
+		s.log.Debug("sstest request", "method", r.Method, "path", r.URL.Path, "status", sw.status)
 	}()
 	s.mu.Lock()
 	s.requests++
@@ -618,7 +633,8 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r)
 		return
 	}
-	if !s.begin(w, r, rt.endpoint) {
+	after, ok := s.beginAfter(w, r, rt.endpoint)
+	if !ok {
 		return
 	}
 	if rt.endpoint == EndpointHealth {
@@ -633,12 +649,27 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	} else if user = s.bearerAuth(w, r); user == "" {
 		return
 	}
+	if after != nil {
+		// Apply the request against a discarded answer, then fail.
+		defer writeFault(sw, *after)
+		w = &statusWriter{ResponseWriter: discard{h: http.Header{}}, status: 200}
+	}
 	rt.handle(s, w, r, call{user: user, id: rt.id, slug: rt.slug, body: body})
 }
 
 // begin counts a call and applies latency and faults; false means the
 // answer is written.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, ep string) bool {
+	after, ok := s.beginAfter(w, r, ep)
+	if after != nil {
+		writeFault(w, *after) // endpoints without effects fail at once
+	}
+	return ok && after == nil
+}
+
+// beginAfter is begin, returning a fault to answer after the request took
+// effect (FailNextAfterApply).
+func (s *Server) beginAfter(w http.ResponseWriter, r *http.Request, ep string) (*fault, bool) {
 	s.mu.Lock()
 	s.calls[ep]++
 	d := s.latency[ep]
@@ -657,12 +688,27 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, ep string) bool {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
-			return false
+			return nil, false
 		}
 	}
 	if f.status == 0 {
-		return true
+		return nil, true
 	}
+	if f.after {
+		return &f, true
+	}
+	writeFault(w, f)
+	return nil, false
+}
+
+// discard is a ResponseWriter that drops the answer.
+type discard struct{ h http.Header }
+
+func (d discard) Header() http.Header         { return d.h }
+func (d discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d discard) WriteHeader(int)             {}
+
+func writeFault(w http.ResponseWriter, f fault) {
 	for k, v := range f.header {
 		w.Header()[k] = v
 	}
@@ -680,7 +726,6 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, ep string) bool {
 	}
 	w.WriteHeader(f.status)
 	_, _ = io.WriteString(w, body)
-	return false
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
