@@ -137,14 +137,14 @@ func TestRotationAPI(t *testing.T) {
 		opts []sstest.Option
 	}{
 		{"OAuth2OnPremises", secretserver.AuthOAuth2, nil},
-		{"OAuth2Cloud", secretserver.AuthOAuth2, []sstest.Option{sstest.WithBasePath("")}},
+		{"OAuth2Cloud", secretserver.AuthOAuth2, []sstest.Option{sstest.WithBasePath("/")}},
 		{"NTLM", secretserver.AuthNTLM, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, tc.opts...)
 			f.addRoot("web01 admin-old", `\Prod\Old`, "x")
 			id := f.addRoot("web01 admin", `\Prod\Web`, "web01.example.com, web02:2222\n[2001:db8::1]:22; 10.0.0.5 web01.example.com")
-			c := f.client(t, tc.auth, nil)
+			c := f.client(t, tc.auth, func(c *secretserver.Config) { c.URL += "/" })
 			if err := f.leaks.err(c.Authenticate(context.Background())); err != nil {
 				t.Fatalf("authenticate: %v", err)
 			}
@@ -423,7 +423,10 @@ func TestTransientFailures(t *testing.T) {
 	t.Run("Timeout", func(t *testing.T) {
 		f := newFixture(t)
 		id := f.addRoot("web", "", "web01")
-		c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.Timeout = 300 * time.Millisecond; c.MaxRetries = 1 })
+		c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.Timeout = time.Second; c.MaxRetries = 1 })
+		if err := c.Authenticate(ctx); err != nil {
+			t.Fatal(err)
+		}
 		f.srv.SetLatency(sstest.EndpointGetSecret, time.Minute)
 		_, err := c.Read(ctx, id, "")
 		if !errors.Is(err, context.DeadlineExceeded) {
@@ -436,12 +439,16 @@ func TestTransientFailures(t *testing.T) {
 	t.Run("ContextBoundsRetries", func(t *testing.T) {
 		f := newFixture(t)
 		id := f.addRoot("web", "", "web01")
-		c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.MaxRetries = 50; c.RetryBaseDelay = time.Second })
+		c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) {
+			c.MaxRetries = 50
+			c.RetryBaseDelay = 20 * time.Second
+			c.RetryMaxDelay = time.Minute
+		})
 		if err := c.Authenticate(ctx); err != nil {
 			t.Fatal(err)
 		}
 		f.srv.FailNext(sstest.EndpointGetSecret, 100, 503, "")
-		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := c.Read(cctx, id, "")
 		if !errors.Is(err, secretserver.ErrServer) {
