@@ -298,7 +298,7 @@ func (c *Client) Write(ctx context.Context, s rotation.Secret, pw secret.Value, 
 		}
 		defer c.checkInLater(ctx, s.ID, comment)
 	}
-	if err := c.putPassword(ctx, s, pw); err != nil {
+	if err := c.putPassword(ctx, s, pw, comment); err != nil {
 		return fmt.Errorf("write secret %d: %w", s.ID, err)
 	}
 	got, err := c.getField(ctx, s.ID, s.PasswordSlug)
@@ -317,8 +317,12 @@ func (c *Client) fieldURL(id int, slug string) string {
 
 // putPassword PUTs the field, repeating the PUT after an ambiguous failure
 // only once a read shows it did not apply.
-func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.Value) error {
-	body, err := json.Marshal(map[string]string{"value": pw.Reveal()})
+func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.Value, comment string) error {
+	fields := map[string]string{"value": pw.Reveal()}
+	if s.CommentRequired && comment != "" {
+		fields["comment"] = comment
+	}
+	body, err := json.Marshal(fields)
 	if err != nil {
 		return fmt.Errorf("encode field: %w", err)
 	}
