@@ -1,9 +1,11 @@
 module github.com/rotord/rotord
 
-go 1.26.0
+go 1.26.6
 
 require (
 	github.com/Azure/go-ntlmssp v0.1.1 // indirect
+	github.com/DelineaXPM/delinea-common v1.0.0 // indirect
+	github.com/DelineaXPM/tss-sdk-go/v3 v3.1.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jinzhu/inflection v1.0.0 // indirect
 	github.com/jinzhu/now v1.1.5 // indirect

@@ -1,0 +1,416 @@
+package secretserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+)
+
+// maxSearchPages bounds a search so that a server that never stops paging
+// cannot keep a resolve going forever.
+const maxSearchPages = 1000
+
+// searchPage is the paging envelope of GET /secrets.
+type searchPage struct {
+	Records *[]secretSummary `json:"records"`
+	HasNext *bool            `json:"hasNext"`
+}
+
+type secretSummary struct {
+	ID         int    `json:"id"`
+	Name       string `json:"name"`
+	FolderID   int    `json:"folderId"`
+	FolderPath string `json:"folderPath"`
+}
+
+// decodeSearchPage parses one page of search results.
+func decodeSearchPage(ctype string, body []byte) (searchPage, error) {
+	var p searchPage
+	if err := json.Unmarshal(body, &p); err != nil {
+		return searchPage{}, badResponse("search answer", ctype, err)
+	}
+	if p.Records == nil {
+		return searchPage{}, badResponse("search answer has no records", ctype, nil)
+	}
+	return p, nil
+}
+
+// Resolve returns the id of the one active secret named name (compared
+// without regard to case). It pages through every search result. It
+// returns an error satisfying rotation.ErrSecretNotFound when no secret
+// has the name, and rotation.ErrAmbiguousName, naming the candidates'
+// folders and ids, when several have it.
+func (c *Client) Resolve(ctx context.Context, name string) (int, error) {
+	if strings.TrimSpace(name) == "" {
+		return 0, fmt.Errorf("resolve secret: %w: empty name", rotation.ErrSecretNotFound)
+	}
+	var matches []secretSummary
+	take := c.cfg.PageSize
+	for skip, pages := 0, 0; ; pages++ {
+		if pages >= maxSearchPages {
+			return 0, fmt.Errorf("resolve secret %q: %w: search did not end after %d pages", name, ErrBadResponse, pages)
+		}
+		q := url.Values{}
+		q.Set("filter.searchText", name)
+		q.Set("filter.includeRestricted", "true")
+		q.Set("filter.doNotCalculateTotal", "true")
+		q.Set("skip", strconv.Itoa(skip))
+		q.Set("take", strconv.Itoa(take))
+		resp, err := c.do(ctx, request{method: http.MethodGet, url: c.api("/secrets?" + q.Encode()), retry: true})
+		if err != nil {
+			return 0, fmt.Errorf("resolve secret %q: %w", name, err)
+		}
+		p, err := decodeSearchPage(resp.ctype, resp.body)
+		if err != nil {
+			return 0, fmt.Errorf("resolve secret %q: %w", name, err)
+		}
+		records := *p.Records
+		for _, r := range records {
+			if strings.EqualFold(r.Name, name) {
+				matches = append(matches, r)
+			}
+		}
+		if len(records) == 0 || (p.HasNext != nil && !*p.HasNext) || (p.HasNext == nil && len(records) < take) {
+			break
+		}
+		skip += len(records)
+	}
+	switch len(matches) {
+	case 0:
+		return 0, fmt.Errorf("resolve secret %q: %w", name, rotation.ErrSecretNotFound)
+	case 1:
+		c.mu.Lock()
+		c.folders[matches[0].ID] = matches[0].FolderPath
+		c.mu.Unlock()
+		return matches[0].ID, nil
+	}
+	sort.Slice(matches, func(i, j int) bool { return matches[i].ID < matches[j].ID })
+	cands := make([]string, len(matches))
+	for i, m := range matches {
+		folder := m.FolderPath
+		if folder == "" {
+			folder = "folder " + strconv.Itoa(m.FolderID)
+		}
+		cands[i] = fmt.Sprintf("%s (id %d)", folder, m.ID)
+	}
+	return 0, fmt.Errorf("resolve secret %q: %w: %d secrets have this name, in %s", name, rotation.ErrAmbiguousName, len(matches), strings.Join(cands, ", "))
+}
+
+// secretModel is the part of GET /secrets/{id} rotord reads.
+type secretModel struct {
+	ID                int         `json:"id"`
+	Name              string      `json:"name"`
+	FolderID          int         `json:"folderId"`
+	SecretTemplateID  int         `json:"secretTemplateId"`
+	CheckOutEnabled   bool        `json:"checkOutEnabled"`
+	RequiresComment   bool        `json:"requiresComment"`
+	AutoChangeEnabled bool        `json:"autoChangeEnabled"`
+	Items             []itemModel `json:"items"`
+}
+
+type itemModel struct {
+	ItemID     int    `json:"itemId"`
+	FieldID    int    `json:"fieldId"`
+	FieldName  string `json:"fieldName"`
+	Slug       string `json:"slug"`
+	ItemValue  string `json:"itemValue"`
+	IsPassword bool   `json:"isPassword"`
+	IsNotes    bool   `json:"isNotes"`
+	IsFile     bool   `json:"isFile"`
+}
+
+// decodeSecret parses GET /secrets/{id}.
+func decodeSecret(ctype string, body []byte) (secretModel, error) {
+	var m secretModel
+	if err := json.Unmarshal(body, &m); err != nil {
+		return secretModel{}, badResponse("secret answer", ctype, err)
+	}
+	return m, nil
+}
+
+// Read returns secret id: its name, username, password, hosts (parsed from
+// the field with slug hostsField, or the configured default) and the
+// settings that govern writing it. A secret that needs a check-out or a
+// comment to be read is checked out and in again around the read.
+// Errors satisfy rotation.ErrAccessDenied for a secret that does not exist
+// or may not be seen, and rotation.ErrBadHosts for a bad hosts field.
+func (c *Client) Read(ctx context.Context, id int, hostsField string) (rotation.Secret, error) {
+	if hostsField == "" {
+		hostsField = c.cfg.HostsField
+	}
+	m, err := c.getSecret(ctx, id)
+	if errors.Is(err, ErrCheckoutRequired) || errors.Is(err, ErrCommentRequired) {
+		m, err = c.getRestricted(ctx, id)
+	}
+	if err != nil {
+		return rotation.Secret{}, fmt.Errorf("read secret %d: %w", id, err)
+	}
+	s := rotation.Secret{
+		ID:                m.ID,
+		Name:              m.Name,
+		TemplateID:        m.SecretTemplateID,
+		CheckoutRequired:  m.CheckOutEnabled,
+		CommentRequired:   m.RequiresComment,
+		AutoChangeEnabled: m.AutoChangeEnabled,
+	}
+	c.mu.Lock()
+	s.FolderPath = c.folders[id]
+	c.mu.Unlock()
+	var pwItem, userItem, hostsItem *itemModel
+	for i := range m.Items {
+		it := &m.Items[i]
+		switch {
+		case it.IsPassword && pwItem == nil:
+			pwItem = it
+		case strings.EqualFold(it.Slug, "username") && userItem == nil:
+			userItem = it
+		}
+		if strings.EqualFold(it.Slug, hostsField) && hostsItem == nil {
+			hostsItem = it
+		}
+	}
+	if pwItem == nil {
+		for i := range m.Items {
+			if strings.EqualFold(m.Items[i].Slug, "password") {
+				pwItem = &m.Items[i]
+				break
+			}
+		}
+	}
+	if pwItem == nil {
+		return rotation.Secret{}, fmt.Errorf("read secret %d: template %d has no password field", id, m.SecretTemplateID)
+	}
+	if userItem == nil || userItem.ItemValue == "" {
+		return rotation.Secret{}, fmt.Errorf("read secret %d: no username field or it is empty", id)
+	}
+	if hostsItem == nil {
+		return rotation.Secret{}, fmt.Errorf("read secret %d: %w: no field with slug %q", id, rotation.ErrBadHosts, hostsField)
+	}
+	s.Username = userItem.ItemValue
+	s.Password = secret.New(pwItem.ItemValue)
+	s.PasswordFieldID = pwItem.FieldID
+	s.PasswordSlug = pwItem.Slug
+	hosts, err := ParseHosts(hostsItem.ItemValue)
+	if err != nil {
+		return rotation.Secret{}, fmt.Errorf("read secret %d field %s: %w", id, hostsField, err)
+	}
+	s.Hosts = hosts
+	return s, nil
+}
+
+func (c *Client) getSecret(ctx context.Context, id int) (secretModel, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, url: c.api("/secrets/" + strconv.Itoa(id)), retry: true})
+	if err != nil {
+		return secretModel{}, err
+	}
+	return c.checkSecret(id, resp)
+}
+
+func (c *Client) checkSecret(id int, resp response) (secretModel, error) {
+	m, err := decodeSecret(resp.ctype, resp.body)
+	if err != nil {
+		return secretModel{}, err
+	}
+	if m.ID != id {
+		return secretModel{}, fmt.Errorf("%w: answer is for secret %d", ErrBadResponse, m.ID)
+	}
+	return m, nil
+}
+
+// getRestricted reads a secret that needs a check-out or a comment: check
+// out (with a comment), read, check in.
+func (c *Client) getRestricted(ctx context.Context, id int) (m secretModel, err error) {
+	const comment = "rotord: read for password rotation"
+	if err := c.checkOut(ctx, id, comment); err != nil {
+		return secretModel{}, err
+	}
+	defer c.checkInLater(ctx, id, comment)
+	return c.getSecret(ctx, id)
+}
+
+// Generate returns a new password from Secret Server's generator for the
+// secret's password field (its template field id).
+func (c *Client) Generate(ctx context.Context, s rotation.Secret) (secret.Value, error) {
+	if s.PasswordFieldID <= 0 {
+		return secret.Value{}, fmt.Errorf("generate password for secret %d: no password field id", s.ID)
+	}
+	resp, err := c.do(ctx, request{
+		method: http.MethodPost,
+		url:    c.api("/secret-templates/generate-password/" + strconv.Itoa(s.PasswordFieldID)),
+		retry:  true, // a second generated password is as good as the first
+	})
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("generate password for secret %d: %w", s.ID, err)
+	}
+	pw, err := decodeJSONString(resp.ctype, resp.body)
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("generate password for secret %d: %w", s.ID, err)
+	}
+	if pw.IsZero() {
+		return secret.Value{}, fmt.Errorf("generate password for secret %d: %w: empty password", s.ID, ErrBadResponse)
+	}
+	return pw, nil
+}
+
+// decodeJSONString parses a JSON string answer (a field value, a generated
+// password) into a Value.
+func decodeJSONString(ctype string, body []byte) (secret.Value, error) {
+	var s *string
+	if err := json.Unmarshal(body, &s); err != nil {
+		return secret.Value{}, badResponse("answer is not a JSON string", ctype, err)
+	}
+	if s == nil {
+		return secret.Value{}, nil
+	}
+	return secret.New(*s), nil
+}
+
+// Write sets the secret's password field to pw and reads it back; it
+// returns an error satisfying ErrVerifyFailed unless the field then holds
+// pw. A secret that requires a check-out or a comment is checked out (with
+// comment) first and checked in afterwards, also on failure. When the PUT
+// fails in a way that leaves unknown whether it applied (5xx, a broken
+// connection), the field is read to find out before the PUT is repeated;
+// repeating it is safe because it sets the same value.
+func (c *Client) Write(ctx context.Context, s rotation.Secret, pw secret.Value, comment string) error {
+	if s.PasswordSlug == "" {
+		return fmt.Errorf("write secret %d: no password field slug", s.ID)
+	}
+	if pw.IsZero() {
+		return fmt.Errorf("write secret %d: empty password", s.ID)
+	}
+	if comment == "" {
+		comment = "rotord: password rotation"
+	}
+	if s.CheckoutRequired || s.CommentRequired {
+		if err := c.checkOut(ctx, s.ID, comment); err != nil {
+			return fmt.Errorf("write secret %d: %w", s.ID, err)
+		}
+		defer c.checkInLater(ctx, s.ID, comment)
+	}
+	if err := c.putPassword(ctx, s, pw, comment); err != nil {
+		return fmt.Errorf("write secret %d: %w", s.ID, err)
+	}
+	got, err := c.getField(ctx, s.ID, s.PasswordSlug)
+	if err != nil {
+		return fmt.Errorf("write secret %d: read back: %w", s.ID, err)
+	}
+	if !got.Equal(pw) {
+		return fmt.Errorf("write secret %d: %w", s.ID, ErrVerifyFailed)
+	}
+	return nil
+}
+
+func (c *Client) fieldURL(id int, slug string) string {
+	return c.api("/secrets/" + strconv.Itoa(id) + "/fields/" + url.PathEscape(slug))
+}
+
+// putPassword PUTs the field, repeating the PUT after an ambiguous failure
+// only once a read shows it did not apply.
+func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.Value, comment string) error {
+	fields := map[string]string{"value": pw.Reveal()}
+	if s.CommentRequired && comment != "" {
+		fields["comment"] = comment
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return fmt.Errorf("encode field: %w", err)
+	}
+	req := request{method: http.MethodPut, url: c.fieldURL(s.ID, s.PasswordSlug), body: body, ctype: "application/json", secrets: []string{pw.Reveal(), s.Password.Reveal()}}
+	for attempt := 0; ; attempt++ {
+		_, err := c.do(ctx, req)
+		if err == nil {
+			return nil
+		}
+		if !ambiguous(err) || ctx.Err() != nil || attempt >= c.cfg.MaxRetries {
+			return err
+		}
+		var ra time.Duration
+		if werr := c.backoff(ctx, attempt, ra, req, statusOf(err)); werr != nil {
+			return err
+		}
+		got, gerr := c.getField(ctx, s.ID, s.PasswordSlug)
+		if gerr == nil && got.Equal(pw) {
+			c.log.Info("secret server applied a write that reported failure", "secret", s.ID)
+			return nil
+		}
+		if gerr != nil {
+			return fmt.Errorf("%w (and the check whether it applied failed: %w)", err, gerr)
+		}
+	}
+}
+
+// ambiguous reports a failure after which a write may or may not have
+// applied: a 5xx, a rate limit (harmless to check), or a transport error.
+func ambiguous(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return transient(ae.Status)
+	}
+	return !errors.Is(err, ErrBadResponse)
+}
+
+func statusOf(err error) int {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+func (c *Client) getField(ctx context.Context, id int, slug string) (secret.Value, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, url: c.fieldURL(id, slug), retry: true})
+	if err != nil {
+		return secret.Value{}, err
+	}
+	return decodeJSONString(resp.ctype, resp.body)
+}
+
+func (c *Client) checkOut(ctx context.Context, id int, comment string) error {
+	body, _ := json.Marshal(map[string]string{"comment": comment})
+	_, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/check-out"), body: body, ctype: "application/json", retry: true})
+	if err != nil {
+		return fmt.Errorf("check out: %w", err)
+	}
+	return nil
+}
+
+// checkInLater checks secret id in with its own deadline, even when ctx
+// has ended; a failure is logged (the check-out expires on the server).
+func (c *Client) checkInLater(ctx context.Context, id int, comment string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	defer cancel()
+	body, _ := json.Marshal(map[string]any{"forceCheckIn": false, "comment": comment})
+	_, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/check-in"), body: body, ctype: "application/json", retry: true})
+	if err != nil {
+		c.log.Warn("secret check-in failed", "secret", id, "err", err)
+	}
+}
+
+// Heartbeat asks Secret Server to check secret id's password against its
+// hosts (asynchronously) and returns the status the server reports,
+// normally "Pending".
+func (c *Client) Heartbeat(ctx context.Context, id int) (string, error) {
+	resp, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/heartbeat"), retry: true})
+	if err != nil {
+		return "", fmt.Errorf("heartbeat secret %d: %w", id, err)
+	}
+	var hb struct {
+		ID     int    `json:"id"`
+		Status string `json:"lastHeartBeatStatus"`
+	}
+	if err := json.Unmarshal(resp.body, &hb); err != nil {
+		return "", fmt.Errorf("heartbeat secret %d: %w", id, badResponse("heartbeat answer", resp.ctype, err))
+	}
+	return hb.Status, nil
+}
