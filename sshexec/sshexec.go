@@ -385,6 +385,9 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 				if err != nil {
 					return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, unreachable(err)))
 				}
+				if testHookAnswered != nil {
+					testHookAnswered(s.addr)
+				}
 				timer.Reset(s.step)
 			}
 		case <-timer.C:
@@ -394,6 +397,9 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 		}
 	}
 }
+
+// testHookAnswered, set only by tests, runs after each answer is written.
+var testHookAnswered func(addr string)
 
 // waitExit reads passwd's exit status once its output ended.
 func (s *Session) waitExit(ctx context.Context, sess *ssh.Session, d *dialogue, timer *time.Timer) rotation.Outcome {

@@ -1,0 +1,516 @@
+package sshexec
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/sshexec/sshtest"
+)
+
+const (
+	rigUser = "rotuser"
+	rigPw   = "Initial-Pw-2024"
+	rigRoot = "Root-Admin-Pw-7"
+)
+
+// leakWatch collects every text the package produced in a test, to prove
+// no password is in any of them.
+type leakWatch struct {
+	mu    sync.Mutex
+	log   bytes.Buffer
+	texts []string
+}
+
+func (w *leakWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.log.Write(p)
+}
+
+func (w *leakWatch) add(xs ...any) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, x := range xs {
+		switch v := x.(type) {
+		case nil:
+		case error:
+			w.texts = append(w.texts, v.Error(), fmt.Sprintf("%+v %#v", v, v))
+		case rotation.Outcome:
+			w.texts = append(w.texts, v.String(), v.Transcript, v.Reason, fmt.Sprintf("%+v %#v", v, v))
+		default:
+			w.texts = append(w.texts, fmt.Sprint(v))
+		}
+	}
+}
+
+// check fails t if any collected text or log line holds one of pws.
+func (w *leakWatch) check(t *testing.T, pws ...string) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all := append([]string{w.log.String()}, w.texts...)
+	for _, s := range all {
+		for _, pw := range pws {
+			if pw != "" && strings.Contains(s, pw) {
+				t.Errorf("a password leaked into %q", s)
+			}
+		}
+	}
+}
+
+type rigEnv struct {
+	rig   *sshtest.Rig
+	d     *Dialer
+	watch *leakWatch
+}
+
+func startRig(t *testing.T, cfg Config, specs ...sshtest.HostSpec) *rigEnv {
+	t.Helper()
+	var variants []sshtest.Variant
+	for _, s := range specs {
+		variants = append(variants, s.Variant)
+	}
+	sshtest.RequireRig(t, variants...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: t.TempDir(), Hosts: specs, User: rigUser, Password: rigPw, RootPassword: rigRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if cfg.KnownHosts == "" {
+		cfg.KnownHosts = r.KnownHostsFile()
+	}
+	if cfg.StepTimeout == 0 {
+		cfg.StepTimeout = 10 * time.Second
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	w := &leakWatch{}
+	d, err := New(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rigEnv{rig: r, d: d, watch: w}
+}
+
+func (e *rigEnv) host(i int) rotation.Host {
+	h := e.rig.Hosts()[i]
+	return rotation.Host{Name: h.Name, Port: h.Port}
+}
+
+func (e *rigEnv) shadow(t *testing.T, i int) string {
+	t.Helper()
+	l, err := e.rig.ShadowLine(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// logsIn reports whether pw logs in on host i, failing t on any error other
+// than a refused password.
+func (e *rigEnv) logsIn(t *testing.T, i int, pw string) bool {
+	t.Helper()
+	err := e.d.Verify(context.Background(), e.host(i), rigUser, secret.New(pw))
+	e.watch.add(err)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, rotation.ErrAuthFailed):
+		return false
+	default:
+		t.Fatalf("verify on host %d: %v", i, err)
+		return false
+	}
+}
+
+func (e *rigEnv) login(t *testing.T, i int, user, pw string) rotation.HostSession {
+	t.Helper()
+	s, err := e.d.Login(context.Background(), e.host(i), user, secret.New(pw))
+	if err != nil {
+		t.Fatalf("login host %d: %v", i, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestRigChangePassword(t *testing.T) {
+	e := startRig(t, Config{},
+		sshtest.HostSpec{Variant: sshtest.Debian},
+		sshtest.HostSpec{Variant: sshtest.BusyBox},
+		sshtest.HostSpec{Variant: sshtest.PwQuality},
+		sshtest.HostSpec{Variant: sshtest.Debian, KbdInteractiveOnly: true},
+	)
+	const newPw = "Rot-8q!Zx-2024-k"
+	for i, h := range e.rig.Hosts() {
+		t.Run(fmt.Sprintf("%s-%d", h.Variant, i), func(t *testing.T) {
+			before := e.shadow(t, i)
+			s := e.login(t, i, rigUser, rigPw)
+			if err := s.Check(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			o := s.ChangePassword(context.Background(), secret.New(rigPw), secret.New(newPw))
+			e.watch.add(o)
+			if o.Kind != rotation.OutcomeChanged {
+				t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+			}
+			if after := e.shadow(t, i); after == before {
+				t.Fatalf("shadow line unchanged: %s", after)
+			}
+			if !e.logsIn(t, i, newPw) {
+				t.Fatal("the new password does not log in")
+			}
+			if e.logsIn(t, i, rigPw) {
+				t.Fatal("the old password still logs in")
+			}
+			// The lifeline is still usable after the change.
+			if err := s.Check(context.Background()); err != nil {
+				t.Fatalf("lifeline: %v", err)
+			}
+		})
+	}
+	e.watch.check(t, rigPw, newPw)
+}
+
+func TestRigWrongCurrentPassword(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian}, sshtest.HostSpec{Variant: sshtest.BusyBox})
+	const wrong, newPw = "Wrong-Pw-31x", "Rot-8q!Zx-2024-k"
+	for i, h := range e.rig.Hosts() {
+		t.Run(h.Variant.String(), func(t *testing.T) {
+			before := e.shadow(t, i)
+			s := e.login(t, i, rigUser, rigPw)
+			o := s.ChangePassword(context.Background(), secret.New(wrong), secret.New(newPw))
+			e.watch.add(o)
+			if o.Kind != rotation.OutcomeWrongCurrent {
+				t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+			}
+			if after := e.shadow(t, i); after != before {
+				t.Fatalf("shadow changed")
+			}
+			if !e.logsIn(t, i, rigPw) {
+				t.Fatal("the old password no longer logs in")
+			}
+		})
+	}
+	e.watch.check(t, rigPw, newPw, wrong)
+}
+
+func TestRigPolicyRejection(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.PwQuality}, sshtest.HostSpec{Variant: sshtest.BusyBox})
+	tests := []struct {
+		host   int
+		newPw  string
+		reason string
+	}{
+		{0, "password1", "The password fails the dictionary check - it is based on a dictionary word"},
+		{0, "Abc-1", "The password is shorter than 8 characters"},
+		{0, "Initial-Pw-2024", "The password is the same as the old one"},
+		{1, "abc", "too short"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.reason, func(t *testing.T) {
+			before := e.shadow(t, tc.host)
+			s := e.login(t, tc.host, rigUser, rigPw)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			o := s.ChangePassword(ctx, secret.New(rigPw), secret.New(tc.newPw))
+			e.watch.add(o)
+			if o.Kind != rotation.OutcomeRejected || o.Reason != tc.reason {
+				t.Fatalf("outcome %v, want rejected-by-policy (%s)\ntranscript %q", o, tc.reason, o.Transcript)
+			}
+			if after := e.shadow(t, tc.host); after != before {
+				t.Fatalf("shadow changed")
+			}
+			if !e.logsIn(t, tc.host, rigPw) {
+				t.Fatal("the old password no longer logs in")
+			}
+		})
+	}
+	e.watch.check(t, rigPw, "password1", "Abc-1")
+}
+
+func TestRigUnreachable(t *testing.T) {
+	e := startRig(t, Config{ConnectTimeout: 2 * time.Second},
+		sshtest.HostSpec{Variant: sshtest.Debian}, sshtest.HostSpec{Variant: sshtest.Debian})
+	t.Run("Stopped", func(t *testing.T) {
+		if err := e.rig.StopHost(0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.d.Login(context.Background(), e.host(0), rigUser, secret.New(rigPw))
+		e.watch.add(err)
+		if !errors.Is(err, rotation.ErrUnreachable) {
+			t.Fatalf("err %v, want ErrUnreachable", err)
+		}
+		if err := e.rig.StartHost(context.Background(), 0); err != nil {
+			t.Fatal(err)
+		}
+		if !e.logsIn(t, 0, rigPw) {
+			t.Fatal("the restarted host refuses the password")
+		}
+	})
+	t.Run("SilentDuringHandshake", func(t *testing.T) {
+		if err := e.rig.PauseHost(1); err != nil {
+			t.Fatal(err)
+		}
+		defer e.rig.ResumeHost(1)
+		start := time.Now()
+		_, err := e.d.Login(context.Background(), e.host(1), rigUser, secret.New(rigPw))
+		e.watch.add(err)
+		if !errors.Is(err, rotation.ErrUnreachable) {
+			t.Fatalf("err %v, want ErrUnreachable", err)
+		}
+		if el := time.Since(start); el > 2*time.Second+time.Second {
+			t.Fatalf("returned after %v, the connect timeout is 2s", el)
+		}
+	})
+	t.Run("Canceled", func(t *testing.T) {
+		if err := e.rig.PauseHost(1); err != nil {
+			t.Fatal(err)
+		}
+		defer e.rig.ResumeHost(1)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := e.d.Login(ctx, e.host(1), rigUser, secret.New(rigPw))
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, rotation.ErrUnreachable) {
+			t.Fatalf("err %v", err)
+		}
+	})
+	e.watch.check(t, rigPw)
+}
+
+func TestRigStallMidDialogue(t *testing.T) {
+	const step = 1500 * time.Millisecond
+	e := startRig(t, Config{StepTimeout: step}, sshtest.HostSpec{Variant: sshtest.Debian})
+	before := e.shadow(t, 0)
+	s := e.login(t, 0, rigUser, rigPw)
+	// Stall the host right after the current password was answered.
+	testHookAnswered = func(string) {
+		if err := e.rig.PauseHost(0); err != nil {
+			t.Error(err)
+		}
+		testHookAnswered = nil
+	}
+	t.Cleanup(func() { testHookAnswered = nil })
+	start := time.Now()
+	o := s.ChangePassword(context.Background(), secret.New(rigPw), secret.New("Rot-8q!Zx-2024-k"))
+	el := time.Since(start)
+	e.watch.add(o)
+	if o.Kind != rotation.OutcomeTimeout || !errors.Is(o.Err, ErrStepTimeout) {
+		t.Fatalf("outcome %v, want timeout", o)
+	}
+	if el > 3*step {
+		t.Fatalf("timed out after %v, the step timeout is %v", el, step)
+	}
+	s.Close()
+	if err := e.rig.ResumeHost(0); err != nil {
+		t.Fatal(err)
+	}
+	if !e.logsIn(t, 0, rigPw) {
+		t.Fatal("the old password no longer logs in")
+	}
+	if after := e.shadow(t, 0); after != before {
+		t.Fatal("shadow changed")
+	}
+	e.watch.check(t, rigPw, "Rot-8q!Zx-2024-k")
+}
+
+func TestRigHostKeys(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian})
+	h := e.host(0)
+	addr := h.Addr(22)
+	dir := t.TempDir()
+
+	refused := func(t *testing.T, kh string, known bool) {
+		t.Helper()
+		d, err := New(Config{KnownHosts: kh, ConnectTimeout: 5 * time.Second}, slog.New(slog.NewTextHandler(e.watch, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := e.rig.AuthAttempts(0)
+		_, err = d.Login(context.Background(), h, rigUser, secret.New(rigPw))
+		e.watch.add(err)
+		var hke *HostKeyError
+		if !errors.Is(err, rotation.ErrHostKey) || !errors.As(err, &hke) {
+			t.Fatalf("err %v, want a host key error", err)
+		}
+		if hke.Known != known {
+			t.Fatalf("Known = %v, want %v", hke.Known, known)
+		}
+		want := map[string]bool{}
+		for _, k := range []ssh.PublicKey{e.rig.HostKey(0)} {
+			want[ssh.FingerprintSHA256(k)] = true
+		}
+		if hke.Host != knownhosts.Normalize(addr) || hke.Fingerprint == "" || hke.KeyType == "" {
+			t.Fatalf("error names %q %q %q", hke.Host, hke.KeyType, hke.Fingerprint)
+		}
+		if known && !want[hke.Fingerprint] {
+			t.Fatalf("fingerprint %s is not the host's ed25519 key", hke.Fingerprint)
+		}
+		msg := err.Error()
+		for _, s := range []string{hke.Fingerprint, hke.KeyType, "rotord hostkeys scan " + addr, kh} {
+			if !strings.Contains(msg, s) {
+				t.Fatalf("message %q lacks %q", msg, s)
+			}
+		}
+		// The connection closed before authentication: sshd saw no attempt.
+		// A successful login afterwards shows the counter counts.
+		if n := e.rig.AuthAttempts(0); n != before {
+			t.Fatalf("sshd saw %d password attempts", n-before)
+		}
+		if !e.logsIn(t, 0, rigPw) {
+			t.Fatal("control login failed")
+		}
+		if n := e.rig.AuthAttempts(0); n <= before {
+			t.Fatal("sshd's authentication counter did not count the control login")
+		}
+	}
+	t.Run("Unknown", func(t *testing.T) {
+		kh := filepath.Join(dir, "empty")
+		if err := os.WriteFile(kh, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, kh, false)
+	})
+	t.Run("Changed", func(t *testing.T) {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := ssh.NewPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kh := filepath.Join(dir, "changed")
+		line := knownhosts.Line([]string{knownhosts.HashHostname(knownhosts.Normalize(addr))}, other)
+		if err := os.WriteFile(kh, []byte(line+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, kh, true)
+	})
+	t.Run("OnlyKnownAlgorithms", func(t *testing.T) {
+		// The host offers ECDSA, which x/crypto prefers, and ed25519, the
+		// only key known_hosts holds: a client offering every algorithm is
+		// refused, sshexec negotiates ed25519.
+		cb, err := knownhosts.New(e.rig.KnownHostsFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: rigUser, HostKeyCallback: cb, Timeout: 5 * time.Second})
+		if err == nil {
+			c.Close()
+			t.Fatal("a client with default algorithms was not refused: the test proves nothing")
+		}
+		if !e.logsIn(t, 0, rigPw) {
+			t.Fatal("sshexec did not log in")
+		}
+	})
+	t.Run("ScanAndTrustOnFirstUse", func(t *testing.T) {
+		keys, err := Scan(context.Background(), []string{addr}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, k := range keys {
+			if k.Fingerprint == ssh.FingerprintSHA256(e.rig.HostKey(0)) {
+				found = true
+			}
+		}
+		if len(keys) != 2 || !found {
+			t.Fatalf("scanned %d keys, ed25519 found %v", len(keys), found)
+		}
+		kh := filepath.Join(dir, "tofu")
+		d, err := New(Config{KnownHosts: kh, TrustOnFirstUse: true}, slog.New(slog.NewTextHandler(e.watch, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Verify(context.Background(), h, rigUser, secret.New(rigPw)); err != nil {
+			t.Fatal(err)
+		}
+		// Now known: a strict dialer over the same file logs in.
+		strict, err := New(Config{KnownHosts: kh}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := strict.Verify(context.Background(), h, rigUser, secret.New(rigPw)); err != nil {
+			t.Fatal(err)
+		}
+		// And a scanned key approved with AppendKnownHosts is enough too.
+		kh2 := filepath.Join(dir, "scanned")
+		if err := AppendKnownHosts(kh2, keys); err != nil {
+			t.Fatal(err)
+		}
+		d2, err := New(Config{KnownHosts: kh2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d2.Verify(context.Background(), h, rigUser, secret.New(rigPw)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	e.watch.check(t, rigPw)
+}
+
+func TestRigAuthFailed(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian}, sshtest.HostSpec{Variant: sshtest.Debian, KbdInteractiveOnly: true})
+	for i := range e.rig.Hosts() {
+		_, err := e.d.Login(context.Background(), e.host(i), rigUser, secret.New("Not-The-Pw-9"))
+		e.watch.add(err)
+		if !errors.Is(err, rotation.ErrAuthFailed) {
+			t.Fatalf("host %d: err %v, want ErrAuthFailed", i, err)
+		}
+	}
+	e.watch.check(t, rigPw, "Not-The-Pw-9")
+}
+
+func TestRigSetPasswordAsRoot(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian}, sshtest.HostSpec{Variant: sshtest.BusyBox})
+	const newPw = "Root-Set-Pw-1x"
+	for i, h := range e.rig.Hosts() {
+		t.Run(h.Variant.String(), func(t *testing.T) {
+			// The account's own password is lost.
+			if err := e.rig.SetPassword(i, "Lost-Pw-55z"); err != nil {
+				t.Fatal(err)
+			}
+			s := e.login(t, i, "root", rigRoot)
+			o := s.SetPassword(context.Background(), rigUser, secret.New(newPw))
+			e.watch.add(o)
+			if o.Kind != rotation.OutcomeChanged {
+				t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+			}
+			if !e.logsIn(t, i, newPw) {
+				t.Fatal("the new password does not log in")
+			}
+		})
+	}
+	o := (&Session{}).SetPassword(context.Background(), "x; rm -rf /", secret.New(newPw))
+	if o.Kind != rotation.OutcomeUnexpected || o.Err == nil {
+		t.Fatalf("a bad user name was accepted: %v", o)
+	}
+	e.watch.check(t, rigRoot, newPw, "Lost-Pw-55z")
+}
+
+// Keep net imported for the address helpers used above.
+var _ = net.JoinHostPort
