@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,6 +118,18 @@ func startRig(t *testing.T, cfg Config, specs ...sshtest.HostSpec) *rigEnv {
 func (e *rigEnv) host(i int) rotation.Host {
 	h := e.rig.Hosts()[i]
 	return rotation.Host{Name: h.Name, Port: h.Port}
+}
+
+// waitAttempts waits until host i's sshd logged n authentication attempts.
+func (e *rigEnv) waitAttempts(t *testing.T, i, n int) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := e.rig.WaitAuthAttempts(ctx, i, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 func (e *rigEnv) shadow(t *testing.T, i int) string {
@@ -383,8 +394,8 @@ func TestRigHostKeys(t *testing.T) {
 		if !e.logsIn(t, 0, rigPw) {
 			t.Fatal("control login failed")
 		}
-		if n := e.rig.AuthAttempts(0); n <= before {
-			t.Fatal("sshd's authentication counter did not count the control login")
+		if n := e.waitAttempts(t, 0, before+1); n != before+1 {
+			t.Fatalf("sshd saw %d attempts besides the control login", n-before-1)
 		}
 	}
 	t.Run("Unknown", func(t *testing.T) {
@@ -476,10 +487,21 @@ func TestRigHostKeys(t *testing.T) {
 func TestRigAuthFailed(t *testing.T) {
 	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian}, sshtest.HostSpec{Variant: sshtest.Debian, KbdInteractiveOnly: true})
 	for i := range e.rig.Hosts() {
+		before := e.rig.AuthAttempts(i)
 		_, err := e.d.Login(context.Background(), e.host(i), rigUser, secret.New("Not-The-Pw-9"))
 		e.watch.add(err)
 		if !errors.Is(err, rotation.ErrAuthFailed) {
 			t.Fatalf("host %d: err %v, want ErrAuthFailed", i, err)
+		}
+		// One refused password is one attempt, not one per method: a
+		// lockout policy (pam_faillock) counts every attempt. A control
+		// login after it is the second.
+		e.waitAttempts(t, i, before+1)
+		if !e.logsIn(t, i, rigPw) {
+			t.Fatal("control login failed")
+		}
+		if n := e.waitAttempts(t, i, before+2) - before; n != 2 {
+			t.Fatalf("host %d: sshd saw %d attempts, want 1 and the control login", i, n-1)
 		}
 	}
 	e.watch.check(t, rigPw, "Not-The-Pw-9")
@@ -511,6 +533,3 @@ func TestRigSetPasswordAsRoot(t *testing.T) {
 	}
 	e.watch.check(t, rigRoot, newPw, "Lost-Pw-55z")
 }
-
-// Keep net imported for the address helpers used above.
-var _ = net.JoinHostPort

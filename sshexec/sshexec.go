@@ -131,6 +131,11 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 				return pw.Reveal(), nil
 			}),
 			ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+				if authTried.Load() && len(questions) > 0 {
+					// The password was refused already: a second try with
+					// the same password only counts towards a lockout.
+					return nil, errPasswordRefused
+				}
 				authTried.Store(true)
 				answers := make([]string, len(questions))
 				for i := range answers {
@@ -181,6 +186,9 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 		log:    d.log,
 	}, nil
 }
+
+// errPasswordRefused stops authentication after the password was refused once.
+var errPasswordRefused = errors.New("password refused")
 
 // dialContext opens a TCP connection, wrapping failures as unreachable.
 func dialContext(ctx context.Context, addr string) (net.Conn, error) {

@@ -106,6 +106,7 @@ type rigHost struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	attempts int
+	counted  chan struct{} // closed and replaced at each counted attempt
 	logTail  []string
 }
 
@@ -161,9 +162,12 @@ password	requisite			pam_deny.so
 password	required			pam_permit.so
 `
 
-// sshdStack is every host's sshd PAM stack: the machine's auth and
-// password stacks without the session modules that need a login manager.
-const sshdStack = `@include common-auth
+// sshdStack is every host's sshd PAM stack: pam_unix without its 2 s delay
+// after a failure (tests fail logins on purpose), the machine's account and
+// password stacks, and no session modules that need a login manager.
+const sshdStack = `auth	[success=1 default=ignore]	pam_unix.so nullok nodelay
+auth	requisite			pam_deny.so
+auth	required			pam_permit.so
 account	required	pam_nologin.so
 @include common-account
 session	required	pam_unix.so
@@ -473,6 +477,10 @@ exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 			h.mu.Lock()
 			if authRe.MatchString(line) {
 				h.attempts++
+				if h.counted != nil {
+					close(h.counted)
+					h.counted = nil
+				}
 			}
 			h.logTail = append(h.logTail, line)
 			if len(h.logTail) > 20 {
@@ -662,6 +670,31 @@ func (r *Rig) AuthAttempts(i int) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.attempts
+}
+
+// WaitAuthAttempts waits until host i's sshd has logged at least n
+// password or keyboard-interactive authentications (sshd may log an
+// attempt just after the client saw its result) and returns the count.
+func (r *Rig) WaitAuthAttempts(ctx context.Context, i, n int) (int, error) {
+	h := r.hosts[i]
+	for {
+		h.mu.Lock()
+		got := h.attempts
+		if got >= n {
+			h.mu.Unlock()
+			return got, nil
+		}
+		if h.counted == nil {
+			h.counted = make(chan struct{})
+		}
+		ch := h.counted
+		h.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return got, fmt.Errorf("sshtest: host %d: %d authentication attempts, waiting for %d: %w", i, got, n, ctx.Err())
+		}
+	}
 }
 
 // Close stops every host and removes the rig's directory if StartRig
