@@ -63,11 +63,10 @@ type knownHosts struct {
 	path string
 	tofu bool
 
-	mu      sync.Mutex
-	mod     time.Time
-	size    int64
-	cb      ssh.HostKeyCallback
-	tofuErr error
+	mu   sync.Mutex
+	mod  time.Time
+	size int64
+	cb   ssh.HostKeyCallback
 }
 
 // callback returns the current known_hosts callback, reloading the file if

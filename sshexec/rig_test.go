@@ -318,8 +318,13 @@ func TestRigStallMidDialogue(t *testing.T) {
 	before := e.shadow(t, 0)
 	s := e.login(t, 0, rigUser, rigPw)
 	// Stall the host right after the current password was answered.
+	var procs []sshtest.Process
 	testHookAnswered = func(string) {
 		if err := e.rig.PauseHost(0); err != nil {
+			t.Error(err)
+		}
+		var err error
+		if procs, err = e.rig.Processes(0); err != nil {
 			t.Error(err)
 		}
 		testHookAnswered = nil
@@ -334,6 +339,23 @@ func TestRigStallMidDialogue(t *testing.T) {
 	}
 	if el > 3*step {
 		t.Fatalf("timed out after %v, the step timeout is %v", el, step)
+	}
+	// While passwd waited, no process on the host had a password in its
+	// command line or environment.
+	var sawPasswd bool
+	for _, p := range procs {
+		text := strings.Join(p.Args, " ") + " " + strings.Join(p.Env, " ")
+		if strings.Contains(text, "passwd") && p.Args[0] == "passwd" {
+			sawPasswd = true
+		}
+		for _, pw := range []string{rigPw, "Rot-8q!Zx-2024-k"} {
+			if strings.Contains(text, pw) {
+				t.Errorf("process %d holds a password in its args or environment", p.Pid)
+			}
+		}
+	}
+	if !sawPasswd {
+		t.Errorf("passwd was not running on the stalled host: %v", procs)
 	}
 	s.Close()
 	if err := e.rig.ResumeHost(0); err != nil {

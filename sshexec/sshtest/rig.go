@@ -571,6 +571,43 @@ func (r *Rig) signal(i int, sig syscall.Signal) error {
 	return nil
 }
 
+// Process is a process running on a rig host.
+type Process struct {
+	Pid  int
+	Args []string // its command line
+	Env  []string // its environment
+}
+
+// Processes returns host i's sshd and every process it runs, with their
+// command lines and environments: what anyone on the host could see.
+func (r *Rig) Processes(i int) ([]Process, error) {
+	var ps []Process
+	for _, pid := range r.hosts[i].pids() {
+		dir := "/proc/" + strconv.Itoa(pid)
+		args, err := os.ReadFile(dir + "/cmdline")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		env, err := os.ReadFile(dir + "/environ")
+		if err != nil {
+			continue
+		}
+		ps = append(ps, Process{Pid: pid, Args: splitNUL(args), Env: splitNUL(env)})
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("sshtest: host %d runs no process", i)
+	}
+	return ps, nil
+}
+
+func splitNUL(b []byte) []string {
+	s := strings.TrimRight(string(b), "\x00")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\x00")
+}
+
 // PauseHost stops host i's sshd and everything it runs (SIGSTOP): the
 // host stalls mid-dialogue, its connections stay open.
 func (r *Rig) PauseHost(i int) error { return r.signal(i, syscall.SIGSTOP) }
