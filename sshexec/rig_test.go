@@ -89,7 +89,8 @@ func startRig(t *testing.T, cfg Config, specs ...sshtest.HostSpec) *rigEnv {
 	sshtest.RequireRig(t, variants...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	r, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: t.TempDir(), Hosts: specs, User: rigUser, Password: rigPw, RootPassword: rigRoot})
+	_, sudoErr := os.Stat("/usr/bin/sudo")
+	r, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: t.TempDir(), Hosts: specs, User: rigUser, Password: rigPw, RootPassword: rigRoot, Sudo: sudoErr == nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,6 +371,33 @@ func TestRigStallMidDialogue(t *testing.T) {
 	e.watch.check(t, rigPw, "Rot-8q!Zx-2024-k")
 }
 
+func TestRigCancelMidDialogue(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian})
+	before := e.shadow(t, 0)
+	s := e.login(t, 0, rigUser, rigPw)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	testHookAnswered = func(string) { cancel() }
+	t.Cleanup(func() { testHookAnswered = nil })
+	o := s.ChangePassword(ctx, secret.New(rigPw), secret.New("Rot-8q!Zx-2024-k"))
+	testHookAnswered = nil
+	e.watch.add(o)
+	if o.Kind != rotation.OutcomeUnexpected || !errors.Is(o.Err, context.Canceled) {
+		t.Fatalf("outcome %v, want unexpected: context canceled", o)
+	}
+	if o.Known() {
+		t.Fatal("a canceled dialogue claims to know the host's state")
+	}
+	s.Close()
+	if !e.logsIn(t, 0, rigPw) {
+		t.Fatal("the old password no longer logs in")
+	}
+	if e.shadow(t, 0) != before {
+		t.Fatal("shadow changed")
+	}
+	e.watch.check(t, rigPw, "Rot-8q!Zx-2024-k")
+}
+
 func TestRigHostKeys(t *testing.T) {
 	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian})
 	h := e.host(0)
@@ -554,4 +582,44 @@ func TestRigSetPasswordAsRoot(t *testing.T) {
 		t.Fatalf("a bad user name was accepted: %v", o)
 	}
 	e.watch.check(t, rigRoot, newPw, "Lost-Pw-55z")
+}
+
+func TestRigSetPasswordThroughSudo(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/sudo"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("sudo required under CI: %v", err)
+		}
+		t.Skipf("sudo unavailable: %v", err)
+	}
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian}, sshtest.HostSpec{Variant: sshtest.Debian})
+	const newPw = "Sudo-Set-Pw-2x"
+	t.Run("OK", func(t *testing.T) {
+		s := e.login(t, 0, rigUser, rigPw)
+		o := s.SetPassword(context.Background(), rigUser, secret.New(newPw))
+		e.watch.add(o)
+		if o.Kind != rotation.OutcomeChanged {
+			t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+		}
+		if !e.logsIn(t, 0, newPw) {
+			t.Fatal("the new password does not log in")
+		}
+	})
+	t.Run("SudoRefusesLoginPassword", func(t *testing.T) {
+		s := e.login(t, 1, rigUser, rigPw)
+		// Changed behind the session's back: sudo no longer takes the
+		// password the session logged in with.
+		if err := e.rig.SetPassword(1, "Changed-Behind-4q"); err != nil {
+			t.Fatal(err)
+		}
+		before := e.shadow(t, 1)
+		o := s.SetPassword(context.Background(), rigUser, secret.New(newPw))
+		e.watch.add(o)
+		if o.Kind != rotation.OutcomeWrongCurrent {
+			t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+		}
+		if e.shadow(t, 1) != before {
+			t.Fatal("shadow changed")
+		}
+	})
+	e.watch.check(t, rigPw, newPw, "Changed-Behind-4q")
 }

@@ -76,6 +76,7 @@ type RigOptions struct {
 	User         string     // the test account ("rotuser")
 	Password     string     // its password on every host; required
 	RootPassword string     // if set, root may log in with it (privileged mode)
+	Sudo         bool       // the test account may run anything through sudo (needs /usr/bin/sudo)
 	BusyBox      string     // a busybox binary with the passwd applet ($ROTORD_BUSYBOX, else /opt/rotord-rig/busybox)
 }
 
@@ -341,6 +342,16 @@ func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (
 	}
 	if err := os.WriteFile(filepath.Join(upper, "pam.d", "sshd"), []byte(sshdStack), 0o644); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	if r.opts.Sudo {
+		sd := filepath.Join(upper, "sudoers.d")
+		if err := os.MkdirAll(sd, 0o755); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		rule := r.opts.User + " ALL=(ALL:ALL) ALL\n"
+		if err := os.WriteFile(filepath.Join(sd, r.opts.User), []byte(rule), 0o440); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
 	}
 	if spec.Variant == PwQuality {
 		if err := os.WriteFile(filepath.Join(upper, "pam.d", "common-password"), []byte(pwqualityStack), 0o644); err != nil {
