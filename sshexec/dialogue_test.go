@@ -222,3 +222,39 @@ func TestRedact(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// FuzzDialogue feeds arbitrary passwd output in arbitrary chunks: the
+// dialogue never panics, answers only with the passwords it holds, and
+// keeps neither password in its outcome.
+func FuzzDialogue(f *testing.F) {
+	f.Add([]byte("Changing password for rotuser.\r\nCurrent password: "), []byte("\r\nNew password: "), []byte("\r\nRetype new password: \r\npasswd: password updated successfully\r\n"), false)
+	f.Add([]byte("New password: "), []byte("\r\nBAD PASSWORD: Xq9#old-Pw\r\nNew password: "), []byte(sudoPrompt), true)
+	f.Fuzz(func(t *testing.T, a, b, c []byte, other bool) {
+		const old, new, sudo = "Xq9#old-Pw", "Zk4$new-Pw", "Wm7&sudo-Pw"
+		mode := modeSelf
+		if other {
+			mode = modeOther
+		}
+		d := newDialogue(mode, secret.New(old), secret.New(new), secret.New(sudo))
+		for _, p := range [][]byte{a, b, c} {
+			ans, done := d.feed(p)
+			if ans != nil {
+				if s := string(ans); s != old+"\n" && s != new+"\n" && s != sudo+"\n" {
+					t.Fatalf("answered %q", ans)
+				}
+				if mode == modeOther && string(ans) == old+"\n" {
+					t.Fatal("sent the current password when setting another user's")
+				}
+			}
+			if done {
+				break
+			}
+		}
+		o := d.finish(0, true)
+		for _, pw := range []string{old, new, sudo} {
+			if strings.Contains(o.Transcript+o.Reason+o.String(), pw) {
+				t.Fatalf("outcome holds a password: %q", o.Transcript)
+			}
+		}
+	})
+}

@@ -172,6 +172,9 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 			return nil, fmt.Errorf("login %s: %w", addr, hke)
 		case keyChecked.Load() && authTried.Load() && !isNetError(err) && cctx.Err() == nil:
 			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
+		case cctx.Err() != nil:
+			// Canceled or past the connect timeout: say so, keep the cause.
+			return nil, fmt.Errorf("login %s: %w", addr, unreachable(fmt.Errorf("%w (%w)", cctx.Err(), err)))
 		default:
 			return nil, fmt.Errorf("login %s: %w", addr, unreachable(err))
 		}
