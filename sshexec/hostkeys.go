@@ -29,6 +29,7 @@ type HostKeyError struct {
 	KnownHosts  string // the known_hosts file consulted
 }
 
+// Error names the host, the key it presented and how to approve it.
 func (e *HostKeyError) Error() string {
 	scan := e.Host
 	if strings.HasPrefix(scan, "[") {

@@ -49,6 +49,7 @@ const (
 	PwQuality
 )
 
+// String returns the variant's name: debian, busybox or pwquality.
 func (v Variant) String() string {
 	switch v {
 	case Debian:
