@@ -23,8 +23,8 @@ import (
 // satisfies errors.Is(err, rotation.ErrHostKey). No password was sent.
 type HostKeyError struct {
 	Host        string // the address as known_hosts writes it: host or [host]:port
-	KeyType     string // the key type the host presented, e.g. ssh-ed25519
-	Fingerprint string // SHA256:... of the presented key
+	KeyType     string // the key type the host presented, e.g. ssh-ed25519 (or the types it offered)
+	Fingerprint string // SHA256:... of the presented key; "" when it offered none of the known types
 	Known       bool   // true: known_hosts holds another key for the host (changed)
 	KnownHosts  string // the known_hosts file consulted
 }
@@ -34,6 +34,11 @@ func (e *HostKeyError) Error() string {
 	scan := e.Host
 	if strings.HasPrefix(scan, "[") {
 		scan = strings.Replace(strings.TrimPrefix(scan, "["), "]:", ":", 1)
+	}
+	if e.Fingerprint == "" {
+		return fmt.Sprintf("host key of %s changed: it offers only %s, none of the key types %s holds for it; "+
+			"if the change is legitimate, run `rotord hostkeys scan %s` and add the key to %s",
+			e.Host, e.KeyType, e.KnownHosts, scan, e.KnownHosts)
 	}
 	if e.Known {
 		return fmt.Sprintf("host key of %s changed: it presented %s %s, which %s does not hold for it; "+

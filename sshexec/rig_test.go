@@ -3,7 +3,9 @@ package sshexec
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -470,6 +472,41 @@ func TestRigHostKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		refused(t, kh, true)
+	})
+	t.Run("ChangedType", func(t *testing.T) {
+		// known_hosts holds a key type the host does not offer.
+		k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, err := ssh.NewPublicKey(&k.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kh := filepath.Join(dir, "changed-type")
+		if err := os.WriteFile(kh, []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, other)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, err := New(Config{KnownHosts: kh}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := e.rig.AuthAttempts(0)
+		_, err = d.Login(context.Background(), h, rigUser, secret.New(rigPw))
+		e.watch.add(err)
+		var hke *HostKeyError
+		if !errors.As(err, &hke) || !hke.Known || !errors.Is(err, rotation.ErrHostKey) {
+			t.Fatalf("err %v, want a changed host key", err)
+		}
+		if !strings.Contains(err.Error(), "ssh-ed25519") || !strings.Contains(err.Error(), "rotord hostkeys scan "+addr) {
+			t.Fatalf("message %q does not say what the host offers and how to approve it", err)
+		}
+		if !e.logsIn(t, 0, rigPw) {
+			t.Fatal("control login failed")
+		}
+		if n := e.waitAttempts(t, 0, before+1); n != before+1 {
+			t.Fatalf("sshd saw %d attempts besides the control login", n-before-1)
+		}
 	})
 	t.Run("OnlyKnownAlgorithms", func(t *testing.T) {
 		// The host offers ECDSA, which x/crypto prefers, and ed25519, the

@@ -21,11 +21,13 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
@@ -167,9 +169,18 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 	if err != nil {
 		conn.Close()
 		var hke *HostKeyError
+		var ane *ssh.AlgorithmNegotiationError
 		switch {
 		case errors.As(err, &hke):
 			return nil, fmt.Errorf("login %s: %w", addr, hke)
+		case errors.As(err, &ane) && ane.What == "host key" && algos != nil:
+			// known_hosts holds keys for the host, none of a type it offers.
+			return nil, fmt.Errorf("login %s: %w", addr, &HostKeyError{
+				Host:       knownhosts.Normalize(addr),
+				KeyType:    strings.Join(ane.RequestedAlgorithms, ","),
+				Known:      true,
+				KnownHosts: d.cfg.KnownHosts,
+			})
 		case keyChecked.Load() && authTried.Load() && !isNetError(err) && cctx.Err() == nil:
 			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
 		case cctx.Err() != nil:
