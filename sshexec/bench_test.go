@@ -1,0 +1,187 @@
+package sshexec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/sshexec/sshtest"
+)
+
+const (
+	benchHosts       = 50
+	benchConcurrency = 16
+)
+
+// floorChange is the same work as a rotation done by the least code that
+// can do it with x/crypto/ssh: log in with old, run passwd on a PTY
+// answering its three prompts, log in with new and run true.
+func floorChange(addr string, hk ssh.HostKeyCallback, old, new string) error {
+	cfg := func(pw string) *ssh.ClientConfig {
+		return &ssh.ClientConfig{User: rigUser, Auth: []ssh.AuthMethod{ssh.Password(pw)}, HostKeyCallback: hk,
+			HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 30 * time.Second}
+	}
+	c, err := ssh.Dial("tcp", addr, cfg(old))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	in, _ := s.StdinPipe()
+	out, _ := s.StdoutPipe()
+	if err := s.RequestPty("dumb", 24, 200, ssh.TerminalModes{ssh.ECHO: 0}); err != nil {
+		return err
+	}
+	if err := s.Start("env LC_ALL=C LANG=C passwd"); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	p := make([]byte, 4096)
+	for _, answer := range []string{old, new, new} {
+		for !bytes.HasSuffix(bytes.TrimRight(buf.Bytes(), " "), []byte("password:")) {
+			n, err := out.Read(p)
+			if err != nil {
+				return err
+			}
+			buf.Write(p[:n])
+		}
+		buf.Reset()
+		if _, err := in.Write([]byte(answer + "\n")); err != nil {
+			return err
+		}
+	}
+	if err := s.Wait(); err != nil {
+		return err
+	}
+	v, err := ssh.Dial("tcp", addr, cfg(new))
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	vs, err := v.NewSession()
+	if err != nil {
+		return err
+	}
+	defer vs.Close()
+	return vs.Run("true")
+}
+
+// sshexecChange is the same work through sshexec: the lifeline login,
+// ChangePassword, and Verify with the new password.
+func sshexecChange(d *Dialer, h rotation.Host, old, new string) error {
+	ctx := context.Background()
+	s, err := d.Login(ctx, h, rigUser, secret.New(old))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if o := s.ChangePassword(ctx, secret.New(old), secret.New(new)); o.Kind != rotation.OutcomeChanged {
+		return fmt.Errorf("outcome %v", o)
+	}
+	return d.Verify(ctx, h, rigUser, secret.New(new))
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// fanOut runs f on every host, benchConcurrency at a time, and returns
+// the wall and this process's CPU time it took.
+func fanOut(b *testing.B, n int, f func(i int) error) (wall, cpu time.Duration) {
+	sem := make(chan struct{}, benchConcurrency)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	c0, t0 := cpuTime(), time.Now()
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	wall, cpu = time.Since(t0), cpuTime()-c0
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
+	return wall, cpu
+}
+
+// BenchmarkChangeVerify50 changes and verifies the password on 50 real
+// hosts at concurrency 16, through sshexec and through a minimal
+// x/crypto/ssh loop (the floor) in the same run, and reports the ratio of
+// their wall times and sshexec's own CPU time per host.
+func BenchmarkChangeVerify50(b *testing.B) {
+	sshtest.RequireRig(b)
+	specs := make([]sshtest.HostSpec, benchHosts)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	r, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: b.TempDir(), Hosts: specs, User: rigUser, Password: rigPw})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	startup := time.Since(t0)
+	d, err := New(Config{KnownHosts: r.KnownHostsFile(), StepTimeout: time.Minute, ConnectTimeout: time.Minute}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hk, err := knownhosts.New(r.KnownHostsFile())
+	if err != nil {
+		b.Fatal(err)
+	}
+	hosts := r.Hosts()
+	const other = "Rot-8q!Zx-2024-k"
+	var floorWall, floorCPU, wall, cpu time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// The floor moves every host to other, sshexec moves it back.
+		w, c := fanOut(b, len(hosts), func(j int) error {
+			return floorChange(net.JoinHostPort(hosts[j].Name, strconv.Itoa(hosts[j].Port)), hk, rigPw, other)
+		})
+		floorWall, floorCPU = floorWall+w, floorCPU+c
+		w, c = fanOut(b, len(hosts), func(j int) error {
+			return sshexecChange(d, rotation.Host{Name: hosts[j].Name, Port: hosts[j].Port}, other, rigPw)
+		})
+		wall, cpu = wall+w, cpu+c
+	}
+	b.StopTimer()
+	perHost := func(d time.Duration) float64 {
+		return float64(d) / float64(time.Millisecond) / float64(b.N*len(hosts))
+	}
+	ratio := float64(wall) / float64(floorWall)
+	fmt.Printf("\nchange+verify on %d real hosts, concurrency %d, %d round(s); rig started in %v\n",
+		len(hosts), benchConcurrency, b.N, startup.Round(time.Millisecond))
+	fmt.Printf("%-10s %12s %14s %18s\n", "", "wall", "hosts/s", "client CPU/host")
+	fmt.Printf("%-10s %12v %14.1f %15.2f ms\n", "floor", floorWall.Round(time.Millisecond),
+		float64(b.N*len(hosts))/floorWall.Seconds(), perHost(floorCPU))
+	fmt.Printf("%-10s %12v %14.1f %15.2f ms\n", "sshexec", wall.Round(time.Millisecond),
+		float64(b.N*len(hosts))/wall.Seconds(), perHost(cpu))
+	fmt.Printf("wall ratio sshexec/floor %.3f (target <= 1.1); sshexec client CPU %.2f ms/host (target <= 10)\n", ratio, perHost(cpu))
+	b.ReportMetric(ratio, "wall-ratio")
+	b.ReportMetric(perHost(cpu), "client-cpu-ms/host")
+	b.ReportMetric(perHost(floorCPU), "floor-cpu-ms/host")
+}

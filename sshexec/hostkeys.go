@@ -1,0 +1,301 @@
+package sshexec
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/rotord/rotord/rotation"
+)
+
+// HostKeyError reports a host key that known_hosts does not hold: unknown
+// (Known false) or different from the one recorded (Known true). It
+// satisfies errors.Is(err, rotation.ErrHostKey). No password was sent.
+type HostKeyError struct {
+	Host        string // the address as known_hosts writes it: host or [host]:port
+	KeyType     string // the key type the host presented, e.g. ssh-ed25519 (or the types it offered)
+	Fingerprint string // SHA256:... of the presented key; "" when it offered none of the known types
+	Known       bool   // true: known_hosts holds another key for the host (changed)
+	KnownHosts  string // the known_hosts file consulted
+}
+
+// Error names the host, the key it presented and how to approve it.
+func (e *HostKeyError) Error() string {
+	scan := e.Host
+	if strings.HasPrefix(scan, "[") {
+		scan = strings.Replace(strings.TrimPrefix(scan, "["), "]:", ":", 1)
+	}
+	if e.Fingerprint == "" {
+		return fmt.Sprintf("host key of %s changed: it offers only %s, none of the key types %s holds for it; "+
+			"if the change is legitimate, run `rotord hostkeys scan %s` and add the key to %s",
+			e.Host, e.KeyType, e.KnownHosts, scan, e.KnownHosts)
+	}
+	if e.Known {
+		return fmt.Sprintf("host key of %s changed: it presented %s %s, which %s does not hold for it; "+
+			"if the change is legitimate, remove the old entry, run `rotord hostkeys scan %s` and add the key to %s",
+			e.Host, e.KeyType, e.Fingerprint, e.KnownHosts, scan, e.KnownHosts)
+	}
+	return fmt.Sprintf("host key of %s is unknown: it presented %s %s; "+
+		"run `rotord hostkeys scan %s` and add the key to %s",
+		e.Host, e.KeyType, e.Fingerprint, scan, e.KnownHosts)
+}
+
+// Is reports whether target is rotation.ErrHostKey.
+func (e *HostKeyError) Is(target error) bool { return target == rotation.ErrHostKey }
+
+// probeKey is a key no host has; asking known_hosts about it lists the
+// keys recorded for a host.
+var probeKey = func() ssh.PublicKey {
+	k, err := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// knownHosts checks host keys against a known_hosts file, re-reading it
+// when it changes. It is safe for concurrent use.
+type knownHosts struct {
+	path string
+	tofu bool
+
+	mu   sync.Mutex
+	mod  time.Time
+	size int64
+	cb   ssh.HostKeyCallback
+}
+
+// callback returns the current known_hosts callback, reloading the file if
+// it changed since the last load.
+func (k *knownHosts) callback() (ssh.HostKeyCallback, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	fi, err := os.Stat(k.path)
+	if errors.Is(err, os.ErrNotExist) && k.tofu {
+		return func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read known hosts: %w", err)
+	}
+	if k.cb != nil && fi.ModTime().Equal(k.mod) && fi.Size() == k.size {
+		return k.cb, nil
+	}
+	cb, err := knownhosts.New(k.path)
+	if err != nil {
+		return nil, fmt.Errorf("read known hosts: %w", err)
+	}
+	k.cb, k.mod, k.size = cb, fi.ModTime(), fi.Size()
+	return cb, nil
+}
+
+// algorithms returns the host key algorithms to offer for addr: those of
+// the keys known_hosts holds for it, so that the server presents a key we
+// can check. It returns nil (the library's defaults) for an unknown host,
+// whose key is then refused with its fingerprint.
+func (k *knownHosts) algorithms(addr string) ([]string, error) {
+	cb, err := k.callback()
+	if err != nil {
+		return nil, err
+	}
+	var ke *knownhosts.KeyError
+	if err := cb(addr, fakeAddr(addr), probeKey); !errors.As(err, &ke) {
+		return nil, nil
+	}
+	var algos []string
+	seen := map[string]bool{}
+	for _, w := range ke.Want {
+		for _, a := range algorithmsForKeyType(w.Key.Type()) {
+			if !seen[a] {
+				seen[a] = true
+				algos = append(algos, a)
+			}
+		}
+	}
+	return algos, nil
+}
+
+func algorithmsForKeyType(t string) []string {
+	switch t {
+	case ssh.KeyAlgoRSA:
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+	case ssh.CertAlgoRSAv01:
+		return []string{ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01, ssh.CertAlgoRSAv01}
+	default:
+		return []string{t}
+	}
+}
+
+// check verifies key for addr, appending it to known_hosts when the host is
+// unknown and trust on first use was asked for.
+func (k *knownHosts) check(addr string, remote net.Addr, key ssh.PublicKey, log func(msg string, args ...any)) error {
+	cb, err := k.callback()
+	if err != nil {
+		return err
+	}
+	err = cb(addr, remote, key)
+	var ke *knownhosts.KeyError
+	if !errors.As(err, &ke) {
+		return err
+	}
+	hke := &HostKeyError{
+		Host:        knownhosts.Normalize(addr),
+		KeyType:     key.Type(),
+		Fingerprint: ssh.FingerprintSHA256(key),
+		Known:       len(ke.Want) > 0,
+		KnownHosts:  k.path,
+	}
+	if hke.Known || !k.tofu {
+		return hke
+	}
+	if err := AppendKnownHosts(k.path, []ScannedKey{newScannedKey(addr, key)}); err != nil {
+		return err
+	}
+	log("host key trusted on first use", "host", hke.Host, "type", hke.KeyType, "fingerprint", hke.Fingerprint)
+	return nil
+}
+
+// fakeAddr gives known_hosts the remote address it may match IP patterns on.
+func fakeAddr(addr string) net.Addr {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	p, _ := strconv.Atoi(port)
+	return &net.TCPAddr{IP: net.ParseIP(host), Port: p}
+}
+
+// ScannedKey is a host key read by Scan.
+type ScannedKey struct {
+	Host        string        // host or [host]:port, as known_hosts writes it
+	Key         ssh.PublicKey // the key
+	Fingerprint string        // SHA256:...
+	Line        string        // the known_hosts line approving the key
+}
+
+func newScannedKey(addr string, key ssh.PublicKey) ScannedKey {
+	n := knownhosts.Normalize(addr)
+	return ScannedKey{Host: n, Key: key, Fingerprint: ssh.FingerprintSHA256(key), Line: knownhosts.Line([]string{n}, key)}
+}
+
+// errScanned stops a scanning handshake once the host key is in hand.
+var errScanned = errors.New("host key scanned")
+
+// scanAlgorithms are tried one at a time so a host shows every key it has.
+var scanAlgorithms = []string{
+	ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSASHA512,
+}
+
+// Scan connects to each address (host or host:port; port 22 when none) and
+// returns the host keys it presents, one per key type, without
+// authenticating. The keys are not trusted by being scanned: an operator
+// compares the fingerprints with the hosts' and approves them into
+// known_hosts (AppendKnownHosts). Each address gets timeout for all its
+// handshakes. An address that yields no key is an error naming it; the
+// keys of the others are still returned.
+func Scan(ctx context.Context, addrs []string, timeout time.Duration) ([]ScannedKey, error) {
+	var keys []ScannedKey
+	var errs []error
+	for _, a := range addrs {
+		addr := a
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			addr = net.JoinHostPort(strings.Trim(a, "[]"), "22")
+		}
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		var got []ScannedKey
+		var lastErr error
+		for _, algo := range scanAlgorithms {
+			key, err := scanOne(actx, addr, algo)
+			if err != nil {
+				lastErr = err
+				if actx.Err() != nil {
+					break
+				}
+				continue
+			}
+			got = append(got, newScannedKey(addr, key))
+		}
+		cancel()
+		if len(got) == 0 {
+			errs = append(errs, fmt.Errorf("scan %s: %w", addr, lastErr))
+		}
+		keys = append(keys, got...)
+	}
+	return keys, errors.Join(errs...)
+}
+
+func scanOne(ctx context.Context, addr, algo string) (ssh.PublicKey, error) {
+	var key ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User:              "rotord-scan",
+		HostKeyAlgorithms: []string{algo},
+		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
+			key = k
+			return errScanned
+		},
+	}
+	conn, err := dialContext(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	_, _, _, err = ssh.NewClientConn(conn, addr, cfg)
+	if key != nil {
+		return key, nil
+	}
+	return nil, unreachable(err)
+}
+
+// AppendKnownHosts adds the keys' lines to the known_hosts file at path,
+// creating it (mode 0644) if needed and skipping lines it already holds.
+// It is safe to call concurrently within one process.
+func AppendKnownHosts(path string, keys []ScannedKey) error {
+	appendMu.Lock()
+	defer appendMu.Unlock()
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read known hosts: %w", err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(old), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	var b strings.Builder
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	for _, k := range keys {
+		if !have[k.Line] {
+			have[k.Line] = true
+			b.WriteString(k.Line + "\n")
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("append known hosts: %w", err)
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return fmt.Errorf("append known hosts: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("append known hosts: %w", err)
+	}
+	return nil
+}
+
+var appendMu sync.Mutex

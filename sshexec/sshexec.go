@@ -1,0 +1,455 @@
+// Package sshexec logs into hosts over SSH and changes passwords there by
+// driving passwd through its prompts.
+//
+// Host keys are checked against a known_hosts file before any password is
+// sent; an unknown or changed key is refused with a *HostKeyError that says
+// how to approve it. A Dialer implements rotation.HostChanger and its
+// sessions rotation.HostSession: a session is the lifeline of a change,
+// kept open until a fresh login with the new password (Verify) succeeded.
+//
+// passwd runs on a PTY in the C locale; its prompts are read and answered
+// one step at a time, each within Config.StepTimeout. Passwords travel only
+// through the PTY, never in a command line or environment variable, and
+// every transcript is redacted before it is kept.
+package sshexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+)
+
+var _ rotation.HostChanger = (*Dialer)(nil)
+var _ rotation.HostSession = (*Session)(nil)
+
+// Config configures a Dialer. Zero durations and port take the defaults noted.
+type Config struct {
+	KnownHosts      string        // path of the known_hosts file; required
+	DefaultPort     int           // port for hosts without one (22)
+	ConnectTimeout  time.Duration // TCP connect plus SSH handshake and authentication (10s)
+	StepTimeout     time.Duration // each passwd prompt, and each command (30s)
+	TrustOnFirstUse bool          // explicit opt-in: append unknown host keys to KnownHosts and accept them
+}
+
+// Dialer logs into hosts. It is safe for concurrent use.
+type Dialer struct {
+	cfg Config
+	kh  *knownHosts
+	log *slog.Logger
+}
+
+// New returns a Dialer. The known_hosts file must exist unless
+// TrustOnFirstUse is set.
+func New(cfg Config, log *slog.Logger) (*Dialer, error) {
+	if cfg.KnownHosts == "" {
+		return nil, errors.New("ssh: known_hosts path is required")
+	}
+	if cfg.DefaultPort == 0 {
+		cfg.DefaultPort = 22
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = 30 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	kh := &knownHosts{path: cfg.KnownHosts, tofu: cfg.TrustOnFirstUse}
+	if _, err := kh.callback(); err != nil {
+		return nil, err
+	}
+	return &Dialer{cfg: cfg, kh: kh, log: log}, nil
+}
+
+// Login opens an authenticated connection to h as user: password
+// authentication, then keyboard-interactive answering every prompt with pw.
+// The host key is checked before any authentication. Errors satisfy
+// rotation.ErrHostKey (a *HostKeyError), rotation.ErrAuthFailed or
+// rotation.ErrUnreachable. The connection, its handshake and
+// authentication must finish within Config.ConnectTimeout.
+func (d *Dialer) Login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (rotation.HostSession, error) {
+	s, err := d.login(ctx, h, user, pw)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Verify logs into h as user with pw and runs a trivial command, then
+// closes the connection: the proof that pw works there. Errors are those
+// of Login and Session.Check.
+func (d *Dialer) Verify(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
+	s, err := d.login(ctx, h, user, pw)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Check(ctx)
+}
+
+// Preflight checks, changing nothing, that h is reachable, its host key is
+// known and pw logs in as user. It is Verify under the name the rotation
+// protocol uses before a change.
+func (d *Dialer) Preflight(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
+	return d.Verify(ctx, h, user, pw)
+}
+
+func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (*Session, error) {
+	addr := h.Addr(d.cfg.DefaultPort)
+	algos, err := d.kh.algorithms(addr)
+	if err != nil {
+		return nil, fmt.Errorf("login %s: %w", addr, err)
+	}
+	var keyChecked, authTried atomic.Bool
+	cfg := &ssh.ClientConfig{
+		User:              user,
+		HostKeyAlgorithms: algos,
+		HostKeyCallback: func(_ string, remote net.Addr, key ssh.PublicKey) error {
+			if err := d.kh.check(addr, remote, key, d.log.Warn); err != nil {
+				return err
+			}
+			keyChecked.Store(true)
+			return nil
+		},
+		Auth: []ssh.AuthMethod{
+			ssh.PasswordCallback(func() (string, error) {
+				authTried.Store(true)
+				return pw.Reveal(), nil
+			}),
+			ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+				if authTried.Load() && len(questions) > 0 {
+					// The password was refused already: a second try with
+					// the same password only counts towards a lockout.
+					return nil, errPasswordRefused
+				}
+				authTried.Store(true)
+				answers := make([]string, len(questions))
+				for i := range answers {
+					answers[i] = pw.Reveal()
+				}
+				return answers, nil
+			}),
+		},
+		Timeout: d.cfg.ConnectTimeout,
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
+	defer cancel()
+	conn, err := dialContext(cctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("login %s: %w", addr, err)
+	}
+	stop := context.AfterFunc(cctx, func() { conn.Close() })
+	if dl, ok := cctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if !stop() {
+		// The deadline or ctx closed the connection during the handshake.
+		if err == nil {
+			c.Close()
+			err = cctx.Err()
+		}
+	}
+	if err != nil {
+		conn.Close()
+		var hke *HostKeyError
+		var ane *ssh.AlgorithmNegotiationError
+		switch {
+		case errors.As(err, &hke):
+			return nil, fmt.Errorf("login %s: %w", addr, hke)
+		case errors.As(err, &ane) && ane.What == "host key" && algos != nil:
+			// known_hosts holds keys for the host, none of a type it offers.
+			return nil, fmt.Errorf("login %s: %w", addr, &HostKeyError{
+				Host:       knownhosts.Normalize(addr),
+				KeyType:    strings.Join(ane.RequestedAlgorithms, ","),
+				Known:      true,
+				KnownHosts: d.cfg.KnownHosts,
+			})
+		case keyChecked.Load() && authTried.Load() && !isNetError(err) && cctx.Err() == nil:
+			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
+		case cctx.Err() != nil:
+			// Canceled or past the connect timeout: say so, keep the cause.
+			return nil, fmt.Errorf("login %s: %w", addr, unreachable(fmt.Errorf("%w (%w)", cctx.Err(), err)))
+		default:
+			return nil, fmt.Errorf("login %s: %w", addr, unreachable(err))
+		}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &Session{
+		client: ssh.NewClient(c, chans, reqs),
+		addr:   addr,
+		user:   user,
+		pw:     pw,
+		step:   d.cfg.StepTimeout,
+		log:    d.log,
+	}, nil
+}
+
+// errPasswordRefused stops authentication after the password was refused once.
+var errPasswordRefused = errors.New("password refused")
+
+// dialContext opens a TCP connection, wrapping failures as unreachable.
+func dialContext(ctx context.Context, addr string) (net.Conn, error) {
+	var nd net.Dialer
+	conn, err := nd.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	return conn, nil
+}
+
+// unreachableError marks a network failure as rotation.ErrUnreachable while
+// keeping its cause.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() []error {
+	return []error{rotation.ErrUnreachable, e.err}
+}
+
+func unreachable(err error) error {
+	if err == nil || errors.Is(err, rotation.ErrUnreachable) {
+		return err
+	}
+	return &unreachableError{err: err}
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}
+
+// Session is one logged-in connection. It is used by one goroutine at a
+// time; Close may be called from any goroutine.
+type Session struct {
+	client *ssh.Client
+	addr   string
+	user   string
+	pw     secret.Value // the login password, for sudo
+	step   time.Duration
+	log    *slog.Logger
+}
+
+// Check runs `true` in a new channel within the step timeout, proving the
+// login yields a working shell. Errors satisfy rotation.ErrUnreachable when
+// the connection broke or the command did not finish in time.
+func (s *Session) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.step)
+	defer cancel()
+	sess, err := s.newSession(ctx)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", s.addr, err)
+	}
+	defer sess.Close()
+	done := make(chan error, 1)
+	go func() { done <- sess.Run("true") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			var ee *ssh.ExitError
+			if errors.As(err, &ee) {
+				return fmt.Errorf("check %s: %w", s.addr, err)
+			}
+			return fmt.Errorf("check %s: %w", s.addr, unreachable(err))
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("check %s: %w", s.addr, unreachable(ctx.Err()))
+	}
+}
+
+// newSession opens a session channel, giving up when ctx ends (a stalled
+// host answers no channel request).
+func (s *Session) newSession(ctx context.Context) (*ssh.Session, error) {
+	type result struct {
+		sess *ssh.Session
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		sess, err := s.client.NewSession()
+		ch <- result{sess, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, unreachable(r.err)
+		}
+		return r.sess, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.sess != nil {
+				r.sess.Close()
+			}
+		}()
+		return nil, unreachable(ctx.Err())
+	}
+}
+
+// ChangePassword runs passwd for the logged-in user on a PTY and answers
+// its prompts with old and new. Each prompt, and the final verdict, must
+// come within the step timeout. A policy that refuses new yields
+// OutcomeRejected with its reason, without retrying.
+func (s *Session) ChangePassword(ctx context.Context, old, new secret.Value) rotation.Outcome {
+	return s.runPasswd(ctx, "env LC_ALL=C LANG=C passwd", newDialogue(modeSelf, old, new, s.pw))
+}
+
+// userRe accepts the account names passwd takes; anything else could
+// change the meaning of the command line.
+var userRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$`)
+
+// SetPassword sets user's password to new with the logged-in account's
+// privileges: `passwd USER` when logged in as root, otherwise through
+// `sudo -S`, answering sudo's prompt with the login password. A refused
+// sudo password yields OutcomeWrongCurrent.
+func (s *Session) SetPassword(ctx context.Context, user string, new secret.Value) rotation.Outcome {
+	if !userRe.MatchString(user) {
+		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Err: fmt.Errorf("set password: invalid user name %q", user)}
+	}
+	cmd := "env LC_ALL=C LANG=C passwd " + user
+	if s.user != "root" {
+		cmd = "sudo -S -p '" + sudoPrompt + "' " + cmd
+	}
+	return s.runPasswd(ctx, cmd, newDialogue(modeOther, secret.Value{}, new, s.pw))
+}
+
+// runPasswd runs cmd on a PTY and lets d answer its output.
+func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotation.Outcome {
+	stepCtx, cancel := context.WithTimeout(ctx, s.step)
+	sess, err := s.newSession(stepCtx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && stepCtx.Err() != nil {
+			return d.timeout()
+		}
+		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, err))
+	}
+	defer sess.Close()
+	modes := ssh.TerminalModes{ssh.ECHO: 0, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
+	stdin, err1 := sess.StdinPipe()
+	stdout, err2 := sess.StdoutPipe()
+	if err := errors.Join(err1, err2); err != nil {
+		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, unreachable(err)))
+	}
+	// Requests on a stalled host get no reply: bound them by the step.
+	started := make(chan error, 1)
+	go func() {
+		if err := sess.RequestPty("dumb", 24, 200, modes); err != nil {
+			started <- err
+			return
+		}
+		started <- sess.Start(cmd)
+	}()
+	timer := time.NewTimer(s.step)
+	defer timer.Stop()
+	select {
+	case err := <-started:
+		if err != nil {
+			return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, unreachable(err)))
+		}
+	case <-timer.C:
+		return d.timeout()
+	case <-ctx.Done():
+		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, ctx.Err()))
+	}
+
+	chunks := make(chan []byte)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(chunks)
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			if n > 0 {
+				select {
+				case chunks <- append([]byte(nil), buf[:n]...):
+				case <-readDone:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer close(readDone)
+	timer.Reset(s.step)
+	for {
+		select {
+		case p, ok := <-chunks:
+			if !ok {
+				return s.waitExit(ctx, sess, d, timer)
+			}
+			answer, done := d.feed(p)
+			if done {
+				return d.outcome
+			}
+			if answer != nil {
+				_, err := stdin.Write(answer)
+				clear(answer)
+				if err != nil {
+					return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, unreachable(err)))
+				}
+				if testHookAnswered != nil {
+					testHookAnswered(s.addr)
+				}
+				timer.Reset(s.step)
+			}
+		case <-timer.C:
+			return d.timeout()
+		case <-ctx.Done():
+			return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, ctx.Err()))
+		}
+	}
+}
+
+// testHookAnswered, set only by tests, runs after each answer is written.
+var testHookAnswered func(addr string)
+
+// waitExit reads passwd's exit status once its output ended.
+func (s *Session) waitExit(ctx context.Context, sess *ssh.Session, d *dialogue, timer *time.Timer) rotation.Outcome {
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		var ee *ssh.ExitError
+		switch {
+		case err == nil:
+			return d.finish(0, true)
+		case errors.As(err, &ee):
+			return d.finish(ee.ExitStatus(), true)
+		default:
+			var em *ssh.ExitMissingError
+			if errors.As(err, &em) {
+				return d.finish(0, false)
+			}
+			return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, unreachable(err)))
+		}
+	case <-timer.C:
+		return d.timeout()
+	case <-ctx.Done():
+		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, ctx.Err()))
+	}
+}
+
+// Close closes the connection.
+func (s *Session) Close() error {
+	return s.client.Close()
+}

@@ -1,0 +1,761 @@
+// Package sshtest runs real OpenSSH servers on loopback for tests and
+// demos of code that changes passwords over SSH.
+//
+// A Rig starts one sshd per host on 127.0.0.1, each on its own port with
+// its own host keys, inside a private mount namespace whose /etc is an
+// overlay over the machine's: every host has its own /etc/passwd and
+// /etc/shadow, so passwd run through one host changes only that host. The
+// machine's own files and PAM configuration are never written. A Rig needs
+// root, /usr/sbin/sshd and unshare(1); Available says whether it can run.
+package sshtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// Variant selects the passwd program and policy of a rig host.
+type Variant int
+
+// The host variants.
+const (
+	// Debian: shadow-utils passwd with the machine's PAM stack (pam_unix, yescrypt).
+	Debian Variant = iota
+	// BusyBox: a setuid BusyBox passwd applet; SHA-512 crypt hashes.
+	BusyBox
+	// PwQuality: shadow-utils passwd with pam_pwquality enforcing the policy.
+	PwQuality
+)
+
+// String returns the variant's name: debian, busybox or pwquality.
+func (v Variant) String() string {
+	switch v {
+	case Debian:
+		return "debian"
+	case BusyBox:
+		return "busybox"
+	case PwQuality:
+		return "pwquality"
+	}
+	return "variant(" + strconv.Itoa(int(v)) + ")"
+}
+
+// HostSpec describes one rig host.
+type HostSpec struct {
+	Variant Variant
+	// KbdInteractiveOnly turns password authentication off, so that only
+	// keyboard-interactive is offered.
+	KbdInteractiveOnly bool
+}
+
+// RigOptions configure StartRig.
+type RigOptions struct {
+	Dir          string     // working directory for the hosts' files; "" for a new temporary one, removed by Close
+	Hosts        []HostSpec // one sshd each
+	User         string     // the test account ("rotuser")
+	Password     string     // its password on every host; required
+	RootPassword string     // if set, root may log in with it (privileged mode)
+	Sudo         bool       // the test account may run anything through sudo (needs /usr/bin/sudo)
+	BusyBox      string     // a busybox binary with the passwd applet ($ROTORD_BUSYBOX, else /opt/rotord-rig/busybox)
+}
+
+// RigHost is the address of a rig host.
+type RigHost struct {
+	Name    string // 127.0.0.1
+	Port    int
+	Variant Variant
+}
+
+// Addr returns "127.0.0.1:port".
+func (h RigHost) Addr() string { return net.JoinHostPort(h.Name, strconv.Itoa(h.Port)) }
+
+// Rig is a set of running sshd hosts. Its methods are safe for concurrent use.
+type Rig struct {
+	dir, tmpDir string
+	opts        RigOptions
+	knownHosts  string
+	hosts       []*rigHost
+}
+
+type rigHost struct {
+	RigHost
+	dir  string
+	keys []ssh.Signer
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	attempts int
+	counted  chan struct{} // closed and replaced at each counted attempt
+	logTail  []string
+}
+
+// Available reports why a rig cannot run here, or nil.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("sshtest: the rig needs root")
+	}
+	for _, p := range []string{"/usr/sbin/sshd", "/usr/bin/unshare", "/usr/bin/nsenter", "/usr/sbin/chpasswd", "/usr/sbin/useradd"} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("sshtest: %w", err)
+		}
+	}
+	return nil
+}
+
+// BusyBoxPath returns the busybox binary the rig uses for BusyBox hosts.
+func BusyBoxPath() string {
+	if p := os.Getenv("ROTORD_BUSYBOX"); p != "" {
+		return p
+	}
+	return "/opt/rotord-rig/busybox"
+}
+
+// RequireRig skips tb when the rig cannot run here, but fails it when the
+// environment variable CI is "true": there the rig must run.
+func RequireRig(tb testing.TB, variants ...Variant) {
+	tb.Helper()
+	err := Available()
+	if err == nil {
+		for _, v := range variants {
+			if v == BusyBox {
+				if _, serr := os.Stat(BusyBoxPath()); serr != nil {
+					err = fmt.Errorf("sshtest: busybox for BusyBox hosts: %w", serr)
+				}
+			}
+		}
+	}
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("real sshd rig required under CI: %v", err)
+	}
+	tb.Skipf("real sshd rig unavailable: %v", err)
+}
+
+// pwqualityStack is the password stack of PwQuality hosts, written into
+// their own /etc/pam.d so the machine's stack stays as it is.
+const pwqualityStack = `password	requisite			pam_pwquality.so retry=3
+password	[success=1 default=ignore]	pam_unix.so obscure use_authtok try_first_pass yescrypt
+password	requisite			pam_deny.so
+password	required			pam_permit.so
+`
+
+// sshdStack is every host's sshd PAM stack: pam_unix without its 2 s delay
+// after a failure (tests fail logins on purpose), the machine's account and
+// password stacks, and no session modules that need a login manager.
+const sshdStack = `auth	[success=1 default=ignore]	pam_unix.so nullok nodelay
+auth	requisite			pam_deny.so
+auth	required			pam_permit.so
+account	required	pam_nologin.so
+@include common-account
+session	required	pam_unix.so
+@include common-password
+`
+
+// StartRig starts the hosts of opts and returns once every sshd listens.
+// On error, whatever was started is stopped again.
+func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	if opts.User == "" {
+		opts.User = "rotuser"
+	}
+	if opts.Password == "" {
+		return nil, errors.New("sshtest: a password is required")
+	}
+	if opts.BusyBox == "" {
+		opts.BusyBox = BusyBoxPath()
+	}
+	r := &Rig{opts: opts, dir: opts.Dir}
+	if r.dir == "" {
+		if r.dir, err = os.MkdirTemp("", "rotord-rig-"); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		r.tmpDir = r.dir
+	}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	// One template /etc overlay per hash method, made by the real useradd
+	// and chpasswd: BusyBox cannot verify yescrypt.
+	templates := map[bool]string{}
+	uid, gid := -1, -1
+	for _, h := range opts.Hosts {
+		sha := h.Variant == BusyBox
+		if _, ok := templates[sha]; ok {
+			continue
+		}
+		dir := filepath.Join(r.dir, "template-"+strconv.FormatBool(sha))
+		if uid, gid, err = r.makeTemplate(ctx, dir, sha); err != nil {
+			return nil, err
+		}
+		templates[sha] = dir
+	}
+	if hasVariant(opts.Hosts, BusyBox) {
+		if err := copyFile(opts.BusyBox, filepath.Join(r.dir, "busybox-passwd"), os.ModeSetuid|0o755); err != nil {
+			return nil, fmt.Errorf("sshtest: busybox: %w", err)
+		}
+	}
+	var khLines []string
+	for i, spec := range opts.Hosts {
+		h, err := r.prepareHost(i, spec, templates[spec.Variant == BusyBox], uid, gid)
+		if err != nil {
+			return nil, err
+		}
+		r.hosts = append(r.hosts, h)
+		addr := knownhosts.Normalize(h.Addr())
+		if i%2 == 1 {
+			addr = knownhosts.HashHostname(addr) // exercise hashed entries
+		}
+		// Only the ed25519 key is approved; the hosts also offer ECDSA.
+		khLines = append(khLines, knownhosts.Line([]string{addr}, h.keys[0].PublicKey()))
+	}
+	r.knownHosts = filepath.Join(r.dir, "known_hosts")
+	if err := os.WriteFile(r.knownHosts, []byte(strings.Join(khLines, "\n")+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	ready := make([]<-chan error, len(r.hosts))
+	for i, h := range r.hosts {
+		if ready[i], err = r.start(h); err != nil {
+			return nil, err
+		}
+	}
+	for i, ch := range ready {
+		select {
+		case err := <-ch:
+			if err != nil {
+				return nil, fmt.Errorf("sshtest: host %d: %w", i, err)
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sshtest: start hosts: %w", ctx.Err())
+		}
+	}
+	return r, nil
+}
+
+func hasVariant(hs []HostSpec, v Variant) bool {
+	for _, h := range hs {
+		if h.Variant == v {
+			return true
+		}
+	}
+	return false
+}
+
+// makeTemplate creates the test account in an overlay whose upper layer is
+// dir/upper and returns its uid and gid. Passwords go to chpasswd on stdin.
+func (r *Rig) makeTemplate(ctx context.Context, dir string, sha512 bool) (uid, gid int, err error) {
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, 0, fmt.Errorf("sshtest: %w", err)
+		}
+	}
+	method := ""
+	if sha512 {
+		method = "-c SHA512"
+	}
+	script := `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc
+id -u "$3" >/dev/null 2>&1 || useradd -M -d "/home/$3" -s /bin/sh "$3"
+chpasswd ` + method + `
+id -u "$3"; id -g "$3"`
+	cmd := exec.CommandContext(ctx, "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh", upper, work, r.opts.User)
+	in := r.opts.User + ":" + r.opts.Password + "\n"
+	if r.opts.RootPassword != "" {
+		in += "root:" + r.opts.RootPassword + "\n"
+	}
+	cmd.Stdin = strings.NewReader(in)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("sshtest: create test account: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("sshtest: create test account: unexpected output %q", out)
+	}
+	uid, _ = strconv.Atoi(f[0])
+	gid, _ = strconv.Atoi(f[1])
+	return uid, gid, nil
+}
+
+// prepareHost writes host i's files: its /etc layer, home, keys and sshd_config.
+func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (*rigHost, error) {
+	dir := filepath.Join(r.dir, fmt.Sprintf("host-%03d", i))
+	upper := filepath.Join(dir, "upper")
+	home := filepath.Join(dir, "home", r.opts.User)
+	for _, d := range []string{filepath.Join(upper, "pam.d"), filepath.Join(dir, "work"), home} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+	}
+	if err := os.Chown(home, uid, gid); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(template, "upper"))
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		src := filepath.Join(template, "upper", e.Name())
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		if err := copyFile(src, filepath.Join(upper, e.Name()), fi.Mode().Perm()); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(upper, "pam.d", "sshd"), []byte(sshdStack), 0o644); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	if r.opts.Sudo {
+		sd := filepath.Join(upper, "sudoers.d")
+		if err := os.MkdirAll(sd, 0o755); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		rule := r.opts.User + " ALL=(ALL:ALL) ALL\n"
+		if err := os.WriteFile(filepath.Join(sd, r.opts.User), []byte(rule), 0o440); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+	}
+	if spec.Variant == PwQuality {
+		if err := os.WriteFile(filepath.Join(upper, "pam.d", "common-password"), []byte(pwqualityStack), 0o644); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+	}
+	h := &rigHost{RigHost: RigHost{Name: "127.0.0.1", Variant: spec.Variant}, dir: dir}
+	var keyFiles []string
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	for _, k := range []struct {
+		name string
+		key  any
+	}{{"ssh_host_ed25519_key", edKey}, {"ssh_host_ecdsa_key", ecKey}} {
+		block, err := ssh.MarshalPrivateKey(k.key, "")
+		if err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		p := filepath.Join(dir, k.name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		s, err := ssh.NewSignerFromKey(k.key)
+		if err != nil {
+			return nil, fmt.Errorf("sshtest: %w", err)
+		}
+		h.keys = append(h.keys, s)
+		keyFiles = append(keyFiles, p)
+	}
+	if h.Port, err = freePort(); err != nil {
+		return nil, err
+	}
+	passwordAuth := "yes"
+	if spec.KbdInteractiveOnly {
+		passwordAuth = "no"
+	}
+	permitRoot := "no"
+	if r.opts.RootPassword != "" {
+		permitRoot = "yes"
+	}
+	conf := fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+HostKey %s
+PidFile none
+UsePAM yes
+PasswordAuthentication %s
+KbdInteractiveAuthentication yes
+PubkeyAuthentication no
+PermitRootLogin %s
+LogLevel VERBOSE
+MaxStartups 1000
+MaxSessions 100
+MaxAuthTries 6
+StrictModes no
+UseDNS no
+PrintMotd no
+PrintLastLog no
+`, h.Port, keyFiles[0], keyFiles[1], passwordAuth, permitRoot)
+	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	return h, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("sshtest: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		return err
+	}
+	return os.Chmod(dst, mode) // WriteFile's mode is masked and drops setuid
+}
+
+// authRe matches sshd's log line for each password or keyboard-interactive
+// authentication attempt (LogLevel VERBOSE).
+var authRe = regexp.MustCompile(`(Accepted|Failed) (password|keyboard-interactive\S*) for `)
+
+// start launches host h's sshd in a new mount namespace; the returned
+// channel yields nil once it listens, or why it did not.
+func (r *Rig) start(h *rigHost) (<-chan error, error) {
+	script := `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
+mount --bind "$1/home" /home
+if [ -n "$2" ]; then mount --bind "$2" /usr/bin/passwd; fi
+exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
+	bb := ""
+	if h.Variant == BusyBox {
+		bb = filepath.Join(r.dir, "busybox-passwd")
+	}
+	cmd := exec.Command("/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh", h.dir, bb)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(h.dir, "sshd.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("sshtest: start sshd: %w", err)
+	}
+	ready := make(chan error, 1)
+	exited := make(chan struct{})
+	h.mu.Lock()
+	h.cmd, h.exited = cmd, exited
+	h.mu.Unlock()
+	go func() {
+		defer logf.Close()
+		sc := bufio.NewScanner(stderr)
+		listening := false
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logf, line)
+			h.mu.Lock()
+			if authRe.MatchString(line) {
+				h.attempts++
+				if h.counted != nil {
+					close(h.counted)
+					h.counted = nil
+				}
+			}
+			h.logTail = append(h.logTail, line)
+			if len(h.logTail) > 20 {
+				h.logTail = h.logTail[1:]
+			}
+			h.mu.Unlock()
+			if !listening && strings.Contains(line, "Server listening on") {
+				listening = true
+				ready <- nil
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		err := cmd.Wait()
+		if !listening {
+			h.mu.Lock()
+			tail := strings.Join(h.logTail, "; ")
+			h.mu.Unlock()
+			ready <- fmt.Errorf("sshd exited before listening (%v): %s", err, tail)
+		}
+		close(exited)
+	}()
+	return ready, nil
+}
+
+// Hosts returns the rig's hosts, in the order of RigOptions.Hosts.
+func (r *Rig) Hosts() []RigHost {
+	hs := make([]RigHost, len(r.hosts))
+	for i, h := range r.hosts {
+		hs[i] = h.RigHost
+	}
+	return hs
+}
+
+// KnownHostsFile returns a known_hosts file approving every host's ed25519
+// key (half of the entries hashed). The hosts also offer an ECDSA key,
+// which the file does not hold.
+func (r *Rig) KnownHostsFile() string { return r.knownHosts }
+
+// HostKey returns host i's ed25519 public key.
+func (r *Rig) HostKey(i int) ssh.PublicKey { return r.hosts[i].keys[0].PublicKey() }
+
+// Dir returns the rig's working directory (each host's sshd.log is in
+// host-NNN/ there).
+func (r *Rig) Dir() string { return r.dir }
+
+// pids returns the pid of host h's sshd and of all its descendants.
+func (h *rigHost) pids() []int {
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return nil
+	}
+	root := cmd.Process.Pid
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		children[ppid] = append(children[ppid], pid)
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+func (r *Rig) signal(i int, sig syscall.Signal) error {
+	for _, pid := range r.hosts[i].pids() {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("sshtest: signal host %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Process is a process running on a rig host.
+type Process struct {
+	Pid  int
+	Args []string // its command line
+	Env  []string // its environment
+}
+
+// Processes returns host i's sshd and every process it runs, with their
+// command lines and environments: what anyone on the host could see.
+func (r *Rig) Processes(i int) ([]Process, error) {
+	var ps []Process
+	for _, pid := range r.hosts[i].pids() {
+		dir := "/proc/" + strconv.Itoa(pid)
+		args, err := os.ReadFile(dir + "/cmdline")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		env, err := os.ReadFile(dir + "/environ")
+		if err != nil {
+			continue
+		}
+		ps = append(ps, Process{Pid: pid, Args: splitNUL(args), Env: splitNUL(env)})
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("sshtest: host %d runs no process", i)
+	}
+	return ps, nil
+}
+
+func splitNUL(b []byte) []string {
+	s := strings.TrimRight(string(b), "\x00")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\x00")
+}
+
+// PauseHost stops host i's sshd and everything it runs (SIGSTOP): the
+// host stalls mid-dialogue, its connections stay open.
+func (r *Rig) PauseHost(i int) error { return r.signal(i, syscall.SIGSTOP) }
+
+// ResumeHost continues a paused host.
+func (r *Rig) ResumeHost(i int) error { return r.signal(i, syscall.SIGCONT) }
+
+// StopHost kills host i's sshd and its sessions and waits until it is
+// gone; its mount namespace goes with it. Its files are kept for StartHost.
+func (r *Rig) StopHost(i int) error {
+	h := r.hosts[i]
+	h.mu.Lock()
+	cmd, exited := h.cmd, h.exited
+	h.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	pids := h.pids()
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
+	h.mu.Lock()
+	h.cmd = nil
+	h.mu.Unlock()
+	return nil
+}
+
+// StartHost starts a stopped host again on the same port, with the
+// passwords it had.
+func (r *Rig) StartHost(ctx context.Context, i int) error {
+	h := r.hosts[i]
+	h.mu.Lock()
+	running := h.cmd != nil
+	h.mu.Unlock()
+	if running {
+		return nil
+	}
+	ready, err := r.start(h)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			return fmt.Errorf("sshtest: host %d: %w", i, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sshtest: start host %d: %w", i, ctx.Err())
+	}
+}
+
+// SetPassword sets the test account's password on running host i, behind
+// the back of whatever is under test (chpasswd in the host's namespace,
+// the password on its stdin).
+func (r *Rig) SetPassword(i int, pw string) error {
+	h := r.hosts[i]
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("sshtest: host %d is stopped", i)
+	}
+	args := []string{"-t", strconv.Itoa(cmd.Process.Pid), "-m", "/usr/sbin/chpasswd"}
+	if h.Variant == BusyBox {
+		args = append(args, "-c", "SHA512")
+	}
+	c := exec.Command("/usr/bin/nsenter", args...)
+	c.Stdin = strings.NewReader(r.opts.User + ":" + pw + "\n")
+	c.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("sshtest: set password on host %d: %w: %s", i, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ShadowLine returns the test account's line of host i's /etc/shadow.
+func (r *Rig) ShadowLine(i int) (string, error) {
+	b, err := os.ReadFile(filepath.Join(r.hosts[i].dir, "upper", "shadow"))
+	if err != nil {
+		return "", fmt.Errorf("sshtest: %w", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, r.opts.User+":") {
+			return l, nil
+		}
+	}
+	return "", fmt.Errorf("sshtest: host %d: no shadow entry for %s", i, r.opts.User)
+}
+
+// AuthAttempts returns how many password or keyboard-interactive
+// authentications host i's sshd has logged since the rig started.
+func (r *Rig) AuthAttempts(i int) int {
+	h := r.hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attempts
+}
+
+// WaitAuthAttempts waits until host i's sshd has logged at least n
+// password or keyboard-interactive authentications (sshd may log an
+// attempt just after the client saw its result) and returns the count.
+func (r *Rig) WaitAuthAttempts(ctx context.Context, i, n int) (int, error) {
+	h := r.hosts[i]
+	for {
+		h.mu.Lock()
+		got := h.attempts
+		if got >= n {
+			h.mu.Unlock()
+			return got, nil
+		}
+		if h.counted == nil {
+			h.counted = make(chan struct{})
+		}
+		ch := h.counted
+		h.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return got, fmt.Errorf("sshtest: host %d: %d authentication attempts, waiting for %d: %w", i, got, n, ctx.Err())
+		}
+	}
+}
+
+// Close stops every host and removes the rig's directory if StartRig
+// created it. The hosts' mounts vanish with their namespaces.
+func (r *Rig) Close() error {
+	var errs []error
+	for i := range r.hosts {
+		_ = r.ResumeHost(i)
+		errs = append(errs, r.StopHost(i))
+	}
+	if r.tmpDir != "" {
+		errs = append(errs, os.RemoveAll(r.tmpDir))
+	}
+	return errors.Join(errs...)
+}
