@@ -254,17 +254,22 @@ func (e *Engine) verify(ctx context.Context, h Host, user string, pw secret.Valu
 	return s.Close()
 }
 
-// withHostPorts fills in the default port of hosts listed without one.
+// withHostPorts fills in the default port of hosts listed without one
+// and drops the duplicates that makes.
 func (e *Engine) withHostPorts(hosts []Host, port int) []Host {
 	if port == 0 {
 		port = e.cfg.Port
 	}
-	out := make([]Host, len(hosts))
-	for i, h := range hosts {
+	out := make([]Host, 0, len(hosts))
+	seen := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
 		if h.Port == 0 {
 			h.Port = port
 		}
-		out[i] = h
+		if k := h.String(); !seen[k] { // "web01" and "web01:22" are one host
+			seen[k] = true
+			out = append(out, h)
+		}
 	}
 	return out
 }
