@@ -131,9 +131,9 @@ func TestServerHostKey(t *testing.T) {
 	}
 	other.Close()
 	for _, tc := range []struct {
-		name  string
-		known bool
-	}{{"Unknown", false}, {"Changed", true}} {
+		name           string
+		known, revoked bool
+	}{{"Unknown", false, false}, {"Changed", true, false}, {"Revoked", true, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			kh := filepath.Join(t.TempDir(), "known_hosts")
 			var content string
@@ -142,7 +142,9 @@ func TestServerHostKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			if tc.known {
+			if tc.revoked {
+				content = "@revoked " + srv.KnownHostsLine() + "\n"
+			} else if tc.known {
 				// Another server's key recorded for this address.
 				content = knownhosts.Line([]string{knownhosts.Normalize(srv.Addr())}, other.HostKey()) + "\n"
 			}
@@ -156,7 +158,7 @@ func TestServerHostKey(t *testing.T) {
 			name, port := srv.Host()
 			_, err = d.Login(context.Background(), rotation.Host{Name: name, Port: port}, user, secret.New(oldPw))
 			var hke *sshexec.HostKeyError
-			if !errors.As(err, &hke) || hke.Known != tc.known || !errors.Is(err, rotation.ErrHostKey) {
+			if !errors.As(err, &hke) || hke.Known != tc.known || hke.Revoked != tc.revoked || !errors.Is(err, rotation.ErrHostKey) {
 				t.Fatalf("err %v", err)
 			}
 			if n := srv.AuthAttempts(); n != 0 {
