@@ -64,7 +64,7 @@ var (
 	// wrongCurrentRe matches a refused current password.
 	wrongCurrentRe = regexp.MustCompile(`(?im)(authentication token manipulation error|authentication failure|^incorrect password)`)
 	// reasonRe matches a policy's reason for refusing a new password.
-	reasonRe = regexp.MustCompile(`(?im)^(?:bad password: (.+?)|(you must choose a longer password\.?)|(the password has not been changed\.?)|(password unchanged: .+?)|(.*\btoo (?:similar|short|simple)\b.*?))\s*$`)
+	reasonRe = regexp.MustCompile(`(?im)^(?:bad password: (.+?)|(you must choose a longer password\.?)|(the password has not been changed\.?)|(password unchanged: .+?)|(password has been already used\..*?)|(?:passwd: )?(you (?:must|should) wait longer to change your password\.?)|(.*\btoo (?:similar|short|simple)\b.*?))\s*$`)
 	// mismatchRe matches passwd's complaint that the retyped password differs.
 	mismatchRe = regexp.MustCompile(`(?im)(passwords do not match|passwords don't match)`)
 )
@@ -161,7 +161,9 @@ func (d *dialogue) finish(exitStatus int, exitKnown bool) rotation.Outcome {
 	switch {
 	case successRe.MatchString(after) && (!exitKnown || exitStatus == 0):
 		d.end(rotation.OutcomeChanged, "", nil)
-	case d.sentNew == 0 && d.mode == modeSelf && d.sentCurrent > 0 && wrongCurrentRe.MatchString(after):
+	case d.sentNew == 0 && d.mode == modeSelf && d.sentCurrent > 0 && wrongCurrentRe.MatchString(after) && d.reason(after) == "":
+		// (A reason, such as the minimum password age, is a policy refusal
+		// even though PAM words it as a manipulation error.)
 		d.end(rotation.OutcomeWrongCurrent, "", nil)
 	case d.mode == modeOther && d.sentSudo > 0 && d.sentNew == 0:
 		// sudo refused the login password (or the account may not use sudo).

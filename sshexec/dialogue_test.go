@@ -128,6 +128,8 @@ func TestDialogueRecorded(t *testing.T) {
 		{file: "50-rhel-synth.txt", section: "older PAM wording: success", old: initial, new: rot, kind: rotation.OutcomeChanged},
 		{file: "50-rhel-synth.txt", section: "RHEL: wrong current", old: "WrongPw-1", new: rot, kind: rotation.OutcomeWrongCurrent},
 		{file: "50-rhel-synth.txt", section: "sssd: second current prompt", old: initial, new: rot, kind: rotation.OutcomeChanged},
+		{file: "50-rhel-synth.txt", section: "pam_unix remember / pam_pwhistory: reused password (composed from documented messages)", old: initial, new: "Old-Used-Pw-2023", kind: rotation.OutcomeRejected, reason: "Password has been already used. Choose another."},
+		{file: "50-rhel-synth.txt", section: "minimum password age (composed from documented messages)", old: initial, new: rot, kind: rotation.OutcomeRejected, reason: "You must wait longer to change your password."},
 		{file: "50-rhel-synth.txt", section: "cracklib: too similar", old: initial, new: "Initial-Pw-2025", kind: rotation.OutcomeRejected, reason: "is too similar to the old one"},
 	}
 	for _, tc := range tests {

@@ -26,6 +26,7 @@ type HostKeyError struct {
 	KeyType     string // the key type the host presented, e.g. ssh-ed25519 (or the types it offered)
 	Fingerprint string // SHA256:... of the presented key; "" when it offered none of the known types
 	Known       bool   // true: known_hosts holds another key for the host (changed)
+	Revoked     bool   // the presented key is marked @revoked in known_hosts
 	KnownHosts  string // the known_hosts file consulted
 }
 
@@ -34,6 +35,10 @@ func (e *HostKeyError) Error() string {
 	scan := e.Host
 	if strings.HasPrefix(scan, "[") {
 		scan = strings.Replace(strings.TrimPrefix(scan, "["), "]:", ":", 1)
+	}
+	if e.Revoked {
+		return fmt.Sprintf("host key of %s is revoked in %s: it presented %s %s; ask the host's administrator for its new key",
+			e.Host, e.KnownHosts, e.KeyType, e.Fingerprint)
 	}
 	if e.Fingerprint == "" {
 		return fmt.Sprintf("host key of %s changed: it offers only %s, none of the key types %s holds for it; "+
@@ -143,6 +148,11 @@ func (k *knownHosts) check(addr string, remote net.Addr, key ssh.PublicKey, log 
 		return err
 	}
 	err = cb(addr, remote, key)
+	var rev *knownhosts.RevokedError
+	if errors.As(err, &rev) {
+		return &HostKeyError{Host: knownhosts.Normalize(addr), KeyType: key.Type(), Fingerprint: ssh.FingerprintSHA256(key),
+			Known: true, Revoked: true, KnownHosts: k.path}
+	}
 	var ke *knownhosts.KeyError
 	if !errors.As(err, &ke) {
 		return err
