@@ -51,6 +51,7 @@ type APIError struct {
 	Auth    bool   // the answer refused rotord's own credentials
 }
 
+// Error returns "secret server: HTTP status code: message".
 func (e *APIError) Error() string {
 	var b strings.Builder
 	b.WriteString("secret server: ")
