@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -249,14 +250,12 @@ func parseConfig(path string, data []byte, getenv func(string) string) (*Config,
 	c.path, c.lines = path, map[string]int{}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, &ConfigError{File: path, Msg: "the file is empty"}
+	} else if err != nil {
 		return nil, yamlSyntaxError(path, err)
 	}
 	d := &decoder{file: path, lines: c.lines}
-	if len(doc.Content) == 0 {
-		d.errf(0, "", "the file is empty")
-		return nil, d.err()
-	}
 	d.decode(doc.Content[0], reflect.ValueOf(&c).Elem(), "")
 	if err := d.err(); err != nil {
 		return nil, err
@@ -297,7 +296,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if path != "" {
+	if _, ok := d.lines[path]; !ok && path != "" {
 		d.lines[path] = n.Line
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -333,6 +332,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 				d.errf(k.Line, kp, "given twice")
 			default:
 				seen[k.Value] = true
+				d.lines[kp] = k.Line // errors point at the key
 				d.decode(val, v.Field(idx), kp)
 			}
 		}
@@ -431,7 +431,7 @@ func (c *Config) line(path string) int {
 
 type validator struct {
 	c    *Config
-	errs []error
+	errs []error // each a *ConfigError
 }
 
 func (v *validator) errf(field, format string, args ...any) {
@@ -578,6 +578,9 @@ func (c *Config) validate(getenv func(string) string) error {
 			v.errf("notify.smtp", "from and to are required when smtp is set")
 		}
 	}
+	sort.SliceStable(v.errs, func(i, j int) bool {
+		return v.errs[i].(*ConfigError).Line < v.errs[j].(*ConfigError).Line
+	})
 	return errors.Join(v.errs...)
 }
 
