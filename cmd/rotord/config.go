@@ -257,13 +257,27 @@ func parseConfig(path string, data []byte, getenv func(string) string) (*Config,
 	}
 	d := &decoder{file: path, lines: c.lines}
 	d.decode(doc.Content[0], reflect.ValueOf(&c).Elem(), "")
-	if err := d.err(); err != nil {
-		return nil, err
+	// Validate even after decoding errors, to report every problem at once;
+	// a field that did not decode keeps its default and is not reported twice.
+	errs := d.errs
+	for _, ve := range c.validate(getenv) {
+		if !overlaps(ve.Field, d.errs) {
+			errs = append(errs, ve)
+		}
 	}
-	if err := c.validate(getenv); err != nil {
-		return nil, err
+	if len(errs) == 0 {
+		return &c, nil
 	}
-	return &c, nil
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	var out []error
+	seen := map[string]bool{}
+	for _, e := range errs {
+		if k := strconv.Itoa(e.Line) + " " + e.Field; !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return nil, errors.Join(out...)
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -276,19 +290,29 @@ func yamlSyntaxError(path string, err error) error {
 	return &ConfigError{File: path, Msg: "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 }
 
+// overlaps reports whether field is, contains or lies in a field with a
+// decoding error: its validation would only repeat that error.
+func overlaps(field string, errs []*ConfigError) bool {
+	for _, e := range errs {
+		if e.Field == field || strings.HasPrefix(e.Field, field+".") || strings.HasPrefix(field, e.Field+".") ||
+			strings.HasPrefix(e.Field, field+"[") || strings.HasPrefix(field, e.Field+"[") {
+			return true
+		}
+	}
+	return false
+}
+
 // decoder maps a YAML node tree onto a struct, strictly: unknown and
 // repeated keys and values of the wrong type are errors with their line.
 type decoder struct {
 	file  string
 	lines map[string]int
-	errs  []error
+	errs  []*ConfigError
 }
 
 func (d *decoder) errf(line int, field, format string, args ...any) {
 	d.errs = append(d.errs, &ConfigError{File: d.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
-
-func (d *decoder) err() error { return errors.Join(d.errs...) }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
@@ -431,7 +455,7 @@ func (c *Config) line(path string) int {
 
 type validator struct {
 	c    *Config
-	errs []error // each a *ConfigError
+	errs []*ConfigError
 }
 
 func (v *validator) errf(field, format string, args ...any) {
@@ -439,7 +463,7 @@ func (v *validator) errf(field, format string, args ...any) {
 }
 
 // validate checks values and reads the credentials the file names.
-func (c *Config) validate(getenv func(string) string) error {
+func (c *Config) validate(getenv func(string) string) []*ConfigError {
 	v := &validator{c: c}
 	ss := &c.SecretServer
 	switch u, err := url.Parse(ss.URL); {
@@ -578,10 +602,7 @@ func (c *Config) validate(getenv func(string) string) error {
 			v.errf("notify.smtp", "from and to are required when smtp is set")
 		}
 	}
-	sort.SliceStable(v.errs, func(i, j int) bool {
-		return v.errs[i].(*ConfigError).Line < v.errs[j].(*ConfigError).Line
-	})
-	return errors.Join(v.errs...)
+	return v.errs
 }
 
 // scheduleProblem strips the quoting ParseSchedule adds: the field name
