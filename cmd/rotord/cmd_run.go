@@ -56,7 +56,7 @@ func (a *app) run(ctx context.Context) error {
 	}
 	defer svc.close()
 
-	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets))
+	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
 	for _, r := range svc.engine.Recover(work, "daemon") {
 		a.logResult("recovered rotation", r)
 	}
@@ -104,17 +104,27 @@ func (a *app) run(ctx context.Context) error {
 // reload re-reads the configuration file on SIGHUP. An invalid file is
 // rejected and the running configuration kept.
 func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) {
-	cfg, err := LoadConfig(a.cfg.Path(), a.getenv)
+	err := a.tryReload(ctx, sched)
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running one", "config", a.cfg.Path(), "err", err)
-		return
+	} else {
+		a.log.Info("configuration reloaded", "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets))
+	}
+	if a.reloaded != nil {
+		a.reloaded <- err
+	}
+}
+
+func (a *app) tryReload(ctx context.Context, sched *rotation.Scheduler) error {
+	cfg, err := LoadConfig(a.cfg.Path(), a.getenv)
+	if err != nil {
+		return err
 	}
 	if err := sched.Reload(ctx, cfg.SchedulePlan()); err != nil {
-		a.log.Error("configuration reload rejected; keeping the running one", "config", a.cfg.Path(), "err", err)
-		return
+		return err
 	}
 	a.cfg = cfg
-	a.log.Info("configuration reloaded", "config", cfg.Path(), "secrets", len(cfg.Secrets))
+	return nil
 }
 
 // logResult logs what a rotation did; it holds no password.

@@ -46,6 +46,8 @@ type app struct {
 
 	cfg *Config
 	log *slog.Logger
+
+	reloaded chan<- error // tests: told the outcome of each SIGHUP reload
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string, ad adapters) *app {
