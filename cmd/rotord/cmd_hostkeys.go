@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 )
 
 func (a *app) hostkeysCmd() *cobra.Command {
@@ -51,9 +52,21 @@ func (a *app) scanHostKeys(ctx context.Context, hosts []string) error {
 		}
 		for _, l := range lines {
 			fmt.Fprintln(a.stdout, l)
+			if fp, err := fingerprint(l); err == nil {
+				fmt.Fprintf(a.stderr, "%s %s\n", addr, fp)
+			}
 		}
 	}
 	return outcome(failed, len(hosts), "host key scan")
+}
+
+// fingerprint returns "TYPE SHA256:..." for a known_hosts line.
+func fingerprint(line string) (string, error) {
+	_, _, key, _, _, err := ssh.ParseKnownHosts([]byte(line))
+	if err != nil {
+		return "", fmt.Errorf("parse known_hosts line: %w", err)
+	}
+	return key.Type() + " " + ssh.FingerprintSHA256(key), nil
 }
 
 // hostAddr returns host:port for "host", "host:port", "v6" or "[v6]:port".

@@ -684,7 +684,8 @@ func (v *validator) readCredentialFile(field, path string) secret.Value {
 		v.errf(field, "%s is over 4096 bytes: not a password file", path)
 		return secret.Value{}
 	}
-	pw := strings.TrimRight(string(data[:n]), "\r\n")
+	first, _, _ := strings.Cut(string(data[:n]), "\n")
+	pw := strings.TrimSuffix(first, "\r")
 	if pw == "" {
 		v.errf(field, "%s is empty", path)
 		return secret.Value{}
