@@ -54,7 +54,12 @@ type Clock interface {
 type wallClock struct{}
 
 func (wallClock) Now() time.Time                         { return time.Now() }
-func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(min(d, maxSleep)) }
+
+// maxSleep bounds each wait on the wall clock: the scheduler wakes up at
+// least this often and compares due times with the time of day, so that a
+// machine suspended or a clock stepped does not delay a rotation for long.
+const maxSleep = time.Minute
 
 // WallClock is the real clock.
 var WallClock Clock = wallClock{}
@@ -250,8 +255,14 @@ func (s *Scheduler) load(ctx context.Context, e *schedEntry) error {
 		return fmt.Errorf("read due time of %s: %w", e.spec.Name, err)
 	}
 	s.mu.Lock()
+	now := s.clock.Now()
+	if ok && due.After(e.sched.Next(now).Add(s.plan.Jitter)) {
+		// Due later than the schedule's next slot: the schedule was
+		// shortened while the daemon was down. Follow the new one.
+		ok = false
+	}
 	if !ok {
-		due = s.nextAfter(e.sched, s.clock.Now(), s.plan.Jitter)
+		due = s.nextAfter(e.sched, now, s.plan.Jitter)
 	}
 	if e.next.IsZero() {
 		e.next = due

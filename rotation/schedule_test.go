@@ -335,6 +335,22 @@ func TestSchedulerRestartBeforeDueDoesNotRun(t *testing.T) {
 	}
 }
 
+func TestSchedulerScheduleShortenedWhileDown(t *testing.T) {
+	state := newMemState()
+	_ = state.SetNextDue(context.Background(), "web", t0.Add(6*24*time.Hour)) // from @weekly
+	clk, rec := newFakeClock(t0), newRecorder(false)
+	h := start(t, clk, state, rec, rotation.SchedulePlan{Secrets: secrets("web"), DefaultSchedule: "@daily"})
+	clk.idle(t)
+	h.shutdown(t)
+	want := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	if got, _ := state.get("web"); !got.Equal(want) {
+		t.Fatalf("due %v, want the new schedule's next slot %v", got, want)
+	}
+	if n := rec.runs("web"); n != 0 {
+		t.Fatalf("rotated %d times, want 0", n)
+	}
+}
+
 func TestSchedulerNoOverlap(t *testing.T) {
 	state := newMemState()
 	_ = state.SetNextDue(context.Background(), "web", t0)
