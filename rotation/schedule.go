@@ -290,6 +290,9 @@ func (s *Scheduler) poke() {
 // early with an error if the persisted due times cannot be read. Run must
 // be called once.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	initial := make([]*schedEntry, 0, len(s.entries))
 	for _, e := range s.entries {

@@ -3,6 +3,7 @@ package rotation_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -585,5 +586,27 @@ func TestNewSchedulerRejectsBadPlan(t *testing.T) {
 				t.Fatal("NewScheduler accepted a bad plan")
 			}
 		})
+	}
+}
+
+type failingState struct{ *memState }
+
+func (failingState) NextDue(context.Context, string) (time.Time, bool, error) {
+	return time.Time{}, false, errors.New("database is locked")
+}
+
+func TestSchedulerRunStateError(t *testing.T) {
+	s, err := rotation.NewScheduler(rotation.SchedulerConfig{
+		SchedulePlan: rotation.SchedulePlan{Secrets: secrets("web"), DefaultSchedule: "@daily"},
+		State:        failingState{newMemState()},
+		Run:          newRecorder(false).Run,
+		Clock:        newFakeClock(t0),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "database is locked") {
+		t.Fatalf("Run = %v, want the state's error", err)
 	}
 }

@@ -23,7 +23,8 @@ With --dry-run only the pre-flight runs: each host is reached, its host key
 checked and the current password tried; nothing changes anywhere but an audit
 entry in the journal.
 
-Names must be listed in the configuration file.`,
+Names must be listed in the configuration file. Interrupting rotord
+(Ctrl-C, SIGTERM) reverts the rotations in flight and exits with 130.`,
 		Example: `  rotord rotate                      # every configured secret
   rotord rotate prod-web-root --dry-run
   rotord rotate prod-web-root prod-db-root --json`,

@@ -60,6 +60,10 @@ func (a *app) run(ctx context.Context) error {
 	for _, r := range svc.engine.Recover(work, "daemon") {
 		a.logResult("recovered rotation", r)
 	}
+	if ctx.Err() != nil {
+		a.log.Info("rotord stopped")
+		return nil
+	}
 
 	sched, err := rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: a.cfg.SchedulePlan(),
