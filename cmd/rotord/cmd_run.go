@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -65,11 +66,16 @@ func (a *app) run(ctx context.Context) error {
 		return nil
 	}
 
-	sched, err := rotation.NewScheduler(rotation.SchedulerConfig{
+	var sched *rotation.Scheduler
+	met := newMetrics(func(name string) (time.Time, bool) { return sched.NextDue(name) })
+	sched, err = rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: a.cfg.SchedulePlan(),
 		State:        svc.state,
 		Run: func(_ context.Context, spec rotation.SecretSpec) error {
+			met.inFlight.Inc()
 			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
+			met.inFlight.Dec()
+			met.observe(r, time.Now())
 			a.logResult("rotation finished", r)
 			return r.Err
 		},
@@ -77,6 +83,12 @@ func (a *app) run(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
+	}
+	met.setSecrets(a.cfg.Specs())
+	if a.cfg.Metrics.Listen != "" {
+		if err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log); err != nil {
+			return err
+		}
 	}
 
 	done := make(chan error, 1)
@@ -93,7 +105,12 @@ func (a *app) run(ctx context.Context) error {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				a.reload(ctx, sched)
+				if a.reload(ctx, sched) {
+					met.reloads.WithLabelValues("ok").Inc()
+					met.setSecrets(a.cfg.Specs())
+				} else {
+					met.reloads.WithLabelValues("rejected").Inc()
+				}
 			case !stopping:
 				stopping = true
 				a.log.Info("stopping: no new rotation starts; waiting for those in flight", "signal", sig.String())
@@ -106,8 +123,9 @@ func (a *app) run(ctx context.Context) error {
 }
 
 // reload re-reads the configuration file on SIGHUP. An invalid file is
-// rejected and the running configuration kept.
-func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) {
+// rejected and the running configuration kept; it reports whether the new
+// file was taken.
+func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) bool {
 	err := a.tryReload(ctx, sched)
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running one", "config", a.cfg.Path(), "err", err)
@@ -117,6 +135,7 @@ func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) {
 	if a.reloaded != nil {
 		a.reloaded <- err
 	}
+	return err == nil
 }
 
 func (a *app) tryReload(ctx context.Context, sched *rotation.Scheduler) error {

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -389,7 +392,8 @@ func TestHistory(t *testing.T) {
 }
 
 func TestRunRotatesOnScheduleReloadsAndStops(t *testing.T) {
-	body := strings.Replace(threeSecrets, "secrets:\n", "schedule: \"@every 1s\"\njitter: 0s\nsecrets:\n", 1)
+	addr := freeAddr(t)
+	body := strings.Replace(threeSecrets, "secrets:\n", "schedule: \"@every 1s\"\njitter: 0s\nmetrics:\n  listen: "+addr+"\nsecrets:\n", 1)
 	body = strings.Replace(body, "  - name: mail\n", "", 1)
 	e := &fakeEngine{rotated: make(chan string, 10)}
 	ta := newTestApp(t, body, services4(e))
@@ -432,6 +436,22 @@ func TestRunRotatesOnScheduleReloadsAndStops(t *testing.T) {
 	for !got["mail"] {
 		got[recv(t, e.rotated)] = true
 	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body2, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`rotord_rotations_total{secret="web",state="committed"}`,
+		`rotord_config_reloads_total{result="rejected"} 1`,
+		`rotord_config_reloads_total{result="ok"} 1`,
+		`rotord_next_due_timestamp_seconds{secret="mail"}`,
+	} {
+		if !strings.Contains(string(body2), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	stop()
 	if code := recv(t, done); code != exitOK {
 		t.Fatalf("run exited %d: %s", code, ta.err)
@@ -441,4 +461,16 @@ func TestRunRotatesOnScheduleReloadsAndStops(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, ta.err)
 		}
 	}
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
