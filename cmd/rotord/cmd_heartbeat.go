@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotord/rotord/rotation"
+)
+
+func (a *app) heartbeatCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "heartbeat [NAME...]",
+		Short: "Check that Secret Server's password still logs in on every host",
+		Long: `Log into every host of the named secrets (all configured secrets when none
+is named) with the password Secret Server holds, and report the hosts where
+it no longer works. Nothing changes.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.heartbeat(cmd.Context(), args, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "write results as JSON")
+	return cmd
+}
+
+func (a *app) heartbeat(ctx context.Context, names []string, asJSON bool) error {
+	if err := a.setup(); err != nil {
+		return err
+	}
+	specs, err := a.selectSpecs(names)
+	if err != nil {
+		return err
+	}
+	svc, _, err := a.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	results := make([]rotation.HeartbeatResult, len(specs))
+	sem := make(chan struct{}, a.cfg.Rotation.MaxConcurrent)
+	var wg sync.WaitGroup
+	for i, spec := range specs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = svc.engine.Heartbeat(ctx, spec)
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	out := make([]jsonHeartbeat, 0, len(results))
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+		}
+		out = append(out, toJSONHeartbeat(r))
+	}
+	if asJSON {
+		err = writeJSON(a.stdout, out)
+	} else {
+		err = renderHeartbeats(a.stdout, results)
+	}
+	if err != nil {
+		return err
+	}
+	return outcome(failed, len(results), "heartbeat")
+}

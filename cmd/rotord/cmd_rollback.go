@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotord/rotord/rotation"
+)
+
+func (a *app) rollbackCmd() *cobra.Command {
+	var (
+		toID   int64
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback NAME",
+		Short: "Restore a secret's previous password on every host and in Secret Server",
+		Long: `Restore, on every host of the secret and in Secret Server, the password that
+was current before its last committed rotation, or before rotation ID with
+--to ID (see rotord history). The rollback is itself a journaled rotation: it
+is all or nothing across the hosts, and can be rolled back in turn.`,
+		Example: `  rotord rollback prod-web-root
+  rotord rollback prod-web-root --to 42`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.rollback(cmd.Context(), args[0], toID, asJSON)
+		},
+	}
+	cmd.Flags().Int64Var(&toID, "to", 0, "restore the password from before rotation `ID` (default: the last committed one)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "write the result as JSON")
+	return cmd
+}
+
+func (a *app) rollback(ctx context.Context, name string, toID int64, asJSON bool) error {
+	if toID < 0 {
+		return usagef("--to: want a rotation id, got %d", toID)
+	}
+	if err := a.setup(); err != nil {
+		return err
+	}
+	specs, err := a.selectSpecs([]string{name})
+	if err != nil {
+		return err
+	}
+	svc, prog, err := a.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	r := svc.engine.Rollback(ctx, specs[0], toID, a.actor())
+	prog.done()
+	return a.reportResults([]rotation.Result{r}, false, asJSON, "rollback")
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rotord/rotord/rotation"
+)
+
+func (a *app) runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon: rotate secrets on their schedules",
+		Long: `Run the daemon. At start it finishes or undoes unfinished rotations
+(as rotord recover does), then rotates each configured secret on its cron
+schedule. A rotation missed while the daemon was down is made once at start;
+a secret never seen before gets its first rotation at its next slot.
+
+Signals:
+  SIGHUP           reload the configuration file; an invalid one is
+                   rejected (logged) and the running one kept. Schedules and
+                   the secrets list follow the new file; other settings take
+                   effect at the next start.
+  SIGTERM, SIGINT  stop: start no new rotation, let those in flight finish,
+                   then exit 0. A second signal interrupts the rotations in
+                   flight, which revert every host they changed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.run(cmd.Context())
+		},
+	}
+}
+
+func (a *app) run(ctx context.Context) error {
+	if err := a.setup(); err != nil {
+		return err
+	}
+	// ctx is cancelled by the first SIGTERM or SIGINT (see main): no new
+	// rotation starts. Rotations in flight run on work, cancelled only by a
+	// second signal.
+	work, interrupt := context.WithCancel(context.WithoutCancel(ctx))
+	defer interrupt()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+
+	svc, err := a.adapters.open(work, a.cfg, a.log, nil)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+
+	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
+	for _, r := range svc.engine.Recover(work, "daemon") {
+		a.logResult("recovered rotation", r)
+	}
+	if ctx.Err() != nil {
+		a.log.Info("rotord stopped")
+		return nil
+	}
+
+	var sched *rotation.Scheduler
+	met := newMetrics(func(name string) (time.Time, bool) { return sched.NextDue(name) })
+	sched, err = rotation.NewScheduler(rotation.SchedulerConfig{
+		SchedulePlan: a.cfg.SchedulePlan(),
+		State:        svc.state,
+		Run: func(_ context.Context, spec rotation.SecretSpec) error {
+			met.inFlight.Inc()
+			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
+			met.inFlight.Dec()
+			met.observe(r, time.Now())
+			a.logResult("rotation finished", r)
+			return r.Err
+		},
+		Log: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start scheduler: %w", err)
+	}
+	met.setSecrets(a.cfg.Specs())
+	if a.cfg.Metrics.Listen != "" {
+		if err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log); err != nil {
+			return err
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	stopping := false
+	for {
+		select {
+		case err := <-done:
+			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+				a.log.Info("rotord stopped")
+				return nil
+			}
+			return err
+		case sig := <-sigs:
+			switch {
+			case sig == syscall.SIGHUP:
+				if a.reload(ctx, sched) {
+					met.reloads.WithLabelValues("ok").Inc()
+					met.setSecrets(a.cfg.Specs())
+				} else {
+					met.reloads.WithLabelValues("rejected").Inc()
+				}
+			case !stopping:
+				stopping = true
+				a.log.Info("stopping: no new rotation starts; waiting for those in flight", "signal", sig.String())
+			default:
+				a.log.Warn("second signal: interrupting rotations in flight; they revert", "signal", sig.String())
+				interrupt()
+			}
+		}
+	}
+}
+
+// reload re-reads the configuration file on SIGHUP. An invalid file is
+// rejected and the running configuration kept; it reports whether the new
+// file was taken.
+func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) bool {
+	err := a.tryReload(ctx, sched)
+	if err != nil {
+		a.log.Error("configuration reload rejected; keeping the running one", "config", a.cfg.Path(), "err", err)
+	} else {
+		a.log.Info("configuration reloaded", "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets))
+	}
+	if a.reloaded != nil {
+		a.reloaded <- err
+	}
+	return err == nil
+}
+
+func (a *app) tryReload(ctx context.Context, sched *rotation.Scheduler) error {
+	cfg, err := LoadConfig(a.cfg.Path(), a.getenv)
+	if err != nil {
+		return err
+	}
+	if err := sched.Reload(ctx, cfg.SchedulePlan()); err != nil {
+		return err
+	}
+	a.cfg = cfg
+	return nil
+}
+
+// logResult logs what a rotation did; it holds no password.
+func (a *app) logResult(msg string, r rotation.Result) {
+	attrs := []any{"secret", r.Secret, "rotation", r.RotationID, "kind", string(r.Kind), "state", string(r.State), "hosts", len(r.Hosts)}
+	if r.Err != nil {
+		a.log.Error(msg, append(attrs, "err", r.Err)...)
+		return
+	}
+	a.log.Info(msg, attrs...)
+}

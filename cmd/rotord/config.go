@@ -1,0 +1,768 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+)
+
+// defaultConfigPath is read when neither --config nor $ROTORD_CONFIG is set.
+const defaultConfigPath = "/etc/rotord/rotord.yaml"
+
+// credentialsFallback stands in for $CREDENTIALS_DIRECTORY when rotord runs
+// outside its systemd unit: it is the directory the unit loads its
+// credentials from (see deploy/rotord.service).
+const credentialsFallback = "/etc/rotord/credentials"
+
+// Config is rotord's configuration file, after defaults and validation.
+type Config struct {
+	SecretServer SecretServerConfig `yaml:"secret_server"`
+	Store        StoreConfig        `yaml:"store"`
+	SSH          SSHConfig          `yaml:"ssh"`
+	Schedule     string             `yaml:"schedule"`
+	Jitter       Duration           `yaml:"jitter"`
+	Rotation     RotationConfig     `yaml:"rotation"`
+	Password     PasswordConfig     `yaml:"password"`
+	HostsField   string             `yaml:"hosts_field"`
+	Secrets      []SecretConfig     `yaml:"secrets"`
+	Metrics      MetricsConfig      `yaml:"metrics"`
+	Notify       NotifyConfig       `yaml:"notify"`
+
+	path  string
+	lines map[string]int // field path → line, for validation errors
+}
+
+// SecretServerConfig says how to reach and authenticate to Secret Server.
+type SecretServerConfig struct {
+	URL          string   `yaml:"url"`
+	Auth         string   `yaml:"auth"`
+	Username     string   `yaml:"username"`
+	PasswordFile string   `yaml:"password_file"`
+	PasswordEnv  string   `yaml:"password_env"`
+	Domain       string   `yaml:"domain"`
+	CAFile       string   `yaml:"ca_file"`
+	Timeout      Duration `yaml:"timeout"`
+	TokenCache   string   `yaml:"token_cache"`
+
+	password secret.Value
+}
+
+// Password returns the Secret Server password read at load time.
+func (c SecretServerConfig) Password() secret.Value { return c.password }
+
+// StoreConfig locates the journal database and its sealing key.
+type StoreConfig struct {
+	Driver  string `yaml:"driver"`
+	Path    string `yaml:"path"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// SSHConfig holds the settings of SSH connections to hosts.
+type SSHConfig struct {
+	KnownHosts     string           `yaml:"known_hosts"`
+	Port           int              `yaml:"port"`
+	ConnectTimeout Duration         `yaml:"connect_timeout"`
+	StepTimeout    Duration         `yaml:"step_timeout"`
+	Concurrency    int              `yaml:"concurrency"`
+	Reconcile      *ReconcileConfig `yaml:"reconcile"`
+}
+
+// ReconcileConfig is an optional privileged account used to reset hosts a
+// rotation could not revert.
+type ReconcileConfig struct {
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+
+	password secret.Value
+}
+
+// RotationConfig tunes rotations.
+type RotationConfig struct {
+	MaxConcurrent int      `yaml:"max_concurrent"`
+	Deadline      Duration `yaml:"deadline"`
+	LeaseTTL      Duration `yaml:"lease_ttl"`
+	PolicyRetries int      `yaml:"policy_retries"`
+	HostRetries   int      `yaml:"host_retries"`
+}
+
+// PasswordConfig describes new passwords.
+type PasswordConfig struct {
+	Length    int    `yaml:"length"`
+	Generator string `yaml:"generator"`
+}
+
+// SecretConfig is one secret to rotate, with its overrides.
+type SecretConfig struct {
+	Name       string `yaml:"name"`
+	Schedule   string `yaml:"schedule"`
+	Length     int    `yaml:"length"`
+	Generator  string `yaml:"generator"`
+	HostsField string `yaml:"hosts_field"`
+	Port       int    `yaml:"port"`
+}
+
+// MetricsConfig says where Prometheus metrics are served.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// NotifyConfig says where alerts go.
+type NotifyConfig struct {
+	WebhookURL string     `yaml:"webhook_url"`
+	SMTP       SMTPConfig `yaml:"smtp"`
+}
+
+// SMTPConfig is a mail relay for alerts.
+type SMTPConfig struct {
+	Address string   `yaml:"address"`
+	From    string   `yaml:"from"`
+	To      []string `yaml:"to"`
+}
+
+// Duration is a time.Duration written as "30s", "10m" or "1h30m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" && n.Tag != "!!int" {
+		return fmt.Errorf("want a duration such as 30s or 10m, got %s", nodeDesc(n))
+	}
+	if n.Value == "0" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 30s or 10m, got %q", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ConfigError is a problem in the configuration file, located by line.
+type ConfigError struct {
+	File  string
+	Line  int // 0 when the problem has no line (a missing file)
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	if e.Field != "" {
+		b.WriteString(": " + e.Field)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// defaults returns a Config holding every default.
+func defaults() Config {
+	return Config{
+		SecretServer: SecretServerConfig{
+			Auth:       "oauth2",
+			Timeout:    Duration(30 * time.Second),
+			TokenCache: "/var/lib/rotord/token.cache",
+		},
+		Store: StoreConfig{
+			Driver:  "sqlite",
+			Path:    "/var/lib/rotord/rotord.db",
+			KeyFile: "${CREDENTIALS_DIRECTORY}/store-key",
+		},
+		SSH: SSHConfig{
+			KnownHosts:     "/etc/rotord/known_hosts",
+			Port:           22,
+			ConnectTimeout: Duration(10 * time.Second),
+			StepTimeout:    Duration(30 * time.Second),
+			Concurrency:    32,
+		},
+		Schedule: "@weekly",
+		Jitter:   Duration(10 * time.Minute),
+		Rotation: RotationConfig{
+			MaxConcurrent: 4,
+			Deadline:      Duration(15 * time.Minute),
+			LeaseTTL:      Duration(2 * time.Minute),
+			PolicyRetries: 3,
+			HostRetries:   3,
+		},
+		Password:   PasswordConfig{Length: 24, Generator: "auto"},
+		HostsField: "notes",
+		Metrics:    MetricsConfig{Listen: "127.0.0.1:9464"},
+	}
+}
+
+// configPath returns the path given by flag, else $ROTORD_CONFIG, else the default.
+func configPath(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if p := os.Getenv("ROTORD_CONFIG"); p != "" {
+		return p
+	}
+	return defaultConfigPath
+}
+
+// LoadConfig reads, decodes strictly and validates the file at path, and
+// reads the credentials it names. Every problem found is reported, each as
+// a *ConfigError naming file, line and field (joined with errors.Join).
+func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	return parseConfig(path, data, getenv)
+}
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func parseConfig(path string, data []byte, getenv func(string) string) (*Config, error) {
+	c := defaults()
+	c.path, c.lines = path, map[string]int{}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, &ConfigError{File: path, Msg: "the file is empty"}
+	} else if err != nil {
+		return nil, yamlSyntaxError(path, err)
+	}
+	d := &decoder{file: path, lines: c.lines}
+	d.decode(doc.Content[0], reflect.ValueOf(&c).Elem(), "")
+	// Validate even after decoding errors, to report every problem at once;
+	// a field that did not decode keeps its default and is not reported twice.
+	errs := d.errs
+	for _, ve := range c.validate(getenv) {
+		if !overlaps(ve.Field, d.errs) {
+			errs = append(errs, ve)
+		}
+	}
+	if len(errs) == 0 {
+		return &c, nil
+	}
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	var out []error
+	seen := map[string]bool{}
+	for _, e := range errs {
+		if k := strconv.Itoa(e.Line) + " " + e.Field; !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return nil, errors.Join(out...)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func yamlSyntaxError(path string, err error) error {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &ConfigError{File: path, Line: line, Msg: "YAML syntax: " + m[2]}
+	}
+	return &ConfigError{File: path, Msg: "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+}
+
+// overlaps reports whether field is, contains or lies in a field with a
+// decoding error: its validation would only repeat that error.
+func overlaps(field string, errs []*ConfigError) bool {
+	for _, e := range errs {
+		if e.Field == field || strings.HasPrefix(e.Field, field+".") || strings.HasPrefix(field, e.Field+".") ||
+			strings.HasPrefix(e.Field, field+"[") || strings.HasPrefix(field, e.Field+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// decoder maps a YAML node tree onto a struct, strictly: unknown and
+// repeated keys and values of the wrong type are errors with their line.
+type decoder struct {
+	file  string
+	lines map[string]int
+	errs  []*ConfigError
+}
+
+func (d *decoder) errf(line int, field, format string, args ...any) {
+	d.errs = append(d.errs, &ConfigError{File: d.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if _, ok := d.lines[path]; !ok && path != "" {
+		d.lines[path] = n.Line
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // "key:" with no value keeps the default
+	}
+	if v.Addr().Type().Implements(unmarshalerType) {
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			d.errf(n.Line, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			d.errf(n.Line, path, "want a mapping of keys, got %s", nodeDesc(n))
+			return
+		}
+		fields := yamlFields(v.Type())
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			kp := joinPath(path, k.Value)
+			idx, ok := fields[k.Value]
+			switch {
+			case !ok:
+				d.errf(k.Line, kp, "unknown field (known here: %s)", strings.Join(sortedKeys(fields), ", "))
+			case seen[k.Value]:
+				d.errf(k.Line, kp, "given twice")
+			default:
+				seen[k.Value] = true
+				d.lines[kp] = k.Line // errors point at the key
+				d.decode(val, v.Field(idx), kp)
+			}
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.errf(n.Line, path, "want a list, got %s", nodeDesc(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.String, reflect.Int, reflect.Bool:
+		if n.Kind != yaml.ScalarNode {
+			d.errf(n.Line, path, "want %s, got %s", kindDesc(v.Kind()), nodeDesc(n))
+			return
+		}
+		if v.Kind() == reflect.String && n.Tag != "!!str" {
+			// 22 or true where text is wanted: accept the literal text, as
+			// YAML users expect of names, but not a mapping or list.
+			v.SetString(n.Value)
+			return
+		}
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			d.errf(n.Line, path, "want %s, got %q", kindDesc(v.Kind()), n.Value)
+		}
+	default:
+		d.errf(n.Line, path, "unsupported field type %s", v.Type())
+	}
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func yamlFields(t reflect.Type) map[string]int {
+	m := map[string]int{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag != "" && tag != "-" && f.IsExported() {
+			m[tag] = i
+		}
+	}
+	return m
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func kindDesc(k reflect.Kind) string {
+	switch k {
+	case reflect.Int:
+		return "an integer"
+	case reflect.Bool:
+		return "true or false"
+	default:
+		return "text"
+	}
+}
+
+func nodeDesc(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return strconv.Quote(n.Value)
+	}
+}
+
+// line returns the line of a field path, or of its closest parent known.
+func (c *Config) line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := c.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+type validator struct {
+	c    *Config
+	errs []*ConfigError
+}
+
+func (v *validator) errf(field, format string, args ...any) {
+	v.errs = append(v.errs, &ConfigError{File: v.c.path, Line: v.c.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// validate checks values and reads the credentials the file names.
+func (c *Config) validate(getenv func(string) string) []*ConfigError {
+	v := &validator{c: c}
+	ss := &c.SecretServer
+	switch u, err := url.Parse(ss.URL); {
+	case ss.URL == "":
+		v.errf("secret_server.url", "required: the Secret Server base URL, such as https://secrets.example.com/SecretServer")
+	case err != nil || u.Host == "":
+		v.errf("secret_server.url", "not a URL: %q", ss.URL)
+	case u.Scheme != "https":
+		v.errf("secret_server.url", "must be https (credentials and passwords cross it); give ca_file for a private CA")
+	case u.User != nil || u.RawQuery != "":
+		v.errf("secret_server.url", "must hold no credentials or query")
+	default:
+		ss.URL = strings.TrimRight(ss.URL, "/")
+	}
+	if ss.Auth != "oauth2" && ss.Auth != "ntlm" {
+		v.errf("secret_server.auth", "must be oauth2 or ntlm, got %q", ss.Auth)
+	}
+	if ss.Username == "" {
+		v.errf("secret_server.username", "required")
+	}
+	if ss.Timeout <= 0 {
+		v.errf("secret_server.timeout", "must be positive")
+	}
+	ss.password = v.credential("secret_server", ss.PasswordFile, ss.PasswordEnv, true, getenv)
+	ss.PasswordFile = expandCredentials(ss.PasswordFile, getenv)
+	if ss.CAFile != "" {
+		if _, err := os.Stat(ss.CAFile); err != nil {
+			v.errf("secret_server.ca_file", "cannot read: %v", unwrapPath(err))
+		}
+	}
+	ss.TokenCache = expandCredentials(ss.TokenCache, getenv)
+
+	switch c.Store.Driver {
+	case "sqlite":
+	case "postgres", "postgresql":
+		v.errf("store.driver", "postgres is not supported by this version; use sqlite")
+	default:
+		v.errf("store.driver", "must be sqlite, got %q", c.Store.Driver)
+	}
+	if c.Store.Path == "" {
+		v.errf("store.path", "required")
+	}
+	if c.Store.KeyFile == "" {
+		v.errf("store.key_file", "required: the file holding the journal's sealing key (rotord keygen writes one)")
+	}
+	c.Store.KeyFile = expandCredentials(c.Store.KeyFile, getenv)
+
+	if c.SSH.KnownHosts == "" {
+		v.errf("ssh.known_hosts", "required: host keys are always checked")
+	}
+	v.port("ssh.port", c.SSH.Port, false)
+	if c.SSH.ConnectTimeout <= 0 {
+		v.errf("ssh.connect_timeout", "must be positive")
+	}
+	if c.SSH.StepTimeout <= 0 {
+		v.errf("ssh.step_timeout", "must be positive")
+	}
+	if c.SSH.Concurrency < 1 {
+		v.errf("ssh.concurrency", "must be at least 1")
+	}
+	if r := c.SSH.Reconcile; r != nil {
+		if r.User == "" {
+			v.errf("ssh.reconcile.user", "required when ssh.reconcile is set")
+		}
+		r.password = v.credential("ssh.reconcile", r.PasswordFile, r.PasswordEnv, true, getenv)
+		r.PasswordFile = expandCredentials(r.PasswordFile, getenv)
+	}
+
+	if _, err := rotation.ParseSchedule(c.Schedule); err != nil {
+		v.errf("schedule", "%v", scheduleProblem(err))
+	}
+	if c.Jitter < 0 {
+		v.errf("jitter", "must not be negative")
+	}
+	if c.Rotation.MaxConcurrent < 1 {
+		v.errf("rotation.max_concurrent", "must be at least 1")
+	}
+	if c.Rotation.Deadline <= 0 {
+		v.errf("rotation.deadline", "must be positive")
+	}
+	if c.Rotation.LeaseTTL.D() < 10*time.Second {
+		v.errf("rotation.lease_ttl", "must be at least 10s")
+	}
+	if c.Rotation.PolicyRetries < 0 {
+		v.errf("rotation.policy_retries", "must not be negative")
+	}
+	if c.Rotation.HostRetries < 1 {
+		v.errf("rotation.host_retries", "must be at least 1")
+	}
+	v.length("password.length", c.Password.Length, false)
+	v.generator("password.generator", c.Password.Generator, false)
+	if c.HostsField == "" {
+		v.errf("hosts_field", "must not be empty")
+	}
+
+	if len(c.Secrets) == 0 {
+		v.errf("secrets", "list at least one secret to rotate")
+	}
+	names := map[string]int{}
+	for i, s := range c.Secrets {
+		p := fmt.Sprintf("secrets[%d]", i)
+		if strings.TrimSpace(s.Name) == "" {
+			v.errf(p+".name", "required")
+			continue
+		}
+		key := strings.ToLower(s.Name)
+		if j, dup := names[key]; dup {
+			v.errf(p+".name", "%q is already listed at line %d (names are compared without regard to case)", s.Name, c.line(fmt.Sprintf("secrets[%d].name", j)))
+		}
+		names[key] = i
+		if s.Schedule != "" {
+			if _, err := rotation.ParseSchedule(s.Schedule); err != nil {
+				v.errf(p+".schedule", "%v", scheduleProblem(err))
+			}
+		}
+		v.length(p+".length", s.Length, true)
+		v.generator(p+".generator", s.Generator, true)
+		v.port(p+".port", s.Port, true)
+	}
+
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || port == "" {
+			v.errf("metrics.listen", "want host:port such as 127.0.0.1:9464 (or \"\" to disable), got %q", c.Metrics.Listen)
+		}
+	}
+	if w := c.Notify.WebhookURL; w != "" {
+		if u, err := url.Parse(w); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.errf("notify.webhook_url", "not an http(s) URL: %q", w)
+		}
+	}
+	if sm := c.Notify.SMTP; sm.Address != "" || sm.From != "" || len(sm.To) > 0 {
+		if _, _, err := net.SplitHostPort(sm.Address); err != nil {
+			v.errf("notify.smtp.address", "want host:port, got %q", sm.Address)
+		}
+		if sm.From == "" || len(sm.To) == 0 {
+			v.errf("notify.smtp", "from and to are required when smtp is set")
+		}
+	}
+	return v.errs
+}
+
+// scheduleProblem strips the quoting ParseSchedule adds: the field name
+// already says which spec.
+func scheduleProblem(err error) string {
+	if u := errors.Unwrap(err); u != nil {
+		return "bad cron spec: " + u.Error()
+	}
+	return "bad cron spec: " + err.Error()
+}
+
+func (v *validator) port(field string, p int, zeroOK bool) {
+	if (p == 0 && zeroOK) || (p >= 1 && p <= 65535) {
+		return
+	}
+	v.errf(field, "must be a TCP port (1-65535), got %d", p)
+}
+
+func (v *validator) length(field string, n int, zeroOK bool) {
+	if (n == 0 && zeroOK) || (n >= 12 && n <= 128) {
+		return
+	}
+	v.errf(field, "must be between 12 and 128, got %d", n)
+}
+
+func (v *validator) generator(field, g string, emptyOK bool) {
+	switch g {
+	case "server", "local", "auto":
+		return
+	case "":
+		if emptyOK {
+			return
+		}
+	}
+	v.errf(field, "must be server, local or auto, got %q", g)
+}
+
+// credential reads a secret from exactly one of file and env. A file that
+// group or others may read is refused: a password must be readable by its
+// owner only.
+func (v *validator) credential(section, file, env string, required bool, getenv func(string) string) secret.Value {
+	switch {
+	case file != "" && env != "":
+		v.errf(section+".password_env", "give password_file or password_env, not both")
+	case file != "":
+		return v.readCredentialFile(section+".password_file", expandCredentials(file, getenv))
+	case env != "":
+		val := getenv(env)
+		if val == "" {
+			v.errf(section+".password_env", "environment variable %s is empty or not set", env)
+			return secret.Value{}
+		}
+		return secret.New(val)
+	case required:
+		v.errf(section, "password_file or password_env is required (passwords are never given on the command line)")
+	}
+	return secret.Value{}
+}
+
+func (v *validator) readCredentialFile(field, path string) secret.Value {
+	f, err := os.Open(path)
+	if err != nil {
+		v.errf(field, "cannot read %s: %v", path, unwrapPath(err))
+		return secret.Value{}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		v.errf(field, "cannot stat %s: %v", path, unwrapPath(err))
+		return secret.Value{}
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		v.errf(field, "%s has mode %04o: group or others may read it; run chmod 600 %s", path, perm, path)
+		return secret.Value{}
+	}
+	data := make([]byte, 4097)
+	n, _ := f.Read(data)
+	if n > 4096 {
+		v.errf(field, "%s is over 4096 bytes: not a password file", path)
+		return secret.Value{}
+	}
+	first, _, _ := strings.Cut(string(data[:n]), "\n")
+	pw := strings.TrimSuffix(first, "\r")
+	if pw == "" {
+		v.errf(field, "%s is empty", path)
+		return secret.Value{}
+	}
+	return secret.New(pw)
+}
+
+// expandCredentials replaces ${CREDENTIALS_DIRECTORY} in a path: with the
+// directory systemd set for the unit, or, outside the unit, with the
+// directory the unit loads its credentials from.
+func expandCredentials(path string, getenv func(string) string) string {
+	const v = "${CREDENTIALS_DIRECTORY}"
+	if !strings.Contains(path, v) {
+		return path
+	}
+	dir := getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" {
+		dir = credentialsFallback
+	}
+	return strings.ReplaceAll(path, v, dir)
+}
+
+// Path returns the file the configuration was read from.
+func (c *Config) Path() string { return c.path }
+
+// Specs returns the configured secrets as the engine takes them.
+func (c *Config) Specs() []rotation.SecretSpec {
+	out := make([]rotation.SecretSpec, 0, len(c.Secrets))
+	for _, s := range c.Secrets {
+		out = append(out, rotation.SecretSpec{
+			Name: s.Name, HostsField: s.HostsField, Port: s.Port, Length: s.Length, Generator: s.Generator,
+		})
+	}
+	return out
+}
+
+// Spec returns the configured secret with the given name (compared without
+// regard to case); ok is false if it is not in the file.
+func (c *Config) Spec(name string) (rotation.SecretSpec, bool) {
+	for _, s := range c.Specs() {
+		if strings.EqualFold(s.Name, name) {
+			return s, true
+		}
+	}
+	return rotation.SecretSpec{}, false
+}
+
+// SchedulePlan returns the scheduler's plan for the configured secrets.
+func (c *Config) SchedulePlan() rotation.SchedulePlan {
+	p := rotation.SchedulePlan{
+		DefaultSchedule: c.Schedule,
+		Jitter:          c.Jitter.D(),
+		MaxConcurrent:   c.Rotation.MaxConcurrent,
+	}
+	for i, s := range c.Specs() {
+		p.Secrets = append(p.Secrets, rotation.ScheduledSecret{Spec: s, Schedule: c.Secrets[i].Schedule})
+	}
+	return p
+}
+
+// EngineConfig returns the engine's settings. holder names this process
+// for leases.
+func (c *Config) EngineConfig(holder string) rotation.Config {
+	ec := rotation.Config{
+		Port:           c.SSH.Port,
+		Concurrency:    c.SSH.Concurrency,
+		SecretDeadline: c.Rotation.Deadline.D(),
+		LeaseTTL:       c.Rotation.LeaseTTL.D(),
+		Length:         c.Password.Length,
+		Generator:      c.Password.Generator,
+		PolicyRetries:  c.Rotation.PolicyRetries,
+		HostRetries:    c.Rotation.HostRetries,
+		HostsField:     c.HostsField,
+		Holder:         holder,
+	}
+	if r := c.SSH.Reconcile; r != nil {
+		ec.Reconcile = &rotation.Account{User: r.User, Password: r.password}
+	}
+	return ec
+}

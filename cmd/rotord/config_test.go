@@ -1,0 +1,249 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rotord/rotord/rotation"
+)
+
+const testPassword = "Ss-Pw_7f3a9c!e"
+
+// testEnv is a getenv for tests.
+func testEnv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// writeConfig writes body (with {{dir}} replaced by a temporary directory
+// holding ss-password, mode 0600) and returns its path.
+func writeConfig(t *testing.T, body string) (path, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ss-password"), []byte(testPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, "rotord.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(body, "{{dir}}", dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, dir
+}
+
+const minimal = `secret_server:
+  url: https://ss.example.com/SecretServer/
+  username: svc
+  password_file: {{dir}}/ss-password
+secrets:
+  - name: web-root
+`
+
+func TestLoadConfigDefaults(t *testing.T) {
+	path, _ := writeConfig(t, minimal)
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.SecretServer.Password().Reveal(); got != testPassword {
+		t.Fatalf("password %q, want the file's first line", got)
+	}
+	if c.SecretServer.URL != "https://ss.example.com/SecretServer" {
+		t.Errorf("url %q: trailing slash kept", c.SecretServer.URL)
+	}
+	want := defaults()
+	if c.Schedule != "@weekly" || c.Jitter != want.Jitter || c.SSH.Port != 22 || c.Password.Length != 24 ||
+		c.Store.Driver != "sqlite" || c.HostsField != "notes" || c.Rotation.MaxConcurrent != 4 || c.SecretServer.Auth != "oauth2" {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	if c.Store.KeyFile != credentialsFallback+"/store-key" {
+		t.Errorf("key_file %q, want the credentials fallback", c.Store.KeyFile)
+	}
+	ec := c.EngineConfig("me:1")
+	if ec.Port != 22 || ec.Concurrency != 32 || ec.SecretDeadline != 15*time.Minute || ec.Holder != "me:1" || ec.Reconcile != nil {
+		t.Errorf("engine config %+v", ec)
+	}
+}
+
+func TestLoadConfigExample(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"ss-password", "store-key"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(testPassword), 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := LoadConfig("../../deploy/rotord.example.yaml", testEnv(map[string]string{"CREDENTIALS_DIRECTORY": dir}))
+	if err != nil {
+		t.Fatalf("the example config does not load: %v", err)
+	}
+	if c.SecretServer.PasswordFile != dir+"/ss-password" || c.Store.KeyFile != dir+"/store-key" {
+		t.Errorf("credential paths %q %q not expanded", c.SecretServer.PasswordFile, c.Store.KeyFile)
+	}
+	specs := c.Specs()
+	wantSpecs := []rotation.SecretSpec{
+		{Name: "prod-web-root"},
+		{Name: "prod-db-root", Length: 32, Generator: "local"},
+		{Name: "lab-root", HostsField: "hosts", Port: 2222},
+	}
+	if len(specs) != len(wantSpecs) {
+		t.Fatalf("specs %+v", specs)
+	}
+	for i := range specs {
+		if specs[i] != wantSpecs[i] {
+			t.Errorf("spec %d = %+v, want %+v", i, specs[i], wantSpecs[i])
+		}
+	}
+	plan := c.SchedulePlan()
+	if plan.DefaultSchedule != "@weekly" || plan.Jitter != 10*time.Minute || plan.MaxConcurrent != 4 ||
+		plan.Secrets[1].Schedule != "CRON_TZ=Europe/Berlin 0 3 * * 0" || plan.Secrets[0].Schedule != "" {
+		t.Errorf("plan %+v", plan)
+	}
+}
+
+func TestLoadConfigPasswordEnvAndReconcile(t *testing.T) {
+	path, _ := writeConfig(t, `secret_server:
+  url: https://ss.example.com
+  username: svc
+  password_env: SS_PW
+ssh:
+  reconcile:
+    user: fixer
+    password_env: FIX_PW
+secrets: [{name: a}]
+`)
+	c, err := LoadConfig(path, testEnv(map[string]string{"SS_PW": "from-env", "FIX_PW": "fix-secret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SecretServer.Password().Reveal() != "from-env" {
+		t.Error("password_env not read")
+	}
+	r := c.EngineConfig("h").Reconcile
+	if r == nil || r.User != "fixer" || r.Password.Reveal() != "fix-secret" {
+		t.Errorf("reconcile account %+v", r)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want []string // each a whole error line, with FILE for the path
+	}{
+		{"UnknownKey", minimal + "sssh:\n  port: 22\n",
+			[]string{"FILE:7: sssh: unknown field (known here: hosts_field, jitter, metrics, notify, password, rotation, schedule, secret_server, secrets, ssh, store)"}},
+		{"UnknownNestedKey", minimal + "ssh:\n  prot: 2222\n",
+			[]string{"FILE:8: ssh.prot: unknown field (known here: concurrency, connect_timeout, known_hosts, port, reconcile, step_timeout)"}},
+		{"WrongType", minimal + "ssh:\n  port: twenty-two\n",
+			[]string{`FILE:8: ssh.port: want an integer, got "twenty-two"`}},
+		{"BadDuration", minimal + "jitter: 10 minutes\n",
+			[]string{`FILE:7: jitter: want a duration such as 30s or 10m, got "10 minutes"`}},
+		{"BadCron", minimal + "schedule: \"0 25 * * *\"\n",
+			[]string{"FILE:7: schedule: bad cron spec: end of range (25) above maximum (23): 25"}},
+		{"BadSecretCron", strings.Replace(minimal, "  - name: web-root\n", "  - name: web-root\n  - name: db-root\n    schedule: \"@fortnightly\"\n", 1),
+			[]string{"FILE:8: secrets[1].schedule: bad cron spec: unrecognized descriptor: @fortnightly"}},
+		{"Postgres", minimal + "store:\n  driver: postgres\n",
+			[]string{"FILE:8: store.driver: postgres is not supported by this version; use sqlite"}},
+		{"PlainHTTP", strings.Replace(minimal, "https://", "http://", 1),
+			[]string{"FILE:2: secret_server.url: must be https (credentials and passwords cross it); give ca_file for a private CA"}},
+		{"DuplicateName", minimal + "  - name: Web-Root\n",
+			[]string{`FILE:7: secrets[1].name: "Web-Root" is already listed at line 6 (names are compared without regard to case)`}},
+		{"DuplicateKey", minimal + "schedule: \"@daily\"\nschedule: \"@weekly\"\n",
+			[]string{"FILE:8: schedule: given twice"}},
+		{"NoSecrets", strings.TrimSuffix(minimal, "  - name: web-root\n"),
+			[]string{"FILE:5: secrets: list at least one secret to rotate"}},
+		{"BothPasswordSources", strings.Replace(minimal, "  username: svc\n", "  username: svc\n  password_env: X\n", 1),
+			[]string{"FILE:4: secret_server.password_env: give password_file or password_env, not both"}},
+		{"EmptyEnv", strings.Replace(minimal, "password_file: {{dir}}/ss-password", "password_env: ROTORD_NOPE", 1),
+			[]string{"FILE:4: secret_server.password_env: environment variable ROTORD_NOPE is empty or not set"}},
+		{"NoPassword", strings.Replace(minimal, "  password_file: {{dir}}/ss-password\n", "", 1),
+			[]string{"FILE:1: secret_server: password_file or password_env is required (passwords are never given on the command line)"}},
+		{"MappingForList", minimal + "notify:\n  smtp:\n    to: root@example.com\n    address: mail:25\n    from: r@example.com\n",
+			[]string{`FILE:9: notify.smtp.to: want a list, got "root@example.com"`}},
+		{"ListForScalar", minimal + "hosts_field: [a, b]\n",
+			[]string{"FILE:7: hosts_field: want text, got a list"}},
+		{"Syntax", minimal + "ssh:\n port: 22\n  known_hosts: x\n",
+			[]string{"FILE:9: YAML syntax: mapping values are not allowed in this context"}},
+		{"Ranges", minimal + "password:\n  length: 8\n  generator: magic\nssh:\n  port: 70000\n",
+			[]string{
+				"FILE:8: password.length: must be between 12 and 128, got 8",
+				`FILE:9: password.generator: must be server, local or auto, got "magic"`,
+				"FILE:11: ssh.port: must be a TCP port (1-65535), got 70000",
+			}},
+		{"Empty", "", []string{"FILE: the file is empty"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path, _ := writeConfig(t, tt.body)
+			_, err := LoadConfig(path, testEnv(nil))
+			if err == nil {
+				t.Fatal("LoadConfig accepted the file")
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %T is not a *ConfigError", err)
+			}
+			got := strings.Split(err.Error(), "\n")
+			var want []string
+			for _, w := range tt.want {
+				want = append(want, strings.ReplaceAll(w, "FILE", path))
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if strings.Contains(err.Error(), testPassword) {
+				t.Fatal("error holds the password")
+			}
+		})
+	}
+}
+
+func TestLoadConfigRefusesReadablePasswordFile(t *testing.T) {
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
+		t.Run(mode.String(), func(t *testing.T) {
+			path, dir := writeConfig(t, minimal)
+			pw := filepath.Join(dir, "ss-password")
+			if err := os.Chmod(pw, mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path, testEnv(nil))
+			want := path + ":4: secret_server.password_file: " + pw + " has mode " + octal(mode) +
+				": group or others may read it; run chmod 600 " + pw
+			if err == nil || err.Error() != want {
+				t.Fatalf("got %v\nwant %s", err, want)
+			}
+		})
+	}
+}
+
+func octal(m os.FileMode) string {
+	const digits = "01234567"
+	p := uint32(m.Perm())
+	return string([]byte{'0', digits[p>>6&7], digits[p>>3&7], digits[p&7]})
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := LoadConfig("/nonexistent/rotord.yaml", testEnv(nil))
+	if err == nil || err.Error() != "/nonexistent/rotord.yaml: cannot read: no such file or directory" {
+		t.Fatalf("got %v", err)
+	}
+	if exitCode(err) != exitUsage {
+		t.Fatalf("exit %d, want %d", exitCode(err), exitUsage)
+	}
+}
+
+func TestConfigPath(t *testing.T) {
+	t.Setenv("ROTORD_CONFIG", "/env/rotord.yaml")
+	if got := configPath("/flag.yaml"); got != "/flag.yaml" {
+		t.Errorf("flag lost: %s", got)
+	}
+	if got := configPath(""); got != "/env/rotord.yaml" {
+		t.Errorf("env lost: %s", got)
+	}
+	t.Setenv("ROTORD_CONFIG", "")
+	if got := configPath(""); got != defaultConfigPath {
+		t.Errorf("default lost: %s", got)
+	}
+}

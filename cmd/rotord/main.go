@@ -1,0 +1,191 @@
+// Command rotord rotates the passwords of privileged Linux accounts kept in
+// Thycotic / Delinea Secret Server: it changes them on every host listed in
+// the secret over SSH, verifies them, writes them back, and keeps old and
+// new passwords sealed in a journal so that any change can be undone.
+//
+// Run "rotord --help" for the commands and their exit statuses.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	a := newApp(os.Stdout, os.Stderr, os.Getenv, defaultAdapters())
+	a.stderrTTY = isTerminal(os.Stderr)
+	code := a.main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// app is one invocation of rotord: its flags, configuration, logger,
+// output streams and the adapters commands use.
+type app struct {
+	stdout, stderr io.Writer
+	stderrTTY      bool // progress is shown only on a terminal
+	getenv         func(string) string
+	adapters       adapters
+
+	configFlag string
+	logLevel   string
+	logFormat  string
+
+	cfg *Config
+	log *slog.Logger
+
+	reloaded chan<- error // tests: told the outcome of each SIGHUP reload
+}
+
+func newApp(stdout, stderr io.Writer, getenv func(string) string, ad adapters) *app {
+	return &app{stdout: stdout, stderr: stderr, getenv: getenv, adapters: ad,
+		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+}
+
+// main runs the command line args and returns the exit status.
+func (a *app) main(ctx context.Context, args []string) int {
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %w", errInterrupted, err)
+	}
+	if err != nil {
+		fmt.Fprintf(a.stderr, "rotord: %s\n", err)
+	}
+	return exitCode(err)
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "rotord",
+		Short: "Rotate privileged Linux passwords kept in Secret Server",
+		Long: `rotord rotates the passwords of privileged Linux accounts kept in Thycotic /
+Delinea Secret Server. For each configured secret it changes the password on
+every host listed in the secret over SSH, verifies it with a fresh login,
+writes it back to Secret Server, and keeps old and new passwords sealed in a
+journal so that any change can be finished or undone.
+
+Every command reads the configuration file given by --config, else
+$ROTORD_CONFIG, else ` + defaultConfigPath + `.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q (see rotord --help)", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&a.configFlag, "config", "c", "", "configuration file (default $ROTORD_CONFIG or "+defaultConfigPath+")")
+	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
+	root.SetHelpTemplate(root.HelpTemplate() + "\n" + exitStatusHelp + "\n")
+
+	root.AddCommand(
+		a.runCmd(), a.rotateCmd(), a.rollbackCmd(), a.historyCmd(), a.recoverCmd(),
+		a.heartbeatCmd(), a.checkCmd(), a.hostkeysCmd(), a.tokenCmd(), a.migrateCmd(),
+		a.keygenCmd(), a.rekeyCmd(), a.versionCmd(),
+	)
+	for _, c := range root.Commands() {
+		wrapArgs(c)
+	}
+	return root
+}
+
+// wrapArgs makes argument-count errors usage errors, for the exit status.
+func wrapArgs(c *cobra.Command) {
+	if v := c.Args; v != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := v(cmd, args); err != nil {
+				return &usageError{err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+// setup reads the configuration and builds the logger. Commands that need
+// the configuration call it first.
+func (a *app) setup() error {
+	if err := a.setupLog(); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(configPath(a.configFlagOrEnv()), a.getenv)
+	if err != nil {
+		return err
+	}
+	a.cfg = cfg
+	return nil
+}
+
+func (a *app) configFlagOrEnv() string {
+	if a.configFlag != "" {
+		return a.configFlag
+	}
+	return a.getenv("ROTORD_CONFIG")
+}
+
+func (a *app) setupLog() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
+		return usagef("--log-level: want debug, info, warn or error, got %q", a.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(a.logFormat) {
+	case "text":
+		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+	case "json":
+		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+	default:
+		return usagef("--log-format: want text or json, got %q", a.logFormat)
+	}
+	return nil
+}
+
+// actor names the person running a command, for the audit trail.
+func (a *app) actor() string {
+	u := a.getenv("SUDO_USER")
+	if u == "" {
+		u = a.getenv("USER")
+	}
+	if u == "" {
+		u = fmt.Sprintf("uid%d", os.Getuid())
+	}
+	return "cli:" + u
+}
+
+// holder names this process for leases: host name and pid.
+func holder() string {
+	h, err := os.Hostname()
+	if err != nil {
+		h = "unknown"
+	}
+	return fmt.Sprintf("%s:%d", h, os.Getpid())
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,438 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Schedule computes the times a secret is due for rotation.
+type Schedule interface {
+	// Next returns the first activation time strictly after t.
+	Next(t time.Time) time.Time
+}
+
+// cronParser accepts the standard five fields (minute hour day-of-month
+// month day-of-week) and descriptors such as @weekly and @every 6h.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// ParseSchedule parses a cron spec: five standard fields or a descriptor
+// (@yearly, @monthly, @weekly, @daily, @hourly, @every DURATION), optionally
+// prefixed with CRON_TZ=Zone/Name. Specs without a time zone are read in UTC,
+// whatever the machine's local zone.
+func ParseSchedule(spec string) (Schedule, error) {
+	s := strings.TrimSpace(spec)
+	if s == "" {
+		return nil, errors.New("empty schedule")
+	}
+	if !strings.HasPrefix(s, "CRON_TZ=") && !strings.HasPrefix(s, "TZ=") {
+		s = "CRON_TZ=UTC " + s
+	}
+	sched, err := cronParser.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("parse schedule %q: %w", spec, err)
+	}
+	return sched, nil
+}
+
+// Clock is the scheduler's source of time. Tests substitute one they move
+// by hand.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// After returns a channel that receives once d has elapsed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(min(d, maxSleep)) }
+
+// maxSleep bounds each wait on the wall clock: the scheduler wakes up at
+// least this often and compares due times with the time of day, so that a
+// machine suspended or a clock stepped does not delay a rotation for long.
+const maxSleep = time.Minute
+
+// WallClock is the real clock.
+var WallClock Clock = wallClock{}
+
+// ScheduledSecret is a secret with its own cron spec ("" for the default).
+type ScheduledSecret struct {
+	Spec     SecretSpec
+	Schedule string
+}
+
+// SchedulePlan is what the scheduler runs: the secrets and how often. It is
+// replaced as a whole by Scheduler.Reload.
+type SchedulePlan struct {
+	Secrets         []ScheduledSecret
+	DefaultSchedule string        // cron spec of secrets without their own
+	Jitter          time.Duration // each due time is delayed by a random amount in [0, Jitter)
+	MaxConcurrent   int           // rotations at once (0 means 1)
+}
+
+// SchedulerConfig configures a Scheduler.
+type SchedulerConfig struct {
+	SchedulePlan
+	// State persists next-due times across restarts. Required.
+	State ScheduleState
+	// Run rotates one secret. The scheduler never calls it twice at once for
+	// one secret. When it returns an error after the scheduler's context was
+	// cancelled (the daemon is stopping and the rotation did not commit), the
+	// due time is kept, so the rotation is made once after the next start.
+	Run func(ctx context.Context, spec SecretSpec) error
+	// Clock defaults to WallClock.
+	Clock Clock
+	// Rand returns a uniform random int64 in [0, n); defaults to math/rand/v2.
+	Rand func(n int64) int64
+	// Log defaults to a logger that discards.
+	Log *slog.Logger
+}
+
+// Scheduler starts rotations when they are due. Due times are persisted in
+// a ScheduleState: at start, a secret whose persisted due time has passed
+// (a run missed while the daemon was down) is rotated once, however many
+// slots were missed; a secret with no persisted due time gets the next slot
+// from now and is not rotated at once. Its methods are safe for concurrent use.
+type Scheduler struct {
+	state ScheduleState
+	run   func(ctx context.Context, spec SecretSpec) error
+	clock Clock
+	rand  func(n int64) int64
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	plan    SchedulePlan
+	entries map[string]*schedEntry // by secret name
+	running int
+	wake    chan struct{} // buffered 1: the plan changed or a run finished
+	loaded  bool          // Run has read the persisted due times
+}
+
+type schedEntry struct {
+	spec     SecretSpec
+	schedule string // the effective spec text
+	sched    Schedule
+	next     time.Time // zero until loaded
+	running  bool
+	removed  bool // dropped by a reload while running
+}
+
+// NewScheduler returns a scheduler for cfg. It returns an error naming the
+// secret when a cron spec does not parse, and when a secret is listed twice.
+func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
+	if cfg.State == nil {
+		return nil, errors.New("new scheduler: no schedule state")
+	}
+	if cfg.Run == nil {
+		return nil, errors.New("new scheduler: no run function")
+	}
+	s := &Scheduler{
+		state: cfg.State,
+		run:   cfg.Run,
+		clock: cfg.Clock,
+		rand:  cfg.Rand,
+		log:   cfg.Log,
+		wake:  make(chan struct{}, 1),
+	}
+	if s.clock == nil {
+		s.clock = WallClock
+	}
+	if s.rand == nil {
+		s.rand = rand.Int64N
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	entries, err := buildEntries(cfg.SchedulePlan)
+	if err != nil {
+		return nil, fmt.Errorf("new scheduler: %w", err)
+	}
+	s.plan, s.entries = cfg.SchedulePlan, entries
+	return s, nil
+}
+
+func buildEntries(p SchedulePlan) (map[string]*schedEntry, error) {
+	if p.Jitter < 0 {
+		return nil, fmt.Errorf("negative jitter %s", p.Jitter)
+	}
+	entries := make(map[string]*schedEntry, len(p.Secrets))
+	for _, sec := range p.Secrets {
+		if _, dup := entries[sec.Spec.Name]; dup {
+			return nil, fmt.Errorf("secret %q listed twice", sec.Spec.Name)
+		}
+		spec := sec.Schedule
+		if spec == "" {
+			spec = p.DefaultSchedule
+		}
+		sched, err := ParseSchedule(spec)
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", sec.Spec.Name, err)
+		}
+		entries[sec.Spec.Name] = &schedEntry{spec: sec.Spec, schedule: spec, sched: sched}
+	}
+	return entries, nil
+}
+
+// Reload replaces the plan. A new plan that does not parse is rejected and
+// the current one kept. Secrets whose schedule is unchanged keep their due
+// times; a secret with a changed schedule gets its next slot from now; a
+// removed secret is no longer started (a run in flight finishes).
+func (s *Scheduler) Reload(ctx context.Context, p SchedulePlan) error {
+	entries, err := buildEntries(p)
+	if err != nil {
+		return fmt.Errorf("reload schedule: %w", err)
+	}
+	s.mu.Lock()
+	loaded := s.loaded
+	now := s.clock.Now()
+	var persist, fresh []*schedEntry
+	for name, e := range entries {
+		old, ok := s.entries[name]
+		if !ok {
+			if loaded {
+				fresh = append(fresh, e)
+			}
+			continue
+		}
+		// Keep the entry itself: a run in flight refers to it.
+		old.spec, old.removed = e.spec, false
+		if old.schedule != e.schedule {
+			old.schedule, old.sched = e.schedule, e.sched
+			if !old.next.IsZero() {
+				old.next = s.nextAfter(old.sched, now, p.Jitter)
+				persist = append(persist, old)
+			}
+		}
+		entries[name] = old
+	}
+	for name, old := range s.entries {
+		if _, ok := entries[name]; !ok && old.running {
+			old.removed = true
+			entries[name] = old
+		}
+	}
+	s.plan, s.entries = p, entries
+	s.mu.Unlock()
+
+	for _, e := range persist {
+		if err := s.state.SetNextDue(ctx, e.spec.Name, e.next); err != nil {
+			return fmt.Errorf("reload schedule: %w", err)
+		}
+		s.log.Info("schedule changed", "secret", e.spec.Name, "schedule", e.schedule, "next", e.next)
+	}
+	for _, e := range fresh {
+		if err := s.load(ctx, e); err != nil {
+			return fmt.Errorf("reload schedule: %w", err)
+		}
+	}
+	s.poke()
+	return nil
+}
+
+// nextAfter returns the first slot of sched after t, plus jitter.
+func (s *Scheduler) nextAfter(sched Schedule, t time.Time, jitter time.Duration) time.Time {
+	next := sched.Next(t)
+	if jitter > 0 {
+		next = next.Add(time.Duration(s.rand(int64(jitter))))
+	}
+	return next
+}
+
+// load reads the persisted due time of e, or computes and persists the
+// next slot from now when none was recorded.
+func (s *Scheduler) load(ctx context.Context, e *schedEntry) error {
+	due, ok, err := s.state.NextDue(ctx, e.spec.Name)
+	if err != nil {
+		return fmt.Errorf("read due time of %s: %w", e.spec.Name, err)
+	}
+	s.mu.Lock()
+	now := s.clock.Now()
+	if ok && due.After(e.sched.Next(now).Add(s.plan.Jitter)) {
+		// Due later than the schedule's next slot: the schedule was
+		// shortened while the daemon was down. Follow the new one.
+		ok = false
+	}
+	if !ok {
+		due = s.nextAfter(e.sched, now, s.plan.Jitter)
+	}
+	if e.next.IsZero() {
+		e.next = due
+	}
+	due = e.next
+	s.mu.Unlock()
+	if !ok {
+		if err := s.state.SetNextDue(ctx, e.spec.Name, due); err != nil {
+			return fmt.Errorf("record due time of %s: %w", e.spec.Name, err)
+		}
+	}
+	s.log.Info("secret scheduled", "secret", e.spec.Name, "schedule", e.schedule, "next", due)
+	return nil
+}
+
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run starts rotations as they fall due until ctx is cancelled, then waits
+// for the rotations in flight to return and returns ctx's error. It returns
+// early with an error if the persisted due times cannot be read. Run must
+// be called once.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	initial := make([]*schedEntry, 0, len(s.entries))
+	for _, e := range s.entries {
+		initial = append(initial, e)
+	}
+	s.mu.Unlock()
+	for _, e := range initial {
+		if err := s.load(ctx, e); err != nil {
+			return fmt.Errorf("run scheduler: %w", err)
+		}
+	}
+	// Secrets a reload added meanwhile.
+	s.mu.Lock()
+	s.loaded = true
+	var late []*schedEntry
+	for _, e := range s.entries {
+		if e.next.IsZero() && !e.removed {
+			late = append(late, e)
+		}
+	}
+	s.mu.Unlock()
+	for _, e := range late {
+		if err := s.load(ctx, e); err != nil {
+			return fmt.Errorf("run scheduler: %w", err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		wait := s.startDue(ctx, &wg)
+		var timer <-chan time.Time
+		if wait >= 0 {
+			timer = s.clock.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.wake:
+		case <-timer:
+		}
+	}
+}
+
+// startDue starts every due secret the concurrency cap allows, earliest
+// due first, and returns how long until the next one is due (-1: none is
+// waiting on time).
+func (s *Scheduler) startDue(ctx context.Context, wg *sync.WaitGroup) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ctx.Err() != nil {
+		return -1
+	}
+	limit := max(s.plan.MaxConcurrent, 1)
+	now := s.clock.Now()
+	for s.running < limit {
+		e := s.earliest(func(e *schedEntry) bool { return !e.next.After(now) })
+		if e == nil {
+			break
+		}
+		e.running = true
+		s.running++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.runOne(ctx, e)
+		}()
+	}
+	if s.running >= limit {
+		return -1 // woken when a run finishes
+	}
+	e := s.earliest(func(*schedEntry) bool { return true })
+	if e == nil {
+		return -1
+	}
+	return max(e.next.Sub(now), 0)
+}
+
+// earliest returns the idle, loaded entry with the earliest due time among
+// those ok accepts, or nil. s.mu is held.
+func (s *Scheduler) earliest(ok func(*schedEntry) bool) *schedEntry {
+	var best *schedEntry
+	for _, e := range s.entries {
+		if e.running || e.removed || e.next.IsZero() || !ok(e) {
+			continue
+		}
+		if best == nil || e.next.Before(best.next) || (e.next.Equal(best.next) && e.spec.Name < best.spec.Name) {
+			best = e
+		}
+	}
+	return best
+}
+
+func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
+	s.mu.Lock()
+	spec, due := e.spec, e.next
+	s.mu.Unlock()
+	s.log.Info("scheduled rotation starting", "secret", spec.Name, "due", due)
+	err := s.run(ctx, spec)
+	interrupted := err != nil && ctx.Err() != nil
+
+	s.mu.Lock()
+	var next time.Time
+	if !interrupted {
+		// From now, not from the due time: missed slots are not replayed.
+		next = s.nextAfter(e.sched, s.clock.Now(), s.plan.Jitter)
+		e.next = next
+	}
+	e.running = false
+	s.running--
+	current := s.entries[spec.Name] == e && !e.removed
+	s.mu.Unlock()
+
+	switch {
+	case interrupted:
+		s.log.Warn("scheduled rotation interrupted; it runs again at next start", "secret", spec.Name, "err", err)
+	case err != nil:
+		s.log.Error("scheduled rotation failed", "secret", spec.Name, "err", err, "next", next)
+	default:
+		s.log.Info("scheduled rotation done", "secret", spec.Name, "next", next)
+	}
+	if !interrupted && current {
+		// The daemon may be stopping: the record must still be written.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if perr := s.state.SetNextDue(pctx, spec.Name, next); perr != nil {
+			s.log.Error("cannot record next due time", "secret", spec.Name, "err", perr)
+		}
+		cancel()
+	}
+	s.poke()
+}
+
+// NextDue returns the due time the scheduler holds for a secret; ok is
+// false for a secret it does not schedule or has not loaded yet.
+func (s *Scheduler) NextDue(name string) (t time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, found := s.entries[name]
+	if !found || e.removed || e.next.IsZero() {
+		return time.Time{}, false
+	}
+	return e.next, true
+}
