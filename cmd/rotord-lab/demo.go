@@ -76,7 +76,7 @@ func (d *demo) run(ctx context.Context) error {
 	defer d.ss.Close()
 	defer d.hosts.Close()
 
-	fmt.Fprintf(d.out, "rotord demo lab\n  Secret Server emulator: %s (TLS with the lab's own CA)\n  hosts: %s\n  secrets: web-root on hosts 1-3, db-root on hosts 4-5 (account %s)\n\n",
+	fmt.Fprintf(d.out, "rotord demo lab\n  Secret Server emulator: %s (TLS with the lab's own CA)\n  hosts: %s\n  secrets: web-root on hosts 1-3, db-root on hosts 4-5 (account %s)\n",
 		d.ss.URL, d.hosts.Describe(), labUser)
 
 	if err := d.stepCheck(ctx); err != nil {
@@ -183,7 +183,7 @@ secrets:
 // rotordRun runs the rotord binary with the lab's config and returns what
 // it printed and its exit status.
 func (d *demo) rotordRun(ctx context.Context, args ...string) (string, int, error) {
-	cmd := exec.CommandContext(ctx, d.rotord, append([]string{"--config", d.config}, args...)...)
+	cmd := exec.CommandContext(ctx, d.rotord, append([]string{"--config", d.config, "--log-level", "warn"}, args...)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")

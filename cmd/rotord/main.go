@@ -7,9 +7,12 @@
 package main
 
 import (
+	"sync"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rotord/rotord/rotation"
 	"io"
 	"log/slog"
 	"os"
@@ -176,14 +179,9 @@ func (a *app) actor() string {
 	return "cli:" + u
 }
 
-// holder names this process for leases: host name and pid.
-func holder() string {
-	h, err := os.Hostname()
-	if err != nil {
-		h = "unknown"
-	}
-	return fmt.Sprintf("%s:%d", h, os.Getpid())
-}
+// holder names this process for leases: host name, pid and a nonce, in the
+// form the engine reads to take over the lease of a dead local process.
+var holder = sync.OnceValue(rotation.DefaultHolder)
 
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()

@@ -1,22 +1,25 @@
 package main
 
 // This file builds the adapters (Secret Server client, SSH host changer,
-// journal store) from the configuration. It is the one place to change when
-// they are wired: until then each constructor returns errNotWired.
+// journal store) from the configuration and hands them to the engine.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
+	"golang.org/x/crypto/ssh/knownhosts"
+
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/secretserver"
+	"github.com/rotord/rotord/sshexec"
+	"github.com/rotord/rotord/store"
 )
 
-// errNotWired marks a command whose adapters this build does not have yet.
-var errNotWired = errors.New("not wired yet in this build: the adapters are missing")
 
 // rotationEngine is what commands need of *rotation.Engine.
 type rotationEngine interface {
@@ -88,24 +91,18 @@ type adapters struct {
 
 func defaultAdapters() adapters {
 	return adapters{
-		open: func(ctx context.Context, cfg *Config, log *slog.Logger, progress progressFunc) (*services, error) {
-			// Wiring: store.Open(ctx, cfg.Store.Path, key) → journal, leases, state;
-			// secretserver.New(...) → vault; sshexec.New(...) → hosts;
-			// rotation.New(cfg.EngineConfig(holder()), vault, hosts, db, db, db, log).
-			return nil, errNotWired
-		},
-		scanHostKeys: func(ctx context.Context, addr string, timeout time.Duration) ([]string, error) {
-			return nil, errNotWired
-		},
+		open:         openServices,
+		scanHostKeys: scanHostKeys,
 		migrate: func(ctx context.Context, cfg *Config, log *slog.Logger) error {
-			return errNotWired
+			from, to, err := store.Migrate(ctx, cfg.Store.Path, store.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			log.Info("journal schema", "from", from, "to", to)
+			return nil
 		},
-		writeNewKey: func(path string) error {
-			return errNotWired
-		},
-		rekey: func(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger) error {
-			return errNotWired
-		},
+		writeNewKey: store.WriteNewKey,
+		rekey:       rekey,
 		clearToken: func(ctx context.Context, cfg *Config) error {
 			err := os.Remove(cfg.SecretServer.TokenCache)
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -114,4 +111,124 @@ func defaultAdapters() adapters {
 			return nil
 		},
 	}
+}
+
+// openServices builds the journal, the Secret Server client, the SSH
+// dialer and the engine over them.
+func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress progressFunc) (*services, error) {
+	key, err := store.LoadKey(cfg.Store.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	keys := store.NewKeyring(key)
+	db, err := store.Open(ctx, cfg.Store.Path, keys, store.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	ss := cfg.SecretServer
+	var cache *secretserver.TokenCache
+	if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
+		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+	}
+	vault, err := secretserver.New(secretserver.Config{
+		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
+		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
+	}, log)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	dialer, err := sshexec.New(sshexec.Config{
+		KnownHosts: cfg.SSH.KnownHosts, DefaultPort: cfg.SSH.Port,
+		ConnectTimeout: cfg.SSH.ConnectTimeout.D(), StepTimeout: cfg.SSH.StepTimeout.D(),
+	}, log)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	ec := cfg.EngineConfig(holder())
+	ec.Specs = cfg.Specs()
+	ec.Progress = progress
+	engine := rotation.New(ec, vault, dialer, db, db, db, log)
+	return &services{
+		engine:  engine,
+		journal: db,
+		state:   db,
+		vault:   vault,
+		hosts:   &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()},
+		close:   db.Close,
+	}, nil
+}
+
+// scanHostKeys returns the known_hosts lines of the keys addr offers.
+func scanHostKeys(ctx context.Context, addr string, timeout time.Duration) ([]string, error) {
+	keys, err := sshexec.Scan(ctx, []string{addr}, timeout)
+	var lines []string
+	for _, k := range keys {
+		lines = append(lines, k.Line)
+	}
+	return lines, err
+}
+
+// rekey re-seals every journaled password under the key in newKeyFile.
+func rekey(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger) error {
+	old, err := store.LoadKey(cfg.Store.KeyFile)
+	if err != nil {
+		return err
+	}
+	nk, err := store.LoadKey(newKeyFile)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.Store.Path, store.NewKeyring(old), store.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := db.Rekey(ctx, nk)
+	if err != nil {
+		return err
+	}
+	log.Info("journal re-sealed; now point store.key_file at the new key", "values", n, "key", nk.ID())
+	return nil
+}
+
+// keyInspector compares the host keys a host offers with known_hosts,
+// without authenticating.
+type keyInspector struct {
+	knownHosts string
+	timeout    time.Duration
+}
+
+func (k *keyInspector) Inspect(ctx context.Context, h rotation.Host, defaultPort int) hostCheck {
+	addr := h.Addr(defaultPort)
+	keys, err := sshexec.Scan(ctx, []string{addr}, k.timeout)
+	if len(keys) == 0 {
+		if err == nil {
+			err = errors.New("no host key offered")
+		}
+		return hostCheck{Err: err}
+	}
+	cb, err := knownhosts.New(k.knownHosts)
+	if err != nil {
+		return hostCheck{Reachable: true, KeyStatus: keyUnknown, Err: fmt.Errorf("read known_hosts: %w", err)}
+	}
+	remote, _ := net.ResolveTCPAddr("tcp", addr)
+	status := keyUnknown
+	for _, sk := range keys {
+		err := cb(addr, remote, sk.Key)
+		var ke *knownhosts.KeyError
+		switch {
+		case err == nil:
+			return hostCheck{Reachable: true, KeyStatus: keyKnown}
+		case errors.As(err, &ke) && len(ke.Want) > 0:
+			status = keyMismatch
+		}
+	}
+	if status == keyMismatch {
+		return hostCheck{Reachable: true, KeyStatus: keyMismatch,
+			Err: fmt.Errorf("%s offers a key that differs from known_hosts: if the host was reinstalled, run `rotord hostkeys scan %s` and replace its line in %s", addr, addr, k.knownHosts)}
+	}
+	return hostCheck{Reachable: true, KeyStatus: keyUnknown,
+		Err: fmt.Errorf("%s's key is not in known_hosts: run `rotord hostkeys scan %s`, compare the fingerprints with the host's, and add the line to %s", addr, addr, k.knownHosts)}
 }
