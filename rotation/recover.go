@@ -46,7 +46,8 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 }
 
 // resume finishes or undoes journaled rotation r; the caller holds its
-// lease. Every host is put in a known state: the new password everywhere
+// lease. Its Result.Err is nil when the rotation ends committed or cleanly
+// rolled back (the reason is then among the warnings). Every host is put in a known state: the new password everywhere
 // (roll forward) or the old one everywhere (roll back), and the vault ends
 // holding the password that works on every host.
 func (e *Engine) resume(ctx context.Context, r Rotation, actor string) Result {
@@ -78,7 +79,14 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string) Result {
 		return x.commit(work)
 	}
 	e.log.Info("recovery rolls back", "secret", r.Secret, "rotation", r.ID)
-	return x.rollback(work, "interrupted in state "+string(r.State)+"; recovered")
+	res := x.rollback(work, "interrupted in state "+string(r.State)+"; recovered")
+	if res.State == StateRolledBack {
+		// Undoing an interrupted rotation is a successful recovery: every
+		// host and the vault hold the old password again.
+		res.Warnings = append(res.Warnings, res.Err.Error())
+		res.Err = nil
+	}
+	return res
 }
 
 // reconcile brings every host of a needs-reconcile rotation to the password
