@@ -435,3 +435,21 @@ func TestCancelMidFanOutRevertsOrFinishes(t *testing.T) {
 		t.Fatalf("journal left in %s", r.State)
 	}
 }
+
+func TestTransient(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("pre-flight: %w", rotation.ErrUnreachable), true},
+		{fmt.Errorf("write: %w", rotation.ErrVaultUnavailable), true},
+		{fmt.Errorf("pre-flight: %w", errors.Join(rotation.ErrUnreachable, rotation.ErrAuthFailed)), false},
+		{fmt.Errorf("pre-flight: %w", rotation.ErrHostKey), false},
+		{rotation.ErrSecretChanged, false},
+		{errors.New("BAD PASSWORD"), false},
+	} {
+		if got := rotation.Transient(c.err); got != c.want {
+			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}

@@ -43,7 +43,20 @@ var (
 	ErrUnreachable = errors.New("host unreachable")
 	// ErrNotFound: the journal has no such rotation.
 	ErrNotFound = errors.New("not found")
+	// ErrVaultUnavailable: the vault could not be reached or answered with
+	// a server error or a rate limit; a transient condition.
+	ErrVaultUnavailable = errors.New("vault unavailable")
 )
+
+// Transient reports whether err is worth another attempt soon: a host or
+// the vault could not be reached. A refused password, an untrusted host
+// key, a policy rejection or bad input is not.
+func Transient(err error) bool {
+	if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrBadHosts) {
+		return false
+	}
+	return errors.Is(err, ErrUnreachable) || errors.Is(err, ErrVaultUnavailable)
+}
 
 // LeaseHeldError is returned by Journal.Acquire when another holder has the
 // secret's lease.

@@ -77,6 +77,12 @@ type SchedulePlan struct {
 	DefaultSchedule string        // cron spec of secrets without their own
 	Jitter          time.Duration // each due time is delayed by a random amount in [0, Jitter)
 	MaxConcurrent   int           // rotations at once (0 means 1)
+	// A rotation that fails for a transient reason (Transient: a host or
+	// the vault unreachable) is tried again after RetryBase (1m), doubling
+	// each time with jitter, at most RetryMax times (4; negative: never);
+	// then the secret is parked until its next regular slot, with an alert.
+	RetryBase time.Duration
+	RetryMax  int
 }
 
 // SchedulerConfig configures a Scheduler.
@@ -124,6 +130,7 @@ type schedEntry struct {
 	next     time.Time // zero until loaded
 	running  bool
 	removed  bool // dropped by a reload while running
+	failures int  // transient failures in a row
 }
 
 // NewScheduler returns a scheduler for cfg. It returns an error naming the
@@ -396,9 +403,23 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 
 	s.mu.Lock()
 	var next time.Time
+	retry, parked := false, false
 	if !interrupted {
 		// From now, not from the due time: missed slots are not replayed.
 		next = s.nextAfter(e.sched, s.clock.Now(), s.plan.Jitter)
+		switch {
+		case err == nil || !Transient(err):
+			e.failures = 0
+		case e.failures < s.retryMax():
+			retry = true
+			if at := s.clock.Now().Add(s.retryDelay(e.failures)); at.Before(next) {
+				next = at
+			}
+			e.failures++
+		default:
+			parked = true
+			e.failures = 0
+		}
 		e.next = next
 	}
 	e.running = false
@@ -409,6 +430,10 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 	switch {
 	case interrupted:
 		s.log.Warn("scheduled rotation interrupted; it runs again at next start", "secret", spec.Name, "err", err)
+	case retry:
+		s.log.Warn("scheduled rotation failed for a transient reason; retrying", "secret", spec.Name, "err", err, "retry_at", next)
+	case parked:
+		s.log.Error("scheduled rotation keeps failing; secret parked until its next slot", "secret", spec.Name, "err", err, "next", next, "alert", true)
 	case err != nil:
 		s.log.Error("scheduled rotation failed", "secret", spec.Name, "err", err, "next", next)
 	default:
@@ -423,6 +448,30 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 		cancel()
 	}
 	s.poke()
+}
+
+func (s *Scheduler) retryMax() int {
+	switch {
+	case s.plan.RetryMax < 0:
+		return 0
+	case s.plan.RetryMax == 0:
+		return 4
+	}
+	return s.plan.RetryMax
+}
+
+// retryDelay is the wait before transient retry number n (0-based):
+// RetryBase doubled n times, capped at 6h, with ±25% jitter.
+func (s *Scheduler) retryDelay(n int) time.Duration {
+	base := s.plan.RetryBase
+	if base <= 0 {
+		base = time.Minute
+	}
+	d := base << min(n, 16)
+	if d > 6*time.Hour || d <= 0 {
+		d = 6 * time.Hour
+	}
+	return d*3/4 + time.Duration(s.rand(int64(d/2)+1))
 }
 
 // NextDue returns the due time the scheduler holds for a secret; ok is

@@ -3,6 +3,7 @@ package rotation_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -609,4 +610,50 @@ func TestSchedulerRunStateError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "database is locked") {
 		t.Fatalf("Run = %v, want the state's error", err)
 	}
+}
+
+func TestSchedulerRetriesTransientFailuresThenParks(t *testing.T) {
+	state := newMemState()
+	_ = state.SetNextDue(context.Background(), "web", t0)
+	clk, rec := newFakeClock(t0), newRecorder(true)
+	s, err := rotation.NewScheduler(rotation.SchedulerConfig{
+		SchedulePlan: rotation.SchedulePlan{Secrets: secrets("web"), DefaultSchedule: "@daily", RetryBase: time.Minute, RetryMax: 2},
+		State:        state, Run: rec.Run, Clock: clk,
+		Rand: func(n int64) int64 { return n / 2 }, // no jitter: exactly the base delay
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	transient := fmt.Errorf("pre-flight: %w", rotation.ErrUnreachable)
+	rec.wait(t)
+	rec.release <- transient
+	waitState(t, clk, state, "web", t0.Add(time.Minute)) // retry 1 after 1m
+	clk.Set(t0.Add(time.Minute))
+	rec.wait(t)
+	rec.release <- transient
+	waitState(t, clk, state, "web", t0.Add(3*time.Minute)) // retry 2 after 2m more
+	clk.Set(t0.Add(3 * time.Minute))
+	rec.wait(t)
+	rec.release <- transient
+	// Retries spent: parked until the next regular slot.
+	waitState(t, clk, state, "web", time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	if n := rec.runs("web"); n != 3 {
+		t.Fatalf("ran %d times, want 3", n)
+	}
+}
+
+func TestSchedulerDoesNotRetryPermanentFailures(t *testing.T) {
+	state := newMemState()
+	_ = state.SetNextDue(context.Background(), "web", t0)
+	clk, rec := newFakeClock(t0), newRecorder(true)
+	h := start(t, clk, state, rec, rotation.SchedulePlan{Secrets: secrets("web"), DefaultSchedule: "@daily", RetryBase: time.Minute})
+	rec.wait(t)
+	rec.release <- fmt.Errorf("pre-flight: %w", rotation.ErrHostKey)
+	waitState(t, clk, state, "web", time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
+	h.shutdown(t)
 }

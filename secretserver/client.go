@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -358,7 +359,12 @@ func (c *Client) send(ctx context.Context, req request, tok secret.Value) (respo
 	start := time.Now()
 	hresp, err := c.hc.Do(hr)
 	if err != nil {
-		return response{}, 0, fmt.Errorf("%s %s: %w", req.method, logPath(req.url), unwrapURLError(err))
+		err = unwrapURLError(err)
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return response{}, 0, fmt.Errorf("%s %s: %w: %w", req.method, logPath(req.url), rotation.ErrVaultUnavailable, err)
+		}
+		return response{}, 0, fmt.Errorf("%s %s: %w", req.method, logPath(req.url), err)
 	}
 	defer hresp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, maxBody+1))

@@ -80,6 +80,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == "API_CommentRequired"
 	case ErrCheckedOutByOther:
 		return e.Code == "API_SecretCheckedOutByAnotherUser"
+	case rotation.ErrVaultUnavailable:
+		return e.Status >= 500 || e.Status == 429
 	case ErrServer:
 		return e.Status >= 500
 	case ErrRateLimited:
