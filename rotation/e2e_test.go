@@ -458,3 +458,92 @@ func TestE2EHeartbeatFindsDrift(t *testing.T) {
 		t.Error("heartbeat changed a host")
 	}
 }
+
+func TestE2ERestrictedSecretIsCheckedOutAndIn(t *testing.T) {
+	l := newLab(t, []sshtest.Variant{sshtest.Debian}, nil, nil)
+	l.ss.RequireCheckout(l.id, true)
+	l.ss.RequireComment(l.id, true)
+	l.ss.SetAutoChange(l.id, true)
+	res := l.engine.Rotate(context.Background(), l.spec, rotation.RotateOptions{})
+	if res.Err != nil {
+		t.Fatalf("rotate: %v", res.Err)
+	}
+	l.assertEverywhere(t, l.ss.Field(l.id, "password"), rigPassword)
+	if by := l.ss.CheckedOutBy(l.id); by != "" {
+		t.Errorf("left checked out by %q", by)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "auto-change") {
+		t.Errorf("auto-change not reported: %q", res.Warnings)
+	}
+}
+
+// A host whose policy refuses the old password when reverting (here
+// pam_pwquality: the old password is a dictionary word) is reset through
+// the privileged reconcile account; without one it is needs-reconcile and
+// a later recover with the account configured settles it.
+func TestE2ERevertRefusedUsesReconcileAccount(t *testing.T) {
+	sshtest.RequireRig(t, sshtest.PwQuality)
+	const weakOld = "password1"
+	const rootPw = "Root-Pw-2024!"
+	ctx := context.Background()
+	for _, withAccount := range []bool{true, false} {
+		t.Run(fmt.Sprint("account=", withAccount), func(t *testing.T) {
+			rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Hosts: []sshtest.HostSpec{{Variant: sshtest.Debian}, {Variant: sshtest.PwQuality}},
+				User: rigUser, Password: weakOld, RootPassword: rootPw})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rig.Close()
+			ss := sstest.New()
+			defer ss.Close()
+			ss.AddUser(ssUser, "", ssPassword)
+			id := ss.AddSecret(sstest.SecretSeed{Name: "prod-root", Username: rigUser, Password: weakOld,
+				Notes: rig.Hosts()[0].Addr() + "," + rig.Hosts()[1].Addr()})
+			vault, _ := secretserver.New(secretserver.Config{URL: ss.URL, Username: ssUser, Password: secret.New(ssPassword),
+				CAPEM: ss.CACertPEM(), RetryBaseDelay: time.Millisecond, MaxRetries: 1}, nil)
+			hosts, _ := sshexec.New(sshexec.Config{KnownHosts: rig.KnownHostsFile()}, nil)
+			key, _ := store.NewKey([]byte("0123456789abcdef0123456789abcdef"))
+			db, err := store.Open(ctx, filepath.Join(t.TempDir(), "j.db"), store.NewKeyring(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			account := &rotation.Account{User: "root", Password: secret.New(rootPw)}
+			cfg := rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorLocal}
+			if withAccount {
+				cfg.Reconcile = account
+			}
+			eng := rotation.New(cfg, vault, hosts, db, db, db, nil)
+			ss.FailNext(sstest.EndpointPutField, 1000, 500, `{"message":"down"}`)
+			res := eng.Rotate(ctx, rotation.SecretSpec{Name: "prod-root"}, rotation.RotateOptions{})
+			ss.FailNext(sstest.EndpointPutField, 0, 0, "")
+			if withAccount {
+				if res.State != rotation.StateRolledBack || !strings.Contains(res.Hosts[1].Outcome, "reconcile account") {
+					t.Fatalf("rotate: %s %v %+v", res.State, res.Err, res.Hosts)
+				}
+			} else {
+				if res.State != rotation.StateNeedsReconcile || res.Hosts[1].State != rotation.HostNeedsReconcile ||
+					!strings.Contains(res.Hosts[1].Outcome, "refused by policy") {
+					t.Fatalf("rotate: %s %v %+v", res.State, res.Err, res.Hosts)
+				}
+				cfg.Reconcile = account
+				eng = rotation.New(cfg, vault, hosts, db, db, db, nil)
+				out := eng.Recover(ctx, "test")
+				if len(out) != 1 || out[0].Err != nil || out[0].State != rotation.StateRolledBack {
+					t.Fatalf("recover: %+v", out)
+				}
+			}
+			if got := ss.Field(id, "password"); got != weakOld {
+				t.Error("Secret Server changed")
+			}
+			for i, h := range rig.Hosts() {
+				s, err := hosts.Login(ctx, rotation.Host{Name: h.Name, Port: h.Port}, rigUser, secret.New(weakOld))
+				if err != nil {
+					t.Errorf("host %d does not take the old password: %v", i, err)
+					continue
+				}
+				_ = s.Close()
+			}
+		})
+	}
+}
