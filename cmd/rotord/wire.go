@@ -20,7 +20,6 @@ import (
 	"github.com/rotord/rotord/store"
 )
 
-
 // rotationEngine is what commands need of *rotation.Engine.
 type rotationEngine interface {
 	Rotate(ctx context.Context, spec rotation.SecretSpec, opts rotation.RotateOptions) rotation.Result
