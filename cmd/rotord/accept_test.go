@@ -640,3 +640,61 @@ func TestAcceptDryRunChangesNothing(t *testing.T) {
 	}
 	l.requireWorks(ctx, "web-root")
 }
+
+// TestAcceptWebhookAlerts: a rotation that rolls back and a heartbeat that
+// finds drift each POST one alert, over verified TLS, holding no password;
+// a committed rotation alerts nobody.
+func TestAcceptWebhookAlerts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hook := newWebhook(t)
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly",
+		extra: "notify:\n  webhook_url: " + hook.url + "/hooks/T0KEN-in-path\n"})
+	// The webhook's certificate is trusted through the system pool only.
+	l.env = []string{"SSL_CERT_FILE=" + l.write("webhook-ca.pem", hook.caPEM)}
+
+	out, errOut, code := l.rotord("rotate", "web-root")
+	if code != 0 {
+		t.Fatalf("rotate: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if n := hook.count(); n != 0 {
+		t.Fatalf("a committed rotation sent %d alerts", n)
+	}
+	rotated := l.requireWorks(ctx, "web-root", accPassword)
+
+	// Secret Server refuses the new password: the rotation rolls back.
+	l.ss.FailNext(sstest.EndpointPutField, 1000, 500, `{"errorCode":"API_InternalError","message":"The database is unavailable."}`)
+	out, errOut, code = l.rotord("rotate", "web-root")
+	l.ss.FailNext(sstest.EndpointPutField, 0, 0, "")
+	if code != exitFailed {
+		t.Fatalf("failing rotate: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	l.requireWorks(ctx, "web-root")
+	got := hook.alerts(t, 1)
+	a := got[0]
+	if a.Secret != "web-root" || a.State != string(rotation.StateRolledBack) || a.Rotation == 0 || a.Error == "" ||
+		time.Since(a.Time) > time.Minute || a.Time.After(time.Now()) {
+		t.Fatalf("alert %+v; want web-root rolled-back with its rotation, error and time", a)
+	}
+	hist := l.history("web-root")
+	if hist[0].ID != a.Rotation || hist[0].State != string(rotation.StateRolledBack) {
+		t.Fatalf("alert names rotation %d; the journal's newest is %+v", a.Rotation, hist[0])
+	}
+
+	// Host 1's password changed behind rotord's back: heartbeat drift.
+	if err := l.rig.SetPassword(1, "Drifted-Pw-5521x"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = l.rotord("heartbeat", "web-root")
+	if code != exitFailed {
+		t.Fatalf("heartbeat: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	got = hook.alerts(t, 1)
+	if a := got[0]; a.Secret != "web-root" || a.State != alertDrift || a.Error == "" {
+		t.Fatalf("alert %+v; want web-root drift", a)
+	}
+	l.noSecrets(strings.Join(hook.bodies(), "\n"), rotated, "Drifted-Pw-5521x")
+	if n := hook.count(); n != 0 {
+		t.Fatalf("%d alerts more than expected", n)
+	}
+}
