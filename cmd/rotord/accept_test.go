@@ -698,3 +698,64 @@ func TestAcceptWebhookAlerts(t *testing.T) {
 		t.Fatalf("%d alerts more than expected", n)
 	}
 }
+
+// TestAcceptKilledMidRotationNotRepeated: the daemon is killed (SIGKILL)
+// during a caught-up rotation, after its host changed and while it writes
+// Secret Server. The next start's recovery commits that rotation, and the
+// catch-up must not rotate the secret a second time for the same slot.
+func TestAcceptKilledMidRotationNotRepeated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := newLab(t, ctx, labOptions{hosts: 1, groups: map[string][]int{"web-root": {0}}, schedule: "@weekly"})
+	db := l.openStore(ctx)
+	if err := db.SetNextDue(ctx, "web-root", time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+
+	// The vault write hangs, so the kill lands after the host changed and
+	// before Secret Server holds the new password.
+	l.ss.SetLatency(sstest.EndpointPutField, time.Minute)
+	d := l.startDaemon()
+	d.next("web-root's host changed", func(rec map[string]any) bool {
+		return is(rec, "host state", "secret", "web-root", "state", string(rotation.HostChanged))
+	})
+	d.signal(syscall.SIGKILL)
+	if code := d.wait(); code != -1 {
+		t.Fatalf("exit status %d after SIGKILL", code)
+	}
+	l.ss.SetLatency(sstest.EndpointPutField, 0)
+	if l.password("web-root") != accPassword {
+		t.Fatal("Secret Server holds the new password already: the kill came too late")
+	}
+	if h := l.history("web-root"); len(h) != 1 || rotation.State(h[0].State).Terminal() {
+		t.Fatalf("history %+v; want one unfinished rotation", h)
+	}
+
+	d = l.startDaemon()
+	rolled, skipped := false, false
+	d.next("recovery and the skipped catch-up", func(rec map[string]any) bool {
+		switch {
+		case is(rec, "recovered rotation", "secret", "web-root", "state", string(rotation.StateCommitted)):
+			rolled = true
+		case is(rec, "rotation already made for this slot; skipped", "secret", "web-root"):
+			skipped = true
+		case is(rec, "scheduled rotation starting", "secret", "web-root") && !rolled:
+			t.Fatalf("catch-up started before recovery; rotord logged:\n%s", d.logged())
+		case is(rec, "rotation finished", "secret", "web-root"):
+			t.Fatalf("web-root rotated a second time for one slot; rotord logged:\n%s", d.logged())
+		}
+		return rolled && skipped
+	})
+	d.stop()
+	h := l.history("web-root")
+	if len(h) != 1 || h[0].State != string(rotation.StateCommitted) {
+		t.Fatalf("history %+v; want exactly one committed rotation", h)
+	}
+	l.requireWorks(ctx, "web-root", accPassword)
+	db = l.openStore(ctx)
+	defer db.Close()
+	if due, _, _ := db.NextDue(ctx, "web-root"); time.Until(due) < 6*24*time.Hour {
+		t.Fatalf("web-root next due %v; want the next weekly slot", due)
+	}
+}
