@@ -48,17 +48,16 @@ type notifier struct {
 
 // newNotifier returns the notifier of cfg, or nil when no webhook is set.
 // The webhook's certificate is verified against the system's CAs
-// ($SSL_CERT_FILE and $SSL_CERT_DIR select others).
+// ($SSL_CERT_FILE and $SSL_CERT_DIR select others); $HTTPS_PROXY is
+// honoured.
 func newNotifier(cfg NotifyConfig, log *slog.Logger) *notifier {
 	if cfg.WebhookURL == "" {
 		return nil
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
 	return &notifier{
 		url: cfg.WebhookURL,
 		client: &http.Client{
-			Transport: tr,
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
 			Timeout:   webhookTimeout,
 			// A redirect could lead the alert somewhere unverified.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
