@@ -50,6 +50,7 @@ func (a *app) heartbeat(ctx context.Context, names []string, asJSON bool) error 
 		}()
 	}
 	wg.Wait()
+	a.notifier().heartbeats(ctx, results...)
 	failed := 0
 	out := make([]jsonHeartbeat, 0, len(results))
 	for _, r := range results {

@@ -36,6 +36,7 @@ func (a *app) recover(ctx context.Context, asJSON bool) error {
 	defer svc.close()
 	results := svc.engine.Recover(ctx, a.actor())
 	prog.done()
+	a.notifier().rotations(ctx, results...)
 	if len(results) == 0 && !asJSON {
 		fmt.Fprintln(a.stdout, "nothing to recover: every rotation in the journal is finished")
 		return nil

@@ -50,5 +50,6 @@ func (a *app) rollback(ctx context.Context, name string, toID int64, asJSON bool
 	defer svc.close()
 	r := svc.engine.Rollback(ctx, specs[0], toID, a.actor())
 	prog.done()
+	a.notifier().rotations(ctx, r)
 	return a.reportResults([]rotation.Result{r}, false, asJSON, "rollback")
 }

@@ -107,6 +107,7 @@ func (a *app) rotate(ctx context.Context, names []string, dryRun, asJSON bool) e
 	}
 	wg.Wait()
 	prog.done()
+	a.notifier().rotations(ctx, results...)
 	return a.reportResults(results, dryRun, asJSON, "rotation")
 }
 

@@ -58,8 +58,10 @@ func (a *app) run(ctx context.Context) error {
 	defer svc.close()
 
 	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
+	alerts := a.notifier()
 	for _, r := range svc.engine.Recover(work, "daemon") {
 		a.logResult("recovered rotation", r)
+		alerts.rotations(work, r)
 	}
 	if ctx.Err() != nil {
 		a.log.Info("rotord stopped")
@@ -72,11 +74,23 @@ func (a *app) run(ctx context.Context) error {
 		SchedulePlan: a.cfg.SchedulePlan(),
 		State:        svc.state,
 		Run: func(_ context.Context, spec rotation.SecretSpec) error {
+			if due, ok := sched.NextDue(spec.Name); ok {
+				done, err := rotatedSince(work, svc.journal, spec.Name, due)
+				if err != nil {
+					a.log.Error("cannot read the journal; rotating anyway", "secret", spec.Name, "err", err)
+				} else if done != nil {
+					// A rotation of this slot committed already: the daemon
+					// was killed after starting it, and recovery finished it.
+					a.log.Info("rotation already made for this slot; skipped", "secret", spec.Name, "rotation", done.ID, "due", due)
+					return nil
+				}
+			}
 			met.inFlight.Inc()
 			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
 			met.inFlight.Dec()
 			met.observe(r, time.Now())
 			a.logResult("rotation finished", r)
+			alerts.rotations(work, r)
 			return r.Err
 		},
 		Log: a.log,
@@ -158,4 +172,33 @@ func (a *app) logResult(msg string, r rotation.Result) {
 		return
 	}
 	a.log.Info(msg, attrs...)
+}
+
+// rotatedSince returns the newest committed rotation (kind rotate) of the
+// secret started at or after due, or nil when there is none. The daemon
+// uses it to make a scheduled rotation exactly once: a rotation started for
+// a slot, interrupted by a crash before the due time advanced and committed
+// by recovery, must not be made again by the catch-up at the next start.
+func rotatedSince(ctx context.Context, j historyReader, secretName string, due time.Time) (*rotation.Rotation, error) {
+	const page = 50
+	var before int64
+	for {
+		rs, err := j.History(ctx, rotation.HistoryQuery{Secret: secretName, BeforeID: before, Limit: page})
+		if err != nil {
+			return nil, fmt.Errorf("read history of %s: %w", secretName, err)
+		}
+		for i := range rs {
+			r := &rs[i]
+			if r.Started.Before(due) {
+				return nil, nil // newest first: the rest are older
+			}
+			if r.Kind == rotation.KindRotate && r.State == rotation.StateCommitted {
+				return r, nil
+			}
+		}
+		if len(rs) < page {
+			return nil, nil
+		}
+		before = rs[len(rs)-1].ID
+	}
 }

@@ -129,7 +129,8 @@ type NotifyConfig struct {
 	SMTP       SMTPConfig `yaml:"smtp"`
 }
 
-// SMTPConfig is a mail relay for alerts.
+// SMTPConfig is a mail relay for alerts. Mail alerts are not supported
+// yet: validation rejects a non-empty section.
 type SMTPConfig struct {
 	Address string   `yaml:"address"`
 	From    string   `yaml:"from"`
@@ -595,12 +596,7 @@ func (c *Config) validate(getenv func(string) string) []*ConfigError {
 		}
 	}
 	if sm := c.Notify.SMTP; sm.Address != "" || sm.From != "" || len(sm.To) > 0 {
-		if _, _, err := net.SplitHostPort(sm.Address); err != nil {
-			v.errf("notify.smtp.address", "want host:port, got %q", sm.Address)
-		}
-		if sm.From == "" || len(sm.To) == 0 {
-			v.errf("notify.smtp", "from and to are required when smtp is set")
-		}
+		v.errf("notify.smtp", "mail alerts are not supported yet: remove the section and use notify.webhook_url")
 	}
 	return v.errs
 }

@@ -162,6 +162,8 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"FILE:1: secret_server: password_file or password_env is required (passwords are never given on the command line)"}},
 		{"MappingForList", minimal + "notify:\n  smtp:\n    to: root@example.com\n    address: mail:25\n    from: r@example.com\n",
 			[]string{`FILE:9: notify.smtp.to: want a list, got "root@example.com"`}},
+		{"SMTPNotSupported", minimal + "notify:\n  smtp:\n    address: mail:25\n    from: r@example.com\n    to: [root@example.com]\n",
+			[]string{"FILE:8: notify.smtp: mail alerts are not supported yet: remove the section and use notify.webhook_url"}},
 		{"ListForScalar", minimal + "hosts_field: [a, b]\n",
 			[]string{"FILE:7: hosts_field: want text, got a list"}},
 		{"Syntax", minimal + "ssh:\n port: 22\n  known_hosts: x\n",

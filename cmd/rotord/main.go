@@ -51,6 +51,17 @@ type app struct {
 	log *slog.Logger
 
 	reloaded chan<- error // tests: told the outcome of each SIGHUP reload
+
+	alerts *notifier // built from cfg by notifier
+}
+
+// notifier returns the alert sender of the configuration; nil (sends
+// nothing) when no webhook is configured. Call it after setup.
+func (a *app) notifier() *notifier {
+	if a.alerts == nil && a.cfg != nil {
+		a.alerts = newNotifier(a.cfg.Notify, a.log)
+	}
+	return a.alerts
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string, ad adapters) *app {
