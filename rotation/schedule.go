@@ -95,6 +95,9 @@ type SchedulerConfig struct {
 	// cancelled (the daemon is stopping and the rotation did not commit), the
 	// due time is kept, so the rotation is made once after the next start.
 	Run func(ctx context.Context, spec SecretSpec) error
+	// OnPark, if set, is called when a secret is parked after its transient
+	// retries are spent, with the last error: the place to raise an alert.
+	OnPark func(spec SecretSpec, err error)
 	// Clock defaults to WallClock.
 	Clock Clock
 	// Rand returns a uniform random int64 in [0, n); defaults to math/rand/v2.
@@ -109,11 +112,12 @@ type SchedulerConfig struct {
 // slots were missed; a secret with no persisted due time gets the next slot
 // from now and is not rotated at once. Its methods are safe for concurrent use.
 type Scheduler struct {
-	state ScheduleState
-	run   func(ctx context.Context, spec SecretSpec) error
-	clock Clock
-	rand  func(n int64) int64
-	log   *slog.Logger
+	state  ScheduleState
+	run    func(ctx context.Context, spec SecretSpec) error
+	onPark func(SecretSpec, error)
+	clock  Clock
+	rand   func(n int64) int64
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	plan    SchedulePlan
@@ -143,12 +147,13 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 		return nil, errors.New("new scheduler: no run function")
 	}
 	s := &Scheduler{
-		state: cfg.State,
-		run:   cfg.Run,
-		clock: cfg.Clock,
-		rand:  cfg.Rand,
-		log:   cfg.Log,
-		wake:  make(chan struct{}, 1),
+		state:  cfg.State,
+		run:    cfg.Run,
+		clock:  cfg.Clock,
+		rand:   cfg.Rand,
+		onPark: cfg.OnPark,
+		log:    cfg.Log,
+		wake:   make(chan struct{}, 1),
 	}
 	if s.clock == nil {
 		s.clock = WallClock
@@ -434,6 +439,9 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 		s.log.Warn("scheduled rotation failed for a transient reason; retrying", "secret", spec.Name, "err", err, "retry_at", next)
 	case parked:
 		s.log.Error("scheduled rotation keeps failing; secret parked until its next slot", "secret", spec.Name, "err", err, "next", next, "alert", true)
+		if s.onPark != nil {
+			s.onPark(spec, err)
+		}
 	case err != nil:
 		s.log.Error("scheduled rotation failed", "secret", spec.Name, "err", err, "next", next)
 	default:

@@ -616,10 +616,12 @@ func TestSchedulerRetriesTransientFailuresThenParks(t *testing.T) {
 	state := newMemState()
 	_ = state.SetNextDue(context.Background(), "web", t0)
 	clk, rec := newFakeClock(t0), newRecorder(true)
+	parked := make(chan string, 10)
 	s, err := rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: rotation.SchedulePlan{Secrets: secrets("web"), DefaultSchedule: "@daily", RetryBase: time.Minute, RetryMax: 2},
 		State:        state, Run: rec.Run, Clock: clk,
-		Rand: func(n int64) int64 { return n / 2 }, // no jitter: exactly the base delay
+		Rand:   func(n int64) int64 { return n / 2 }, // no jitter: exactly the base delay
+		OnPark: func(spec rotation.SecretSpec, err error) { parked <- spec.Name },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -644,6 +646,9 @@ func TestSchedulerRetriesTransientFailuresThenParks(t *testing.T) {
 	waitState(t, clk, state, "web", time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
 	if n := rec.runs("web"); n != 3 {
 		t.Fatalf("ran %d times, want 3", n)
+	}
+	if len(parked) != 1 || <-parked != "web" {
+		t.Fatal("the park was not reported exactly once")
 	}
 }
 

@@ -93,6 +93,9 @@ func (a *app) run(ctx context.Context) error {
 			alerts.rotations(work, r)
 			return r.Err
 		},
+		OnPark: func(spec rotation.SecretSpec, err error) {
+			alerts.parked(work, spec.Name, err)
+		},
 		Log: a.log,
 	})
 	if err != nil {

@@ -24,7 +24,7 @@ const webhookTimeout = 10 * time.Second
 // Alert states that are not rotation states.
 const (
 	alertDrift  = "drift"  // heartbeat: Secret Server's password no longer logs in somewhere
-	alertParked = "parked" // the secret waits for a reconcile; no rotation started
+	alertParked = "parked" // no rotation until a reconcile, or until the next slot after repeated transient failures
 )
 
 // alert is the JSON body POSTed to the webhook. It never holds a password:
@@ -91,6 +91,16 @@ func (n *notifier) rotations(ctx context.Context, rs ...rotation.Result) {
 			n.deliver(ctx, a)
 		}
 	}
+}
+
+// parked alerts that the scheduler parked a secret after its transient
+// retries were spent.
+func (n *notifier) parked(ctx context.Context, secretName string, cause error) {
+	if n == nil {
+		return
+	}
+	n.deliver(ctx, alert{Secret: secretName, State: alertParked,
+		Error: "retries spent; parked until the next scheduled slot: " + cause.Error(), Time: time.Now().UTC()})
 }
 
 // heartbeats alerts on every heartbeat that found drift.

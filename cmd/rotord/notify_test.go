@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -168,4 +169,22 @@ func TestNotifierVerifiesTLSAndHidesURL(t *testing.T) {
 	var none *notifier // sends nothing, without panicking
 	none.rotations(context.Background(), rotation.Result{State: rotation.StateRolledBack})
 	none.heartbeats(context.Background(), rotation.HeartbeatResult{Err: rotation.ErrPreflight})
+}
+
+func TestNotifierParked(t *testing.T) {
+	got := make(chan alert, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			t.Error(err)
+		}
+		got <- a
+	}))
+	defer srv.Close()
+	n := newNotifier(NotifyConfig{WebhookURL: srv.URL}, slog.New(slog.DiscardHandler))
+	n.parked(context.Background(), "web-root", errors.New("host unreachable"))
+	a := <-got
+	if a.Secret != "web-root" || a.State != alertParked || !strings.Contains(a.Error, "host unreachable") {
+		t.Fatalf("alert %+v", a)
+	}
 }
