@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -547,3 +548,64 @@ func TestE2ERevertRefusedUsesReconcileAccount(t *testing.T) {
 		})
 	}
 }
+
+// No password appears in the engine's logs (at debug level), its results,
+// or the journal's error texts — across a committed rotation, a policy
+// rejection, a vault write that fails and is reverted, and a rollback.
+func TestE2ENoSecretInLogsOrResults(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	weak := &weakVault{}
+	l := newLab(t, []sshtest.Variant{sshtest.PwQuality, sshtest.Debian, sshtest.BusyBox},
+		func(c *rotation.Config) { c.Generator = rotation.GeneratorServer },
+		func(v rotation.Vault) rotation.Vault { weak.Vault = v; return weak })
+	l.engine = rotation.New(l.cfg, weak, l.hosts, l.db, l.db, l.db, log)
+	ctx := context.Background()
+	var out []string
+	seen := []string{rigPassword}
+	note := func(res rotation.Result) {
+		out = append(out, fmt.Sprintf("%v %+v %#v", res, res, res))
+		if res.Err != nil {
+			out = append(out, res.Err.Error())
+		}
+		seen = append(seen, l.ss.Field(l.id, "password"))
+	}
+	note(l.engine.Rotate(ctx, l.spec, rotation.RotateOptions{})) // "password1" rejected, then a fresh one
+	l.ss.FailNext(sstest.EndpointPutField, 1000, 500, `{"message":"down"}`)
+	failed := l.engine.Rotate(ctx, l.spec, rotation.RotateOptions{})
+	l.ss.FailNext(sstest.EndpointPutField, 0, 0, "")
+	note(failed)
+	if r, err := l.db.Get(ctx, failed.RotationID); err == nil {
+		seen = append(seen, r.New.Reveal()) // the password that was reverted
+	}
+	note(l.engine.Rollback(ctx, l.spec, 0, "test"))
+	hist, err := l.db.History(ctx, rotation.HistoryQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range hist {
+		out = append(out, r.Error)
+		for _, h := range r.Hosts {
+			out = append(out, h.Error)
+		}
+	}
+	seen = append(seen, weak.given()...)
+	all := logs.String() + strings.Join(out, "\n")
+	if !strings.Contains(all, "dictionary") || !strings.Contains(all, "down") {
+		t.Fatal("the scan saw none of the failures it is meant to cover")
+	}
+	for _, pw := range seen {
+		if pw != "" && strings.Contains(all, pw) {
+			t.Errorf("a password (len %d) appears in logs, results or the journal", len(pw))
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
