@@ -451,11 +451,21 @@ func (e *Engine) forceSet(ctx context.Context, h Host, user string, pw secret.Va
 	return nil
 }
 
+// phase returns the context of a commit or a rollback: a deadline of its
+// own, not what the fan-out (or the commit before a rollback) left of
+// theirs. A commit or a revert cut short by an expired context leaves hosts
+// holding a password the vault does not.
+func (x *run) phase(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), x.e.cfg.SecretDeadline)
+}
+
 // commit re-reads the secret, refuses to overwrite someone else's change,
 // writes the new password to the vault and marks the rotation committed.
 // Any failure reverts the hosts.
 func (x *run) commit(ctx context.Context) Result {
 	e := x.e
+	ctx, cancel := x.phase(ctx)
+	defer cancel()
 	x.setState(ctx, StateCommitting, "")
 	cur, err := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec))
 	if err != nil {
@@ -516,6 +526,8 @@ func (x *run) rollback(ctx context.Context, why string) Result {
 // needs-reconcile if some host or the vault is in doubt.
 func (x *run) rollbackErr(ctx context.Context, cause error) Result {
 	e := x.e
+	ctx, cancel := x.phase(ctx)
+	defer cancel()
 	x.setState(ctx, StateRollingBack, cause.Error())
 	hostsOK := x.revertAll(ctx)
 	vaultOK := true
