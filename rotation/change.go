@@ -237,11 +237,17 @@ func (x *run) fanOut(ctx context.Context, stop func() string) {
 	}
 	x.changeHost(ctx, todo[0], stop)
 	finish(todo[0])
+	// A host counts as started once changeHost has checked stop: start no
+	// more than the SSH slots can serve, or every host would pass stop at
+	// once and then queue for a slot, to be changed (and reverted) after a
+	// failure, an interruption or the deadline.
+	inFlight := make(chan struct{}, x.e.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, i := range todo[1:] {
+		inFlight <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-inFlight; wg.Done() }()
 			x.changeHost(ctx, i, stop)
 			finish(i)
 		}()

@@ -90,3 +90,25 @@ func TestDeadlineDoesNotCancelTheRevert(t *testing.T) {
 		t.Errorf("journal left in %s", r.State)
 	}
 }
+
+// Once a host failed, no further host may be changed: with more hosts than
+// SSH slots, the hosts waiting for a slot must not count as started.
+func TestNoHostStartsAfterAFailure(t *testing.T) {
+	f := newFixture(t, 8, func(c *rotation.Config) { c.Concurrency = 1; c.PolicyRetries = -1 })
+	f.hosts.hosts["h02"].reject = func(string) string { return "BAD PASSWORD: it is too simplistic/systematic" }
+	res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
+	if res.State != rotation.StateRolledBack {
+		t.Fatalf("state %s err %v", res.State, res.Err)
+	}
+	f.assertAll(t, oldPw)
+	touched := 0
+	for _, h := range res.Hosts {
+		if h.State == rotation.HostReverted {
+			touched++
+		}
+	}
+	// The canary and at most one host before h02's rejection (Concurrency 1).
+	if touched > 2 {
+		t.Errorf("%d hosts were changed and reverted after a failure: %+v", touched, res.Hosts)
+	}
+}
