@@ -285,7 +285,13 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	switch out.Kind {
 	case OutcomeChanged:
 		if err := e.verify(ctx, h, user, x.r.New); err != nil {
-			x.probe(ctx, i, "passwd reported success but the new password does not log in: "+err.Error())
+			why := "passwd reported success but the new password does not log in: " + err.Error()
+			if errors.Is(err, ErrAuthFailed) {
+				// Refused already: another try only feeds pam_faillock.
+				x.probeOld(ctx, i, why, err)
+				return
+			}
+			x.probe(ctx, i, why)
 			return
 		}
 		_ = x.setHost(ctx, i, HostChanged, "")
@@ -337,6 +343,13 @@ func (x *run) probe(ctx context.Context, i int, why string) {
 		_ = x.setHost(ctx, i, HostChanged, "")
 		return
 	}
+	x.probeOld(ctx, i, why, errNew)
+}
+
+// probeOld settles host i once the new password failed with errNew: the
+// old password logs in (nothing changed) or the host needs reconcile.
+func (x *run) probeOld(ctx context.Context, i int, why string, errNew error) {
+	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	errOld := e.verify(ctx, h, user, x.r.Old)
 	if errOld == nil {
 		_ = x.setHost(ctx, i, HostFailed, why)

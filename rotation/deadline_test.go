@@ -112,3 +112,54 @@ func TestNoHostStartsAfterAFailure(t *testing.T) {
 		t.Errorf("%d hosts were changed and reverted after a failure: %+v", touched, res.Hosts)
 	}
 }
+
+// manglingHosts is a fleet whose passwd, run as root, does not check the
+// current password and stores the first new password mangled (as a
+// terminal that eats a character would): neither password logs in after.
+type manglingHosts struct {
+	*fakeHosts
+	mangled bool
+}
+
+func (f *manglingHosts) Login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (rotation.HostSession, error) {
+	s, err := f.fakeHosts.Login(ctx, h, user, pw)
+	if err != nil {
+		return nil, err
+	}
+	return &manglingSession{HostSession: s, f: f, h: f.fakeHosts.hosts[h.Name]}, nil
+}
+
+type manglingSession struct {
+	rotation.HostSession
+	f *manglingHosts
+	h *fakeHost
+}
+
+func (s *manglingSession) ChangePassword(_ context.Context, _, new secret.Value) rotation.Outcome {
+	s.f.fakeHosts.mu.Lock()
+	defer s.f.fakeHosts.mu.Unlock()
+	s.h.password = new.Reveal()
+	if !s.f.mangled {
+		s.f.mangled = true
+		s.h.password = new.Reveal()[1:]
+	}
+	return rotation.Outcome{Kind: rotation.OutcomeChanged}
+}
+
+// A new password that passwd accepted but that does not log in was refused
+// once already: the probe must not try it again, or the host sees three
+// refused logins (new, new, old) and pam_faillock's default deny=3 locks
+// the account before the revert can verify the old password.
+func TestRefusedNewPasswordIsNotTriedTwice(t *testing.T) {
+	f := newFixture(t, 1, nil)
+	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer},
+		f.vault, &manglingHosts{fakeHosts: f.hosts}, f.journal, f.journal, f.journal, nil)
+	res := e.Rotate(context.Background(), spec, rotation.RotateOptions{})
+	if res.State != rotation.StateRolledBack {
+		t.Fatalf("state %s err %v", res.State, res.Err)
+	}
+	f.assertAll(t, oldPw)
+	if n := f.hosts.hosts["h00"].failedAuth; n > 2 {
+		t.Errorf("%d refused logins on the host in one rotation, want at most 2", n)
+	}
+}
