@@ -237,11 +237,17 @@ func (x *run) fanOut(ctx context.Context, stop func() string) {
 	}
 	x.changeHost(ctx, todo[0], stop)
 	finish(todo[0])
+	// A host counts as started once changeHost has checked stop: start no
+	// more than the SSH slots can serve, or every host would pass stop at
+	// once and then queue for a slot, to be changed (and reverted) after a
+	// failure, an interruption or the deadline.
+	inFlight := make(chan struct{}, x.e.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, i := range todo[1:] {
+		inFlight <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-inFlight; wg.Done() }()
 			x.changeHost(ctx, i, stop)
 			finish(i)
 		}()
@@ -279,7 +285,13 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	switch out.Kind {
 	case OutcomeChanged:
 		if err := e.verify(ctx, h, user, x.r.New); err != nil {
-			x.probe(ctx, i, "passwd reported success but the new password does not log in: "+err.Error())
+			why := "passwd reported success but the new password does not log in: " + err.Error()
+			if errors.Is(err, ErrAuthFailed) {
+				// Refused already: another try only feeds pam_faillock.
+				x.probeOld(ctx, i, why, err)
+				return
+			}
+			x.probe(ctx, i, why)
 			return
 		}
 		_ = x.setHost(ctx, i, HostChanged, "")
@@ -331,6 +343,13 @@ func (x *run) probe(ctx context.Context, i int, why string) {
 		_ = x.setHost(ctx, i, HostChanged, "")
 		return
 	}
+	x.probeOld(ctx, i, why, errNew)
+}
+
+// probeOld settles host i once the new password failed with errNew: the
+// old password logs in (nothing changed) or the host needs reconcile.
+func (x *run) probeOld(ctx context.Context, i int, why string, errNew error) {
+	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	errOld := e.verify(ctx, h, user, x.r.Old)
 	if errOld == nil {
 		_ = x.setHost(ctx, i, HostFailed, why)
@@ -451,11 +470,21 @@ func (e *Engine) forceSet(ctx context.Context, h Host, user string, pw secret.Va
 	return nil
 }
 
+// phase returns the context of a commit or a rollback: a deadline of its
+// own, not what the fan-out (or the commit before a rollback) left of
+// theirs. A commit or a revert cut short by an expired context leaves hosts
+// holding a password the vault does not.
+func (x *run) phase(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), x.e.cfg.SecretDeadline)
+}
+
 // commit re-reads the secret, refuses to overwrite someone else's change,
 // writes the new password to the vault and marks the rotation committed.
 // Any failure reverts the hosts.
 func (x *run) commit(ctx context.Context) Result {
 	e := x.e
+	ctx, cancel := x.phase(ctx)
+	defer cancel()
 	x.setState(ctx, StateCommitting, "")
 	cur, err := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec))
 	if err != nil {
@@ -516,6 +545,8 @@ func (x *run) rollback(ctx context.Context, why string) Result {
 // needs-reconcile if some host or the vault is in doubt.
 func (x *run) rollbackErr(ctx context.Context, cause error) Result {
 	e := x.e
+	ctx, cancel := x.phase(ctx)
+	defer cancel()
 	x.setState(ctx, StateRollingBack, cause.Error())
 	hostsOK := x.revertAll(ctx)
 	vaultOK := true

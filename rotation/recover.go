@@ -54,6 +54,7 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string) Result {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SecretDeadline)
 	defer cancel()
 	x := &run{e: e, r: r, spec: e.specFor(r.Secret), actor: actor, lifelines: make([]HostSession, len(r.Hosts))}
+	defer closeAll(x.lifelines) // reverts open them
 	e.audit(ctx, Event{Secret: r.Secret, RotationID: r.ID, Actor: actor, Action: "recover", Detail: "found in state " + string(r.State)})
 	if r.State == StateNeedsReconcile {
 		return x.reconcile(work)

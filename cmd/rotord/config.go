@@ -757,6 +757,9 @@ func (c *Config) EngineConfig(holder string) rotation.Config {
 		HostsField:     c.HostsField,
 		Holder:         holder,
 	}
+	if ec.PolicyRetries == 0 {
+		ec.PolicyRetries = -1 // none; the engine reads 0 as its default
+	}
 	if r := c.SSH.Reconcile; r != nil {
 		ec.Reconcile = &rotation.Account{User: r.User, Password: r.password}
 	}

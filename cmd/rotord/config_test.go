@@ -249,3 +249,24 @@ func TestConfigPath(t *testing.T) {
 		t.Errorf("default lost: %s", got)
 	}
 }
+
+// policy_retries: 0 is documented as valid ("integer ≥ 0"): no fresh
+// password after a policy rejection. rotation.Config reads a zero
+// PolicyRetries as its default (3), so the engine must not get a zero.
+func TestPolicyRetriesZeroMeansNone(t *testing.T) {
+	path, _ := writeConfig(t, minimal+"rotation:\n  policy_retries: 0\n")
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.EngineConfig("h").PolicyRetries; got >= 0 {
+		t.Fatalf("policy_retries: 0 reaches the engine as %d; it reads 0 as its default of 3 fresh passwords", got)
+	}
+	path, _ = writeConfig(t, minimal+"rotation:\n  policy_retries: 2\n")
+	if c, err = LoadConfig(path, testEnv(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.EngineConfig("h").PolicyRetries; got != 2 {
+		t.Fatalf("PolicyRetries = %d, want 2", got)
+	}
+}
