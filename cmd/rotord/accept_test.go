@@ -51,7 +51,8 @@ type lab struct {
 
 // labOptions shape a lab.
 type labOptions struct {
-	hosts    int
+	hosts    int               // Debian hosts, when variants is nil
+	variants []sshtest.Variant // the hosts' passwd variants
 	groups   map[string][]int
 	schedule string
 	extra    string // appended to the configuration file
@@ -59,11 +60,15 @@ type labOptions struct {
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	t.Helper()
-	sshtest.RequireRig(t)
+	variants := o.variants
+	if variants == nil {
+		variants = make([]sshtest.Variant, o.hosts) // sshtest.Debian
+	}
+	sshtest.RequireRig(t, variants...)
 	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups}
-	specs := make([]sshtest.HostSpec, o.hosts)
-	for i := range specs {
-		specs[i] = sshtest.HostSpec{Variant: sshtest.Debian}
+	specs := make([]sshtest.HostSpec, len(variants))
+	for i, v := range variants {
+		specs[i] = sshtest.HostSpec{Variant: v}
 	}
 	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(l.dir, "hosts"), Hosts: specs, User: accUser, Password: accPassword})
 	if err != nil {

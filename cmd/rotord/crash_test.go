@@ -16,119 +16,8 @@ import (
 	"time"
 
 	"github.com/rotord/rotord/rotation"
-	"github.com/rotord/rotord/rotation/secret"
-	"github.com/rotord/rotord/secretserver/sstest"
-	"github.com/rotord/rotord/sshexec"
 	"github.com/rotord/rotord/sshexec/sshtest"
-	"github.com/rotord/rotord/store"
 )
-
-// crashLab is a Secret Server emulator, real sshd hosts and a config
-// pointing rotord at them, for tests that kill the rotord process.
-type crashLab struct {
-	rig    *sshtest.Rig
-	ss     *sstest.Server
-	dir    string
-	config string
-	id     int
-	dialer *sshexec.Dialer
-}
-
-const (
-	crashUser = "rotuser"
-	crashPw   = "Initial-Pw-2024"
-	crashSSPw = "Crash-Svc-Pw-1!"
-)
-
-func newCrashLab(t *testing.T, variants ...sshtest.Variant) *crashLab {
-	t.Helper()
-	sshtest.RequireRig(t, variants...)
-	ctx := context.Background()
-	var specs []sshtest.HostSpec
-	for _, v := range variants {
-		specs = append(specs, sshtest.HostSpec{Variant: v})
-	}
-	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Hosts: specs, User: crashUser, Password: crashPw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rig.Close() })
-	ss := sstest.New()
-	t.Cleanup(ss.Close)
-	ss.AddUser("svc-rotord", "", crashSSPw)
-	var addrs []string
-	for _, h := range rig.Hosts() {
-		addrs = append(addrs, h.Addr())
-	}
-	l := &crashLab{rig: rig, ss: ss, dir: t.TempDir()}
-	l.id = ss.AddSecret(sstest.SecretSeed{Name: "web-root", Folder: `\Prod`, Username: crashUser, Password: crashPw, Notes: strings.Join(addrs, ",")})
-	files := map[string]string{"ca.pem": string(ss.CACertPEM()), "ss-password": crashSSPw}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(l.dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	l.config = filepath.Join(l.dir, "rotord.yaml")
-	cfg := fmt.Sprintf(`secret_server:
-  url: %s
-  username: svc-rotord
-  password_file: %[2]s/ss-password
-  ca_file: %[2]s/ca.pem
-  token_cache: %[2]s/token.cache
-store:
-  path: %[2]s/rotord.db
-  key_file: %[2]s/store-key
-ssh:
-  known_hosts: %[3]s
-  step_timeout: 10s
-rotation:
-  host_retries: 2
-metrics:
-  listen: ""
-secrets:
-  - name: web-root
-`, ss.URL, l.dir, rig.KnownHostsFile())
-	if err := os.WriteFile(l.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, errOut, code := runBin(t, nil, "keygen", filepath.Join(l.dir, "store-key")); code != 0 {
-		t.Fatalf("keygen: %s", errOut)
-	}
-	l.dialer, err = sshexec.New(sshexec.Config{KnownHosts: rig.KnownHostsFile()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// works reports whether pw logs into rig host i.
-func (l *crashLab) works(t *testing.T, i int, pw string) bool {
-	t.Helper()
-	h := l.rig.Hosts()[i]
-	s, err := l.dialer.Login(context.Background(), rotation.Host{Name: h.Name, Port: h.Port}, crashUser, secret.New(pw))
-	if errors.Is(err, rotation.ErrAuthFailed) {
-		return false
-	}
-	if err != nil {
-		t.Fatalf("login to host %d: %v", i, err)
-	}
-	_ = s.Close()
-	return true
-}
-
-// journal opens the lab's journal with its key.
-func (l *crashLab) journal(t *testing.T) *store.DB {
-	t.Helper()
-	key, err := store.LoadKey(filepath.Join(l.dir, "store-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(context.Background(), filepath.Join(l.dir, "rotord.db"), store.NewKeyring(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
 
 // TestCrashMatrix kills `rotord rotate` with SIGKILL at randomly chosen step
 // boundaries of the protocol (fault points compiled in only with the
@@ -138,7 +27,13 @@ func (l *crashLab) journal(t *testing.T) *store.DB {
 // ROTORD_CRASH_POINTS sets how many kills (default 50), ROTORD_CRASH_SEED
 // replays a run.
 func TestCrashMatrix(t *testing.T) {
-	l := newCrashLab(t, sshtest.Debian, sshtest.BusyBox, sshtest.Debian)
+	ctx := context.Background()
+	l := newLab(t, ctx, labOptions{
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox, sshtest.Debian},
+		groups:   map[string][]int{"web-root": {0, 1, 2}},
+		schedule: "@weekly",
+		extra:    "rotation:\n  host_retries: 2\n",
+	})
 	bin := filepath.Join(t.TempDir(), "rotord-faults")
 	if out, err := exec.Command("go", "build", "-tags", "rotord_faults", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build with fault points: %v\n%s", err, out)
@@ -160,8 +55,7 @@ func TestCrashMatrix(t *testing.T) {
 	}
 	points = append(points, "timed") // SIGKILL from outside at a random moment, mid-dialogue included
 
-	seen := map[string]bool{} // every password the vault has held
-	seen[crashPw] = true
+	seen := map[string]bool{accPassword: true} // every password Secret Server has held
 	tally := map[string]int{}
 	for k := 0; k < kills; k++ {
 		point := points[rng.IntN(len(points))]
@@ -176,8 +70,7 @@ func TestCrashMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		if point == "timed" {
-			delay := time.Duration(rng.IntN(1500)) * time.Millisecond
-			timer := time.AfterFunc(delay, func() { _ = cmd.Process.Kill() })
+			timer := time.AfterFunc(time.Duration(rng.IntN(1500))*time.Millisecond, func() { _ = cmd.Process.Kill() })
 			defer timer.Stop()
 		}
 		err := cmd.Wait()
@@ -194,14 +87,14 @@ func TestCrashMatrix(t *testing.T) {
 		if !killed && err != nil {
 			t.Fatalf("kill %d (timed): rotate failed: %v\n%s", k, err, out.String())
 		}
-		recOut, recErr, code := runBin(t, nil, "--config", l.config, "--log-level", "error", "recover")
+		recOut, recErr, code := l.rotord("--log-level", "error", "recover")
 		if code != 0 {
 			t.Fatalf("kill %d at %s: recover exit %d:\n%s%s", k, point, code, recOut, recErr)
 		}
-		pw := l.ss.Field(l.id, "password")
+		pw := l.password("web-root")
 		seen[pw] = true
 		for i := 0; i < hosts; i++ {
-			if !l.works(t, i, pw) {
+			if !l.logsIn(ctx, i, pw) {
 				t.Fatalf("kill %d at %s: host %d does not take the password Secret Server holds\nrecover said:\n%s", k, point, i, recOut)
 			}
 		}
@@ -209,8 +102,7 @@ func TestCrashMatrix(t *testing.T) {
 		if !killed {
 			outcome = "finished before the kill"
 		}
-		db := l.journal(t)
-		ctx := context.Background()
+		db := l.openStore(ctx)
 		if unf, _ := db.Unfinished(ctx); len(unf) != 0 {
 			t.Fatalf("kill %d at %s: %d rotations still unfinished after recover", k, point, len(unf))
 		}
