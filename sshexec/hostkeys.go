@@ -32,9 +32,9 @@ type HostKeyError struct {
 
 // Error names the host, the key it presented and how to approve it.
 func (e *HostKeyError) Error() string {
-	scan := e.Host
-	if strings.HasPrefix(scan, "[") {
-		scan = strings.Replace(strings.TrimPrefix(scan, "["), "]:", ":", 1)
+	scan := e.Host // "[name]:port" becomes "name:port"; an IPv6 address keeps its brackets
+	if h, p, err := net.SplitHostPort(scan); err == nil && strings.HasPrefix(scan, "[") && !strings.Contains(h, ":") {
+		scan = h + ":" + p
 	}
 	if e.Revoked {
 		return fmt.Sprintf("host key of %s is revoked in %s: it presented %s %s; ask the host's administrator for its new key",
