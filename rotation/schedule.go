@@ -217,7 +217,11 @@ func (s *Scheduler) Reload(ctx context.Context, p SchedulePlan) error {
 		}
 		// Keep the entry itself: a run in flight refers to it.
 		old.spec, old.removed = e.spec, false
-		if old.schedule != e.schedule {
+		if loaded && old.next.IsZero() {
+			// Its due time could not be loaded before: try again now.
+			old.schedule, old.sched = e.schedule, e.sched
+			fresh = append(fresh, old)
+		} else if old.schedule != e.schedule {
 			old.schedule, old.sched = e.schedule, e.sched
 			if !old.next.IsZero() {
 				old.next = s.nextAfter(old.sched, now, p.Jitter)
@@ -235,15 +239,18 @@ func (s *Scheduler) Reload(ctx context.Context, p SchedulePlan) error {
 	s.plan, s.entries = p, entries
 	s.mu.Unlock()
 
+	// The plan is in force from here: a due time that cannot be recorded
+	// is logged, not reported as a rejected reload.
 	for _, e := range persist {
 		if err := s.state.SetNextDue(ctx, e.spec.Name, e.next); err != nil {
-			return fmt.Errorf("reload schedule: %w", err)
+			s.log.Error("schedule changed but its due time could not be recorded", "secret", e.spec.Name, "next", e.next, "err", err)
+			continue
 		}
 		s.log.Info("schedule changed", "secret", e.spec.Name, "schedule", e.schedule, "next", e.next)
 	}
 	for _, e := range fresh {
 		if err := s.load(ctx, e); err != nil {
-			return fmt.Errorf("reload schedule: %w", err)
+			s.log.Error("secret added but its due time could not be read or recorded", "secret", e.spec.Name, "err", err)
 		}
 	}
 	s.poke()

@@ -662,3 +662,54 @@ func TestSchedulerDoesNotRetryPermanentFailures(t *testing.T) {
 	waitState(t, clk, state, "web", time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
 	h.shutdown(t)
 }
+
+// flakyState fails SetNextDue while failing is set.
+type flakyState struct {
+	*memState
+	mu      sync.Mutex
+	failing bool
+}
+
+func (f *flakyState) SetNextDue(ctx context.Context, name string, t time.Time) error {
+	f.mu.Lock()
+	failing := f.failing
+	f.mu.Unlock()
+	if failing {
+		return errors.New("disk full")
+	}
+	return f.memState.SetNextDue(ctx, name, t)
+}
+
+// A reload whose new secret's due time cannot be recorded still applies the
+// plan — the secret is scheduled in memory — and is not reported as a
+// rejected reload.
+func TestSchedulerReloadRecordFailure(t *testing.T) {
+	state := &flakyState{memState: newMemState()}
+	clk := newFakeClock(t0)
+	s, err := rotation.NewScheduler(rotation.SchedulerConfig{
+		SchedulePlan: rotation.SchedulePlan{Secrets: secrets("web"), DefaultSchedule: "@daily"},
+		State:        state, Run: newRecorder(false).Run, Clock: clk,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	midnight := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	waitState(t, clk, state.memState, "web", midnight)
+
+	state.mu.Lock()
+	state.failing = true
+	state.mu.Unlock()
+	if err := s.Reload(ctx, rotation.SchedulePlan{Secrets: secrets("web", "db"), DefaultSchedule: "@daily"}); err != nil {
+		t.Fatalf("reload reported %v although the plan applies", err)
+	}
+	if due, ok := s.NextDue("db"); !ok || !due.Equal(midnight) {
+		t.Fatalf("db due %v %v, want scheduled at %v", due, ok, midnight)
+	}
+	if _, ok := state.get("db"); ok {
+		t.Fatal("a due time was recorded although the state refused it")
+	}
+}
