@@ -1090,12 +1090,23 @@ func (s *Server) secretJSON(rec *secretRec) map[string]any {
 	}
 }
 
-// access finds secret c.id and checks that c.user may use it now; on
-// failure it writes the answer and returns nil. s.mu is held.
-func (s *Server) access(w http.ResponseWriter, c call) *secretRec {
+// active finds secret c.id, answering Access Denied (as Secret Server does
+// for an unknown id) and returning nil when there is no active one. s.mu
+// is held.
+func (s *Server) active(w http.ResponseWriter, c call) *secretRec {
 	rec := s.secrets[c.id]
 	if rec == nil || !rec.active {
 		writeRaw(w, 400, BodyAccessDenied)
+		return nil
+	}
+	return rec
+}
+
+// access finds secret c.id and checks that c.user may use it now; on
+// failure it writes the answer and returns nil. s.mu is held.
+func (s *Server) access(w http.ResponseWriter, c call) *secretRec {
+	rec := s.active(w, c)
+	if rec == nil {
 		return nil
 	}
 	if rec.checkout && rec.checkedOutBy != c.user {
@@ -1248,9 +1259,8 @@ func (s *Server) stateJSON(rec *secretRec, user string) map[string]any {
 func (s *Server) handleState(w http.ResponseWriter, _ *http.Request, c call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := s.secrets[c.id]
-	if rec == nil || !rec.active {
-		writeRaw(w, 400, BodyAccessDenied)
+	rec := s.active(w, c)
+	if rec == nil {
 		return
 	}
 	writeJSON(w, 200, s.stateJSON(rec, c.user))
@@ -1263,9 +1273,8 @@ func (s *Server) handleCheckOut(w http.ResponseWriter, _ *http.Request, c call) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := s.secrets[c.id]
-	if rec == nil || !rec.active {
-		writeRaw(w, 400, BodyAccessDenied)
+	rec := s.active(w, c)
+	if rec == nil {
 		return
 	}
 	if rec.checkout && rec.checkedOutBy != "" && rec.checkedOutBy != c.user {
@@ -1292,9 +1301,8 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, _ *http.Request, c call) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := s.secrets[c.id]
-	if rec == nil || !rec.active {
-		writeRaw(w, 400, BodyAccessDenied)
+	rec := s.active(w, c)
+	if rec == nil {
 		return
 	}
 	if rec.checkedOutBy != "" && rec.checkedOutBy != c.user && !b.ForceCheckIn {
@@ -1311,9 +1319,8 @@ func (s *Server) handleCheckIn(w http.ResponseWriter, _ *http.Request, c call) {
 func (s *Server) handleHeartbeat(w http.ResponseWriter, _ *http.Request, c call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := s.secrets[c.id]
-	if rec == nil || !rec.active {
-		writeRaw(w, 400, BodyAccessDenied)
+	rec := s.active(w, c)
+	if rec == nil {
 		return
 	}
 	rec.heartbeat = s.heartbeatTo
