@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -152,6 +153,9 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 	defer cancel()
 	conn, err := dialContext(cctx, addr)
 	if err != nil {
+		if end := connectEnded(cctx, err); end != nil && !errors.Is(err, end) {
+			err = fmt.Errorf("%w (%w)", end, err)
+		}
 		return nil, fmt.Errorf("login %s: %w", addr, err)
 	}
 	stop := context.AfterFunc(cctx, func() { conn.Close() })
@@ -181,11 +185,11 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 				Known:      true,
 				KnownHosts: d.cfg.KnownHosts,
 			})
-		case keyChecked.Load() && authTried.Load() && !isNetError(err) && cctx.Err() == nil:
+		case keyChecked.Load() && authTried.Load() && !isNetError(err) && connectEnded(cctx, err) == nil:
 			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
-		case cctx.Err() != nil:
+		case connectEnded(cctx, err) != nil:
 			// Canceled or past the connect timeout: say so, keep the cause.
-			return nil, fmt.Errorf("login %s: %w", addr, unreachable(fmt.Errorf("%w (%w)", cctx.Err(), err)))
+			return nil, fmt.Errorf("login %s: %w", addr, unreachable(fmt.Errorf("%w (%w)", connectEnded(cctx, err), err)))
 		default:
 			return nil, fmt.Errorf("login %s: %w", addr, unreachable(err))
 		}
@@ -199,6 +203,20 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 		step:   d.cfg.StepTimeout,
 		log:    d.log,
 	}, nil
+}
+
+// connectEnded tells why a connection attempt bounded by cctx failed when
+// it was canceled or ran out of time: cctx's error, or DeadlineExceeded
+// when the connection's own deadline, set to cctx's, fired before cctx's
+// timer did. It is nil for any other failure.
+func connectEnded(cctx context.Context, err error) error {
+	if e := cctx.Err(); e != nil {
+		return e
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // errPasswordRefused stops authentication after the password was refused once.
