@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -101,8 +102,9 @@ type Rig struct {
 
 type rigHost struct {
 	RigHost
-	dir  string
-	keys []ssh.Signer
+	dir      string
+	keys     []ssh.Signer
+	keyFiles []string // private host keys, for sshd_config
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -226,13 +228,46 @@ func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 			return nil, fmt.Errorf("sshtest: busybox: %w", err)
 		}
 	}
-	var khLines []string
 	for i, spec := range opts.Hosts {
 		h, err := r.prepareHost(i, spec, templates[spec.Variant == BusyBox], uid, gid)
 		if err != nil {
 			return nil, err
 		}
 		r.hosts = append(r.hosts, h)
+	}
+	ready := make([]<-chan error, len(r.hosts))
+	for i, h := range r.hosts {
+		if ready[i], err = r.start(h); err != nil {
+			return nil, err
+		}
+	}
+	for i, ch := range ready {
+		for moves := 0; ; moves++ {
+			var err error
+			select {
+			case err = <-ch:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("sshtest: start hosts: %w", ctx.Err())
+			}
+			if err == nil {
+				break
+			}
+			// Another process took the port since freePort saw it free:
+			// move the host to another one.
+			if !errors.Is(err, errPortTaken) || moves == 5 {
+				return nil, fmt.Errorf("sshtest: host %d: %w", i, err)
+			}
+			if err := r.assignPort(r.hosts[i], opts.Hosts[i]); err != nil {
+				return nil, err
+			}
+			if ch, err = r.start(r.hosts[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The known_hosts file is written once every host has its final port.
+	var khLines []string
+	for i, h := range r.hosts {
 		addr := knownhosts.Normalize(h.Addr())
 		if i%2 == 1 {
 			addr = knownhosts.HashHostname(addr) // exercise hashed entries
@@ -244,24 +279,14 @@ func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 	if err := os.WriteFile(r.knownHosts, []byte(strings.Join(khLines, "\n")+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
-	ready := make([]<-chan error, len(r.hosts))
-	for i, h := range r.hosts {
-		if ready[i], err = r.start(h); err != nil {
-			return nil, err
-		}
-	}
-	for i, ch := range ready {
-		select {
-		case err := <-ch:
-			if err != nil {
-				return nil, fmt.Errorf("sshtest: host %d: %w", i, err)
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("sshtest: start hosts: %w", ctx.Err())
-		}
-	}
 	return r, nil
 }
+
+// testHookPortChosen, when set, is told each port chosen for a host.
+var testHookPortChosen func(port int)
+
+// errPortTaken is why an sshd that could not bind its port did not start.
+var errPortTaken = errors.New("port already in use")
 
 func hasVariant(hs []HostSpec, v Variant) bool {
 	for _, h := range hs {
@@ -360,7 +385,6 @@ func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (
 		}
 	}
 	h := &rigHost{RigHost: RigHost{Name: "127.0.0.1", Variant: spec.Variant}, dir: dir}
-	var keyFiles []string
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
@@ -386,10 +410,22 @@ func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (
 			return nil, fmt.Errorf("sshtest: %w", err)
 		}
 		h.keys = append(h.keys, s)
-		keyFiles = append(keyFiles, p)
+		h.keyFiles = append(h.keyFiles, p)
 	}
-	if h.Port, err = freePort(); err != nil {
+	if err := r.assignPort(h, spec); err != nil {
 		return nil, err
+	}
+	return h, nil
+}
+
+// assignPort gives h a free port and writes its sshd_config for it.
+func (r *Rig) assignPort(h *rigHost, spec HostSpec) error {
+	var err error
+	if h.Port, err = freePort(); err != nil {
+		return err
+	}
+	if testHookPortChosen != nil {
+		testHookPortChosen(h.Port)
 	}
 	passwordAuth := "yes"
 	if spec.KbdInteractiveOnly {
@@ -417,20 +453,57 @@ StrictModes no
 UseDNS no
 PrintMotd no
 PrintLastLog no
-`, h.Port, keyFiles[0], keyFiles[1], passwordAuth, permitRoot)
-	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(conf), 0o644); err != nil {
-		return nil, fmt.Errorf("sshtest: %w", err)
+`, h.Port, h.keyFiles[0], h.keyFiles[1], passwordAuth, permitRoot)
+	if err := os.WriteFile(filepath.Join(h.dir, "sshd_config"), []byte(conf), 0o644); err != nil {
+		return fmt.Errorf("sshtest: %w", err)
 	}
-	return h, nil
+	return nil
 }
 
+// freePort returns a loopback port that was free a moment ago, chosen
+// outside the kernel's ephemeral range when it can be: a port from that
+// range can be taken, between this check and sshd's bind, as the source
+// port of any outgoing connection on the machine (other test processes
+// open hundreds). A port that is taken anyway shows as "Address already
+// in use" when sshd starts, and StartRig moves the host to another one.
 func freePort() (int, error) {
+	lo := ephemeralLow()
+	const floor = 10000 // clear of the well-known and registered services people run
+	if lo-floor >= 1000 {
+		for range 50 {
+			port := floor + mrand.IntN(lo-floor)
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("sshtest: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow returns the lowest of the kernel's source ports for
+// outgoing connections (Linux's default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return lo
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {
@@ -478,6 +551,7 @@ exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 	exited := make(chan struct{})
 	h.mu.Lock()
 	h.cmd, h.exited = cmd, exited
+	h.logTail = nil // a new sshd: why an earlier one stopped is not its story
 	h.mu.Unlock()
 	go func() {
 		defer logf.Close()
@@ -510,7 +584,10 @@ exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 			h.mu.Lock()
 			tail := strings.Join(h.logTail, "; ")
 			h.mu.Unlock()
-			ready <- fmt.Errorf("sshd exited before listening (%v): %s", err, tail)
+			if strings.Contains(tail, "Address already in use") {
+				err = fmt.Errorf("%w: %w", errPortTaken, err)
+			}
+			ready <- fmt.Errorf("sshd exited before listening (%w): %s", err, tail)
 		}
 		close(exited)
 	}()
