@@ -103,8 +103,12 @@ func (a *app) run(ctx context.Context) error {
 	}
 	met.setSecrets(a.cfg.Specs())
 	if a.cfg.Metrics.Listen != "" {
-		if err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log); err != nil {
+		addr, err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log)
+		if err != nil {
 			return err
+		}
+		if a.metricsAddr != nil {
+			a.metricsAddr <- addr.String()
 		}
 	}
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -392,17 +391,19 @@ func TestHistory(t *testing.T) {
 }
 
 func TestRunRotatesOnScheduleReloadsAndStops(t *testing.T) {
-	addr := freeAddr(t)
-	body := strings.Replace(threeSecrets, "secrets:\n", "schedule: \"@every 1s\"\njitter: 0s\nmetrics:\n  listen: "+addr+"\nsecrets:\n", 1)
+	body := strings.Replace(threeSecrets, "secrets:\n", "schedule: \"@every 1s\"\njitter: 0s\nmetrics:\n  listen: 127.0.0.1:0\nsecrets:\n", 1)
 	body = strings.Replace(body, "  - name: mail\n", "", 1)
 	e := &fakeEngine{rotated: make(chan string, 10)}
 	ta := newTestApp(t, body, services4(e))
 	reloaded := make(chan error, 1)
 	ta.reloaded = reloaded
+	metricsAddr := make(chan string, 1)
+	ta.metricsAddr = metricsAddr
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- ta.run(ctx, "run") }()
 	recv(t, ta.opened) // signal handlers are installed before the services open
+	addr := recv(t, metricsAddr)
 
 	// A broken file on SIGHUP is rejected; the daemon keeps rotating.
 	path := ta.path
@@ -461,16 +462,4 @@ func TestRunRotatesOnScheduleReloadsAndStops(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, ta.err)
 		}
 	}
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }

@@ -50,7 +50,8 @@ type app struct {
 	cfg *Config
 	log *slog.Logger
 
-	reloaded chan<- error // tests: told the outcome of each SIGHUP reload
+	reloaded    chan<- error  // tests: told the outcome of each SIGHUP reload
+	metricsAddr chan<- string // tests: told the address metrics are served on
 
 	alerts *notifier // built from cfg by notifier
 }

@@ -109,11 +109,12 @@ func (c *dueCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // serveMetrics serves h at /metrics on addr until ctx is done. It returns
-// once the listener is open, or the error opening it.
-func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// once the listener is open, with the address it listens on (addr with
+// port 0 gets a free port), or the error opening it.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (net.Addr, error) {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen for metrics on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
@@ -130,5 +131,5 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, log *slog.Lo
 		_ = srv.Shutdown(sctx)
 	}()
 	log.Info("serving metrics", "addr", ln.Addr().String())
-	return nil
+	return ln.Addr(), nil
 }
