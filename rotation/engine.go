@@ -353,21 +353,37 @@ func (e *Engine) lease(ctx context.Context, name string) (release func(), lost <
 		defer wg.Done()
 		t := time.NewTicker(e.cfg.LeaseTTL / 3)
 		defer t.Stop()
+		// Renewals that keep failing (the database locked, a disk stall) do
+		// not extend the lease; once it could expire before the next try,
+		// another process may take it, so the rotation is given up first:
+		// after a second failure in a row, or half the lifetime without a
+		// renewal, whichever comes first.
+		renewed, failures := time.Now(), 0
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.LeaseTTL/3)
+				sent := time.Now()
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.LeaseTTL/6)
 				err := e.leases.Renew(rctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
 				cancel()
 				var held *LeaseHeldError
-				if errors.As(err, &held) {
-					e.log.Error("lease lost", "secret", name, "holder", held.Holder, "alert", true)
+				switch {
+				case errors.As(err, &held):
 					close(lostc)
+					e.log.Error("lease lost", "secret", name, "holder", held.Holder, "alert", true)
 					return
-				} else if err != nil {
+				case err != nil:
+					failures++
+					if failures >= 2 || time.Since(renewed) >= e.cfg.LeaseTTL/2 {
+						close(lostc)
+						e.log.Error("lease lost: renewal keeps failing; giving up before it expires", "secret", name, "err", err, "alert", true)
+						return
+					}
 					e.log.Warn("lease renewal failed", "secret", name, "err", err)
+				default:
+					renewed, failures = sent, 0
 				}
 			}
 		}

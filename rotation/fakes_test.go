@@ -110,6 +110,7 @@ type fakeHost struct {
 	reject      func(string) string // policy: a reason to refuse the new password, or ""
 	down        bool                // unreachable
 	dieOnChange bool                // the connection breaks after passwd applied the change
+	onChange    func()              // called as passwd starts, outside the fleet's lock
 	failedAuth  int
 }
 
@@ -165,6 +166,12 @@ type fakeSession struct {
 func (s *fakeSession) Check(context.Context) error { return nil }
 
 func (s *fakeSession) ChangePassword(_ context.Context, old, new secret.Value) rotation.Outcome {
+	s.f.mu.Lock()
+	hook := s.h.onChange
+	s.f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	if s.h.down {
