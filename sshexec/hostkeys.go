@@ -77,30 +77,45 @@ type knownHosts struct {
 	mu   sync.Mutex
 	mod  time.Time
 	size int64
-	cb   ssh.HostKeyCallback
+	view *khView
 }
 
-// callback returns the current known_hosts callback, reloading the file if
-// it changed since the last load.
-func (k *knownHosts) callback() (ssh.HostKeyCallback, error) {
+// khView is one version of the known_hosts file, with what was learnt
+// from it. A lookup costs an HMAC per hashed line, and a rotation looks
+// every host up four times (two logins, each asking which key types the
+// host has and whether the presented key is the one), so answers are kept
+// until the file changes: on a fleet's known_hosts of thousands of hashed
+// lines this is milliseconds per host.
+type khView struct {
+	cb ssh.HostKeyCallback
+
+	mu       sync.Mutex
+	algos    map[string][]string // by address
+	accepted map[string]bool     // address, remote address and key that passed
+}
+
+// current returns the view of the file as it is now, reloading it if it
+// changed since the last load.
+func (k *knownHosts) current() (*khView, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	fi, err := os.Stat(k.path)
 	if errors.Is(err, os.ErrNotExist) && k.tofu {
-		return func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }, nil
+		unknown := func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }
+		return &khView{cb: unknown, algos: map[string][]string{}, accepted: map[string]bool{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read known hosts: %w", err)
 	}
-	if k.cb != nil && fi.ModTime().Equal(k.mod) && fi.Size() == k.size {
-		return k.cb, nil
+	if k.view != nil && fi.ModTime().Equal(k.mod) && fi.Size() == k.size {
+		return k.view, nil
 	}
 	cb, err := knownhosts.New(k.path)
 	if err != nil {
 		return nil, fmt.Errorf("read known hosts: %w", err)
 	}
-	k.cb, k.mod, k.size = cb, fi.ModTime(), fi.Size()
-	return cb, nil
+	k.view, k.mod, k.size = &khView{cb: cb, algos: map[string][]string{}, accepted: map[string]bool{}}, fi.ModTime(), fi.Size()
+	return k.view, nil
 }
 
 // algorithms returns the host key algorithms to offer for addr: those of
@@ -108,24 +123,31 @@ func (k *knownHosts) callback() (ssh.HostKeyCallback, error) {
 // can check. It returns nil (the library's defaults) for an unknown host,
 // whose key is then refused with its fingerprint.
 func (k *knownHosts) algorithms(addr string) ([]string, error) {
-	cb, err := k.callback()
+	v, err := k.current()
 	if err != nil {
 		return nil, err
 	}
-	var ke *knownhosts.KeyError
-	if err := cb(addr, fakeAddr(addr), probeKey); !errors.As(err, &ke) {
-		return nil, nil
+	v.mu.Lock()
+	algos, ok := v.algos[addr]
+	v.mu.Unlock()
+	if ok {
+		return algos, nil
 	}
-	var algos []string
-	seen := map[string]bool{}
-	for _, w := range ke.Want {
-		for _, a := range algorithmsForKeyType(w.Key.Type()) {
-			if !seen[a] {
-				seen[a] = true
-				algos = append(algos, a)
+	var ke *knownhosts.KeyError
+	if err := v.cb(addr, fakeAddr(addr), probeKey); errors.As(err, &ke) {
+		seen := map[string]bool{}
+		for _, w := range ke.Want {
+			for _, a := range algorithmsForKeyType(w.Key.Type()) {
+				if !seen[a] {
+					seen[a] = true
+					algos = append(algos, a)
+				}
 			}
 		}
 	}
+	v.mu.Lock()
+	v.algos[addr] = algos
+	v.mu.Unlock()
 	return algos, nil
 }
 
@@ -143,11 +165,24 @@ func algorithmsForKeyType(t string) []string {
 // check verifies key for addr, appending it to known_hosts when the host is
 // unknown and trust on first use was asked for.
 func (k *knownHosts) check(addr string, remote net.Addr, key ssh.PublicKey, log func(msg string, args ...any)) error {
-	cb, err := k.callback()
+	v, err := k.current()
 	if err != nil {
 		return err
 	}
-	err = cb(addr, remote, key)
+	seen := addr + "\x00" + remote.String() + "\x00" + string(key.Marshal())
+	v.mu.Lock()
+	ok := v.accepted[seen]
+	v.mu.Unlock()
+	if ok {
+		return nil
+	}
+	err = v.cb(addr, remote, key)
+	if err == nil {
+		v.mu.Lock()
+		v.accepted[seen] = true
+		v.mu.Unlock()
+		return nil
+	}
 	var rev *knownhosts.RevokedError
 	if errors.As(err, &rev) {
 		return &HostKeyError{Host: knownhosts.Normalize(addr), KeyType: key.Type(), Fingerprint: ssh.FingerprintSHA256(key),

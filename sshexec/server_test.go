@@ -167,3 +167,55 @@ func TestServerHostKey(t *testing.T) {
 		})
 	}
 }
+
+// A Dialer keeps what it learnt from known_hosts only while the file stays
+// as it was: a key accepted a moment ago is refused once the file revokes
+// it, or records another key for the host, and accepted again once the
+// file approves it again.
+func TestServerHostKeyFileChanges(t *testing.T) {
+	other, err := sshtest.NewServer(sshtest.ServerOptions{Password: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	srv, d, h, _ := startServer(t, sshtest.ServerOptions{}, sshexec.Config{})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	approve := srv.KnownHostsLine() + "\n"
+	if err := os.WriteFile(kh, []byte(approve), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err = sshexec.New(sshexec.Config{KnownHosts: kh}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, content string // content "" leaves the file as it is
+		refused       bool
+	}{
+		{"Approved", "", false},
+		{"ApprovedAgain", "", false},
+		{"Revoked", "@revoked " + approve + approve, true},
+		{"Replaced", knownhosts.Line([]string{knownhosts.Normalize(srv.Addr())}, other.HostKey()) + "\n", true},
+		{"ApprovedOnceMore", "# approved again\n" + approve, false}, // a size of its own: mtimes are coarse
+	} {
+		if tc.content != "" {
+			if err := os.WriteFile(kh, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := d.Login(context.Background(), h, user, secret.New(oldPw))
+		if tc.refused {
+			if !errors.Is(err, rotation.ErrHostKey) {
+				t.Fatalf("%s: err %v, want a refused host key", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		s.Close()
+	}
+	if n := srv.AuthAttempts(); n != 3 {
+		t.Errorf("the server saw %d authentication attempts, want 3 (one per approved login)", n)
+	}
+}

@@ -72,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Dialer, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	kh := &knownHosts{path: cfg.KnownHosts, tofu: cfg.TrustOnFirstUse}
-	if _, err := kh.callback(); err != nil {
+	if _, err := kh.current(); err != nil {
 		return nil, err
 	}
 	return &Dialer{cfg: cfg, kh: kh, log: log}, nil
