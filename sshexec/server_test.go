@@ -178,13 +178,13 @@ func TestServerHostKeyFileChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	other.Close()
-	srv, d, h, _ := startServer(t, sshtest.ServerOptions{}, sshexec.Config{})
+	srv, _, h, _ := startServer(t, sshtest.ServerOptions{}, sshexec.Config{})
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	approve := srv.KnownHostsLine() + "\n"
 	if err := os.WriteFile(kh, []byte(approve), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err = sshexec.New(sshexec.Config{KnownHosts: kh}, nil)
+	d, err := sshexec.New(sshexec.Config{KnownHosts: kh}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
