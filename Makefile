@@ -22,7 +22,8 @@ demo: build
 # client (needs root; prints a table with the ratio and CPU per host).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 20m ./store/ ./secretserver/ ./rotation/
-	$(GO) test -run '^$$' -bench . -benchtime 4x -timeout 20m ./sshexec/
+	$(GO) test -run '^$$' -bench HostKeyLookup ./sshexec/
+	$(GO) test -run '^$$' -bench ChangeVerify -benchtime 4x -timeout 20m ./sshexec/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
