@@ -302,7 +302,7 @@ func scanOne(ctx context.Context, addr, algo string) (ssh.PublicKey, error) {
 	if key != nil {
 		return key, nil
 	}
-	return nil, unreachable(err)
+	return nil, unreachableWithin(ctx, err)
 }
 
 // AppendKnownHosts adds the keys' lines to the known_hosts file at path,

@@ -153,10 +153,7 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 	defer cancel()
 	conn, err := dialContext(cctx, addr)
 	if err != nil {
-		if end := connectEnded(cctx, err); end != nil && !errors.Is(err, end) {
-			err = fmt.Errorf("%w (%w)", end, err)
-		}
-		return nil, fmt.Errorf("login %s: %w", addr, err)
+		return nil, fmt.Errorf("login %s: %w", addr, unreachableWithin(cctx, err))
 	}
 	stop := context.AfterFunc(cctx, func() { conn.Close() })
 	if dl, ok := cctx.Deadline(); ok {
@@ -187,11 +184,8 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 			})
 		case keyChecked.Load() && authTried.Load() && !isNetError(err) && connectEnded(cctx, err) == nil:
 			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
-		case connectEnded(cctx, err) != nil:
-			// Canceled or past the connect timeout: say so, keep the cause.
-			return nil, fmt.Errorf("login %s: %w", addr, unreachable(fmt.Errorf("%w (%w)", connectEnded(cctx, err), err)))
 		default:
-			return nil, fmt.Errorf("login %s: %w", addr, unreachable(err))
+			return nil, fmt.Errorf("login %s: %w", addr, unreachableWithin(cctx, err))
 		}
 	}
 	_ = conn.SetDeadline(time.Time{})
@@ -217,6 +211,16 @@ func connectEnded(cctx context.Context, err error) error {
 		return context.DeadlineExceeded
 	}
 	return nil
+}
+
+// unreachableWithin marks err, a failure to connect within cctx, as
+// unreachable; when cctx was canceled or ran out of time it says so first
+// and keeps err as the cause.
+func unreachableWithin(cctx context.Context, err error) error {
+	if end := connectEnded(cctx, err); end != nil && !errors.Is(err, end) {
+		err = fmt.Errorf("%w (%w)", end, err)
+	}
+	return unreachable(err)
 }
 
 // errPasswordRefused stops authentication after the password was refused once.
