@@ -46,6 +46,16 @@ var (
 	// ErrVaultUnavailable: the vault could not be reached or answered with
 	// a server error or a rate limit; a transient condition.
 	ErrVaultUnavailable = errors.New("vault unavailable")
+	// ErrLoginUnknown: the password was sent to the host but no answer came
+	// in time (a slow PAM refusal, a stall). It may have been refused: it
+	// counts against the host's budget of refused logins and is never
+	// retried blindly.
+	ErrLoginUnknown = errors.New("login outcome unknown: password sent, no answer in time")
+	// ErrFenced: the journal refused a write of a rotation because this
+	// process no longer holds the secret's lease (another took it over).
+	// The holder must stop touching the hosts and the vault at once: the
+	// new holder recovers the rotation.
+	ErrFenced = errors.New("lease lost: the rotation belongs to another holder now")
 )
 
 // Transient reports whether err is worth another attempt soon: a host or
