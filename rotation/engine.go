@@ -315,7 +315,7 @@ func (e *Engine) readSecret(ctx context.Context, spec SecretSpec) (Secret, error
 	}
 	id, err := e.vault.Resolve(ctx, spec.Name)
 	if err != nil {
-		return Secret{}, fmt.Errorf("resolve secret %q: %w", spec.Name, err)
+		return Secret{}, err // not wrapped again: the vault names the secret it resolved
 	}
 	if e.ids != nil {
 		if err := e.ids.SetSecretID(ctx, spec.Name, id); err != nil {

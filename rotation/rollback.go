@@ -88,12 +88,18 @@ func (e *Engine) rollbackTarget(ctx context.Context, name string, toID int64) (R
 type HeartbeatResult struct {
 	Secret string
 	Hosts  []HostResult // State is empty; Outcome is "ok" or the login error
-	Err    error        // set when the secret could not be read, or any host failed
+	// Err is set when the secret could not be read, or any host failed.
+	// Hosts that refused the password make it satisfy ErrDrift; hosts that
+	// could not be reached (or gave no answer in time) ErrUnreachable; hosts
+	// whose key is not trusted ErrHostKey. When hosts failed in several
+	// ways, Err joins one error per way (errors.Join), each naming its hosts.
+	Err error
 }
 
 // Heartbeat logs into every host of the secret with the password the vault
-// holds and reports hosts where it no longer works (drift). It changes
-// nothing but the audit trail.
+// holds and reports hosts where it no longer works (drift: the password was
+// refused) apart from hosts it could not check (unreachable, or an
+// untrusted host key). It changes nothing but the audit trail.
 func (e *Engine) Heartbeat(ctx context.Context, spec SecretSpec) HeartbeatResult {
 	res := HeartbeatResult{Secret: spec.Name}
 	s, err := e.readSecret(ctx, spec)
@@ -113,23 +119,55 @@ func (e *Engine) Heartbeat(ctx context.Context, spec SecretSpec) HeartbeatResult
 	for range s.Hosts {
 		<-done
 	}
-	var bad []string
+	var drift, unreachable, untrusted, other []string
+	var otherErrs []error
 	for i, h := range s.Hosts {
 		res.Hosts[i] = HostResult{Host: h, Outcome: "ok"}
-		if errs[i] != nil {
-			res.Hosts[i].Outcome = errs[i].Error()
-			bad = append(bad, h.String())
+		err := errs[i]
+		if err == nil {
+			continue
+		}
+		res.Hosts[i].Outcome = err.Error()
+		switch {
+		case errors.Is(err, ErrAuthFailed):
+			drift = append(drift, h.String())
+		case errors.Is(err, ErrHostKey):
+			untrusted = append(untrusted, h.String())
+		case errors.Is(err, ErrUnreachable), errors.Is(err, ErrLoginUnknown):
+			unreachable = append(unreachable, h.String())
+		default:
+			other = append(other, h.String())
+			otherErrs = append(otherErrs, fmt.Errorf("%s: %w", h, err))
 		}
 	}
+	var found []error
+	if len(drift) > 0 {
+		found = append(found, fmt.Errorf("%w: the password Secret Server holds is refused by %s", ErrDrift, strings.Join(drift, ", ")))
+		e.log.Warn("heartbeat found drift", "secret", spec.Name, "hosts", strings.Join(drift, ","), "alert", true)
+	}
+	if len(unreachable) > 0 {
+		found = append(found, fmt.Errorf("%w: could not check the password on %s", ErrUnreachable, strings.Join(unreachable, ", ")))
+		e.log.Warn("heartbeat could not reach hosts", "secret", spec.Name, "hosts", strings.Join(unreachable, ","), "alert", true)
+	}
+	if len(untrusted) > 0 {
+		found = append(found, fmt.Errorf("%w: no password sent to %s", ErrHostKey, strings.Join(untrusted, ", ")))
+		e.log.Warn("heartbeat found untrusted host keys", "secret", spec.Name, "hosts", strings.Join(untrusted, ","), "alert", true)
+	}
+	if len(other) > 0 {
+		found = append(found, errors.Join(otherErrs...))
+		e.log.Warn("heartbeat could not check hosts", "secret", spec.Name, "hosts", strings.Join(other, ","), "alert", true)
+	}
 	detail := "ok"
-	if len(bad) > 0 {
-		res.Err = fmt.Errorf("%w: the password Secret Server holds does not log into %s", ErrDrift, strings.Join(bad, ", "))
+	if len(found) > 0 {
+		res.Err = errors.Join(found...)
+		if len(found) == 1 {
+			res.Err = found[0]
+		}
 		detail = res.Err.Error()
-		e.log.Warn("heartbeat found drift", "secret", spec.Name, "hosts", strings.Join(bad, ","), "alert", true)
 	}
 	e.audit(ctx, Event{Secret: spec.Name, Actor: "heartbeat", Action: "heartbeat", Detail: detail})
 	return res
 }
 
-// ErrDrift: a host no longer accepts the password the vault holds.
+// ErrDrift: a host refuses the password the vault holds.
 var ErrDrift = errors.New("password drift")

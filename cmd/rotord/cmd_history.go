@@ -43,7 +43,7 @@ func (a *app) history(ctx context.Context, name string, limit int, before int64,
 	if limit < 1 {
 		return usagef("--limit: want at least 1, got %d", limit)
 	}
-	if err := a.setup(); err != nil {
+	if err := a.setupLocal(); err != nil {
 		return err
 	}
 	if name != "" {

@@ -35,7 +35,7 @@ lines to the file named by ssh.known_hosts.`,
 }
 
 func (a *app) scanHostKeys(ctx context.Context, hosts []string) error {
-	if err := a.setup(); err != nil {
+	if err := a.setupLocal(); err != nil {
 		return err
 	}
 	failed := 0

@@ -21,7 +21,7 @@ An existing file is never overwritten; to change keys use rotord rekey.`,
 			if len(args) == 1 {
 				path = args[0]
 			} else {
-				if err := a.setup(); err != nil {
+				if err := a.setupLocal(); err != nil {
 					return err
 				}
 				path = a.cfg.Store.KeyFile

@@ -15,7 +15,7 @@ version of rotord needs. rotord refuses to run on a schema it does not know;
 run migrate after an upgrade, with the daemon stopped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.setup(); err != nil {
+			if err := a.setupLocal(); err != nil {
 				return err
 			}
 			if err := a.adapters.migrate(cmd.Context(), a.cfg, a.log); err != nil {

@@ -22,7 +22,7 @@ first.`,
 			if newKey == "" {
 				return usagef("--new-key is required")
 			}
-			if err := a.setup(); err != nil {
+			if err := a.setupLocal(); err != nil {
 				return err
 			}
 			if err := a.adapters.rekey(cmd.Context(), a.cfg, newKey, a.log); err != nil {

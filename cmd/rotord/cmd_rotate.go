@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -137,5 +138,22 @@ func (a *app) reportResults(results []rotation.Result, dryRun, asJSON bool, what
 	if err != nil {
 		return err
 	}
+	if dryRun {
+		return dryRunOutcome(failed, len(results))
+	}
 	return outcome(failed, len(results), what)
+}
+
+// dryRunOutcome is outcome for a dry run, whose failures changed nothing:
+// the message says so rather than that a rotation failed.
+func dryRunOutcome(failed, total int) error {
+	switch {
+	case failed == 0:
+		return nil
+	case failed < total:
+		return &partialError{failed: failed, total: total,
+			msg: fmt.Sprintf("dry run found problems in %d of %d secrets; nothing was changed", failed, total)}
+	default:
+		return &failedError{msg: "dry run found problems; nothing was changed"}
+	}
 }

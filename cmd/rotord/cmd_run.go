@@ -91,6 +91,7 @@ func (a *app) run(ctx context.Context) error {
 			met.observe(r, time.Now())
 			a.logResult("rotation finished", r)
 			alerts.rotations(work, r)
+			alerts.operatorNeeded(work, r)
 			return r.Err
 		},
 		OnPark: func(spec rotation.SecretSpec, err error) {

@@ -20,7 +20,7 @@ func (a *app) tokenCmd() *cobra.Command {
 Use it after changing rotord's Secret Server account or its permissions.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := a.setup(); err != nil {
+			if err := a.setupLocal(); err != nil {
 				return err
 			}
 			if err := a.adapters.clearToken(cmd.Context(), a.cfg); err != nil {

@@ -19,10 +19,15 @@ func (a *app) versionCmd() *cobra.Command {
 					"version": version, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH,
 				})
 			}
-			fmt.Fprintf(a.stdout, "rotord %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprint(a.stdout, versionLine())
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "write the version as JSON")
 	return cmd
+}
+
+// versionLine is what `rotord version` and `rotord --version` print.
+func versionLine() string {
+	return fmt.Sprintf("rotord %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

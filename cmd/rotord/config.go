@@ -231,11 +231,18 @@ func configPath(flag string) string {
 // reads the credentials it names. Every problem found is reported, each as
 // a *ConfigError naming file, line and field (joined with errors.Join).
 func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+	return loadConfig(path, getenv, true)
+}
+
+// loadConfig is LoadConfig; withCredentials false checks that each
+// password source is given but reads none of them, for commands that do
+// not talk to Secret Server or log into hosts.
+func loadConfig(path string, getenv func(string) string, withCredentials bool) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
 	}
-	return parseConfig(path, data, getenv)
+	return parseConfig(path, data, getenv, withCredentials)
 }
 
 func unwrapPath(err error) error {
@@ -246,7 +253,7 @@ func unwrapPath(err error) error {
 	return err
 }
 
-func parseConfig(path string, data []byte, getenv func(string) string) (*Config, error) {
+func parseConfig(path string, data []byte, getenv func(string) string, withCredentials bool) (*Config, error) {
 	c := defaults()
 	c.path, c.lines = path, map[string]int{}
 	var doc yaml.Node
@@ -261,7 +268,7 @@ func parseConfig(path string, data []byte, getenv func(string) string) (*Config,
 	// Validate even after decoding errors, to report every problem at once;
 	// a field that did not decode keeps its default and is not reported twice.
 	errs := d.errs
-	for _, ve := range c.validate(getenv) {
+	for _, ve := range c.validate(getenv, withCredentials) {
 		if !overlaps(ve.Field, d.errs) {
 			errs = append(errs, ve)
 		}
@@ -457,15 +464,18 @@ func (c *Config) line(path string) int {
 type validator struct {
 	c    *Config
 	errs []*ConfigError
+
+	skipCredentials bool // check that password sources are given; read none
 }
 
 func (v *validator) errf(field, format string, args ...any) {
 	v.errs = append(v.errs, &ConfigError{File: v.c.path, Line: v.c.line(field), Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-// validate checks values and reads the credentials the file names.
-func (c *Config) validate(getenv func(string) string) []*ConfigError {
-	v := &validator{c: c}
+// validate checks values and, when withCredentials, reads the credentials
+// the file names.
+func (c *Config) validate(getenv func(string) string, withCredentials bool) []*ConfigError {
+	v := &validator{c: c, skipCredentials: !withCredentials}
 	ss := &c.SecretServer
 	switch u, err := url.Parse(ss.URL); {
 	case ss.URL == "":
@@ -643,6 +653,8 @@ func (v *validator) credential(section, file, env string, required bool, getenv 
 	switch {
 	case file != "" && env != "":
 		v.errf(section+".password_env", "give password_file or password_env, not both")
+	case v.skipCredentials && (file != "" || env != ""):
+		return secret.Value{}
 	case file != "":
 		return v.readCredentialFile(section+".password_file", expandCredentials(file, getenv))
 	case env != "":
@@ -702,6 +714,17 @@ func expandCredentials(path string, getenv func(string) string) string {
 		dir = credentialsFallback
 	}
 	return strings.ReplaceAll(path, v, dir)
+}
+
+// fieldError is a problem with the value of field found after loading (a
+// file it names turned out unusable): a configuration error naming the
+// file and the field's line. The default value's field has no line.
+func (c *Config) fieldError(field string, err error) *ConfigError {
+	e := &ConfigError{File: c.path, Line: c.lines[field], Field: field, Msg: err.Error()}
+	if e.Line == 0 {
+		e.Field += " (default)"
+	}
+	return e
 }
 
 // Path returns the file the configuration was read from.

@@ -33,10 +33,17 @@ func usagef(format string, args ...any) error {
 	return &usageError{err: fmt.Errorf(format, args...)}
 }
 
-// partialError says that some of several operations failed.
-type partialError struct{ failed, total int }
+// partialError says that some of several operations failed; msg, if set,
+// says it in the command's own words.
+type partialError struct {
+	failed, total int
+	msg           string
+}
 
 func (e *partialError) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
 	return fmt.Sprintf("%d of %d failed", e.failed, e.total)
 }
 

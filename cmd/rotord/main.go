@@ -114,6 +114,9 @@ $ROTORD_CONFIG, else ` + defaultConfigPath + `.`,
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err: err} })
 	root.SetHelpTemplate(root.HelpTemplate() + "\n" + exitStatusHelp + "\n")
+	// --version prints what `rotord version` prints.
+	root.Version = version
+	root.SetVersionTemplate(versionLine())
 
 	root.AddCommand(
 		a.runCmd(), a.rotateCmd(), a.rollbackCmd(), a.historyCmd(), a.recoverCmd(),
@@ -144,10 +147,22 @@ func wrapArgs(c *cobra.Command) {
 // setup reads the configuration and builds the logger. Commands that need
 // the configuration call it first.
 func (a *app) setup() error {
+	return a.setupWith(true)
+}
+
+// setupLocal is setup for commands that neither talk to Secret Server nor
+// log into hosts (the journal, host-key scans, keys): it reads none of the
+// passwords the file names, so an empty or unreadable password file does
+// not stop them.
+func (a *app) setupLocal() error {
+	return a.setupWith(false)
+}
+
+func (a *app) setupWith(withCredentials bool) error {
 	if err := a.setupLog(); err != nil {
 		return err
 	}
-	cfg, err := LoadConfig(configPath(a.configFlagOrEnv()), a.getenv)
+	cfg, err := loadConfig(configPath(a.configFlagOrEnv()), a.getenv, withCredentials)
 	if err != nil {
 		return err
 	}

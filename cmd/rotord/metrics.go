@@ -35,7 +35,7 @@ func newMetrics(nextDue func(name string) (time.Time, bool)) *metrics {
 		reg: prometheus.NewRegistry(),
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rotord_rotations_total",
-			Help: "Rotations finished, by secret and final state (committed, rolled-back, needs-reconcile, or failed when nothing was journaled).",
+			Help: "Rotations finished, by secret and final state (committed, rolled-back, needs-reconcile; when nothing was journaled, needs-operator for a failure no retry mends, else failed).",
 		}, []string{"secret", "state"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotord_last_success_timestamp_seconds",
@@ -72,7 +72,11 @@ func (m *metrics) setSecrets(specs []rotation.SecretSpec) {
 // observe counts a finished rotation.
 func (m *metrics) observe(r rotation.Result, now time.Time) {
 	state := string(r.State)
-	if state == "" {
+	switch {
+	case state != "":
+	case needsOperator(r):
+		state = alertNeedsOperator
+	default:
 		state = "failed"
 	}
 	m.rotations.WithLabelValues(r.Secret, state).Inc()

@@ -1,7 +1,8 @@
 package main
 
 // This file sends alerts to notify.webhook_url: a rotation that ended
-// rolled back or needs-reconcile, a secret parked, and heartbeat drift.
+// rolled back or needs-reconcile, a secret parked, a scheduled rotation
+// that needs an operator, and what a heartbeat found (drift, unreachable).
 
 import (
 	"bytes"
@@ -23,8 +24,14 @@ const webhookTimeout = 10 * time.Second
 
 // Alert states that are not rotation states.
 const (
-	alertDrift  = "drift"  // heartbeat: Secret Server's password no longer logs in somewhere
-	alertParked = "parked" // no rotation until a reconcile, or until the next slot after repeated transient failures
+	alertDrift       = "drift"       // heartbeat: a host refuses the password Secret Server holds
+	alertUnreachable = "unreachable" // heartbeat: a host (or Secret Server) could not be reached to check it
+	alertParked      = "parked"      // no rotation until a reconcile, or until the next slot after repeated transient failures
+	// alertNeedsOperator: a failure no retry mends (a refused password, an
+	// untrusted host key, a bad hosts field, an ambiguous name...): a
+	// scheduled rotation waits for its next slot unless someone acts; a
+	// heartbeat could not check a host for such a reason.
+	alertNeedsOperator = "needs-operator"
 )
 
 // alert is the JSON body POSTed to the webhook. It never holds a password:
@@ -93,6 +100,35 @@ func (n *notifier) rotations(ctx context.Context, rs ...rotation.Result) {
 	}
 }
 
+// needsOperator reports whether r is a failure that nothing journaled and
+// that no retry mends: a refused password, an untrusted host key, a bad
+// hosts field, an unknown or ambiguous name, rotord's own credentials
+// refused... The scheduler does not retry it and the secret waits for its
+// next slot, so someone must act. Transient failures (retried, then
+// parked), a parked secret, a lease held elsewhere and an interruption are
+// not: they have their own handling.
+func needsOperator(r rotation.Result) bool {
+	var held *rotation.LeaseHeldError
+	switch {
+	case r.Err == nil, r.State != "":
+		return false // journaled: rotationAlert covers rolled-back and needs-reconcile
+	case rotation.Transient(r.Err), errors.Is(r.Err, rotation.ErrParked), errors.As(r.Err, &held),
+		errors.Is(r.Err, rotation.ErrFenced), errors.Is(r.Err, context.Canceled):
+		return false
+	}
+	return true
+}
+
+// operatorNeeded alerts when a scheduled rotation failed in a way that
+// needs an operator (needsOperator).
+func (n *notifier) operatorNeeded(ctx context.Context, r rotation.Result) {
+	if n == nil || !needsOperator(r) {
+		return
+	}
+	n.deliver(ctx, alert{Secret: r.Secret, State: alertNeedsOperator,
+		Error: "not retried; the secret waits for its next scheduled slot: " + r.Err.Error(), Time: time.Now().UTC()})
+}
+
 // parked alerts that the scheduler parked a secret after its transient
 // retries were spent.
 func (n *notifier) parked(ctx context.Context, secretName string, cause error) {
@@ -103,15 +139,47 @@ func (n *notifier) parked(ctx context.Context, secretName string, cause error) {
 		Error: "retries spent; parked until the next scheduled slot: " + cause.Error(), Time: time.Now().UTC()})
 }
 
-// heartbeats alerts on every heartbeat that found drift.
+// heartbeats alerts on every heartbeat that found a problem: one alert per
+// kind of problem (drift, unreachable, needs-operator) of each secret.
 func (n *notifier) heartbeats(ctx context.Context, hs ...rotation.HeartbeatResult) {
 	if n == nil {
 		return
 	}
+	now := time.Now().UTC()
 	for _, h := range hs {
-		if h.Err != nil {
-			n.deliver(ctx, alert{Secret: h.Secret, State: alertDrift, Error: h.Err.Error(), Time: time.Now().UTC()})
+		for _, a := range heartbeatAlerts(h, now) {
+			n.deliver(ctx, a)
 		}
+	}
+}
+
+// heartbeatAlerts returns the alerts a heartbeat result calls for: drift
+// when a host refused the password, unreachable when a host or Secret
+// Server could not be reached, needs-operator for anything else.
+func heartbeatAlerts(h rotation.HeartbeatResult, now time.Time) []alert {
+	if h.Err == nil {
+		return nil
+	}
+	parts := []error{h.Err}
+	if j, ok := h.Err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	var out []alert
+	for _, err := range parts {
+		out = append(out, alert{Secret: h.Secret, State: heartbeatState(err), Error: err.Error(), Time: now})
+	}
+	return out
+}
+
+// heartbeatState names what a heartbeat's error means for the alert.
+func heartbeatState(err error) string {
+	switch {
+	case errors.Is(err, rotation.ErrDrift):
+		return alertDrift
+	case errors.Is(err, rotation.ErrUnreachable), errors.Is(err, rotation.ErrVaultUnavailable):
+		return alertUnreachable
+	default:
+		return alertNeedsOperator
 	}
 }
 

@@ -153,7 +153,19 @@ func renderHeartbeats(w io.Writer, hs []rotation.HeartbeatResult) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Secret, h.Host, oneLine(h.Outcome))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// What each failure means: drift (refused) is not unreachable.
+	for _, r := range hs {
+		if len(r.Hosts) == 0 {
+			continue
+		}
+		for _, a := range heartbeatAlerts(r, time.Time{}) {
+			fmt.Fprintf(w, "%s: %s: %s\n", r.Secret, a.State, oneLine(a.Error))
+		}
+	}
+	return nil
 }
 
 // jsonHeartbeat is a heartbeat result in JSON output.

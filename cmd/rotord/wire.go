@@ -115,7 +115,7 @@ func defaultAdapters() adapters {
 // openServices builds the journal, the Secret Server client, the SSH
 // dialer and the engine over them.
 func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress progressFunc) (*services, error) {
-	key, err := store.LoadKey(cfg.Store.KeyFile)
+	key, err := loadStoreKey(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +125,11 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		return nil, err
 	}
 	ss := cfg.SecretServer
+	if ss.Password().IsZero() {
+		// Loaded by a command that reads only the journal (setupLocal):
+		// without rotord's credentials there is no vault and no engine.
+		return &services{journal: db, state: db, close: db.Close}, nil
+	}
 	var cache *secretserver.TokenCache
 	if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
 		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
@@ -159,6 +164,17 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	}, nil
 }
 
+// loadStoreKey reads the journal's sealing key from store.key_file. A key
+// file that is missing or unfit is a configuration error naming the file
+// and the line of store.key_file.
+func loadStoreKey(cfg *Config) (store.Key, error) {
+	key, err := store.LoadKey(cfg.Store.KeyFile)
+	if err != nil {
+		return store.Key{}, cfg.fieldError("store.key_file", err)
+	}
+	return key, nil
+}
+
 // scanHostKeys returns the known_hosts lines of the keys addr offers.
 func scanHostKeys(ctx context.Context, addr string, timeout time.Duration) ([]string, error) {
 	keys, err := sshexec.Scan(ctx, []string{addr}, timeout)
@@ -171,7 +187,7 @@ func scanHostKeys(ctx context.Context, addr string, timeout time.Duration) ([]st
 
 // rekey re-seals every journaled password under the key in newKeyFile.
 func rekey(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger) error {
-	old, err := store.LoadKey(cfg.Store.KeyFile)
+	old, err := loadStoreKey(cfg)
 	if err != nil {
 		return err
 	}
