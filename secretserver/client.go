@@ -236,10 +236,10 @@ func (c *Client) do(ctx context.Context, req request) (response, error) {
 		}
 		resp, retryAfter, err := c.send(ctx, req, tok)
 		if err != nil {
-			if ctx.Err() != nil || !req.retry || attempt >= c.cfg.MaxRetries {
+			if ctx.Err() != nil || !req.retry || attempt >= c.cfg.MaxRetries || unresolvable(err) {
 				return response{}, err
 			}
-			if werr := c.backoff(ctx, attempt, 0, req, 0); werr != nil {
+			if werr := c.backoff(ctx, attempt, 0, req, 0, err); werr != nil {
 				return response{}, err
 			}
 			continue
@@ -293,9 +293,11 @@ func transient(status int) bool {
 
 // backoff waits before retry attempt+1: Retry-After when the server gave
 // one, else exponential backoff with jitter; both capped by RetryMaxDelay.
+// The warning it logs names cause, when given (status is 0 when no answer
+// came: the cause says why).
 // It returns the context's error if the context ends first, or would end
 // before the wait does.
-func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Duration, req request, status int) error {
+func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Duration, req request, status int, cause ...error) error {
 	d := retryAfter
 	if d <= 0 {
 		d = c.cfg.RetryBaseDelay << min(attempt, 20)
@@ -309,7 +311,11 @@ func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Durat
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return context.DeadlineExceeded
 	}
-	c.log.Warn("secret server request retried", "method", req.method, "path", logPath(req.url), "status", status, "attempt", attempt+1, "delay", d)
+	attrs := []any{"method", req.method, "path", logPath(req.url), "status", status, "attempt", attempt + 1, "delay", d}
+	for _, err := range cause {
+		attrs = append(attrs, "err", err)
+	}
+	c.log.Warn("secret server request retried", attrs...)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -379,6 +385,14 @@ func (c *Client) send(ctx context.Context, req request, tok secret.Value) (respo
 }
 
 // unwrapURLError drops *url.Error's wrapper (it repeats method and URL).
+// unresolvable reports a transport error that no retry mends soon: the
+// server's host name does not exist in DNS (a typo in secret_server.url,
+// or a resolver that does not know the name).
+func unresolvable(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound
+}
+
 func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -66,7 +66,7 @@ func (a *app) check(ctx context.Context, asJSON bool) error {
 	if err := a.setup(); err != nil {
 		return err
 	}
-	svc, _, err := a.open(ctx, false)
+	svc, err := a.adapters.openCheck(ctx, a.cfg, a.log)
 	if err != nil {
 		return err
 	}
@@ -94,6 +94,22 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 	if _, err := os.Stat(cfg.SSH.KnownHosts); err != nil {
 		problem("ssh.known_hosts %s: %v: no host can be trusted; create it with rotord hostkeys scan HOST >> %s",
 			cfg.SSH.KnownHosts, unwrapPath(err), cfg.SSH.KnownHosts)
+	}
+	rep.Problems = append(rep.Problems, svc.problems...)
+	// Log in once: if that fails, every secret would fail the same way
+	// (and each would try again).
+	if au, ok := svc.vault.(interface{ Authenticate(context.Context) error }); ok {
+		if err := au.Authenticate(ctx); err != nil {
+			if errors.Is(err, rotation.ErrAuthFailed) {
+				problem("Secret Server refused rotord's credentials (secret_server.username %s): %v", cfg.SecretServer.Username, err)
+			} else {
+				problem("Secret Server %s: %v", cfg.SecretServer.URL, err)
+			}
+			for _, spec := range cfg.Specs() {
+				rep.Secrets = append(rep.Secrets, checkSecret{Name: spec.Name, Hosts: []checkHost{}, Error: "not checked: no Secret Server login"})
+			}
+			return rep
+		}
 	}
 	for _, spec := range cfg.Specs() {
 		cs := checkSecret{Name: spec.Name, Hosts: []checkHost{}}

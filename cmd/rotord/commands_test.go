@@ -166,6 +166,9 @@ func newTestApp(t *testing.T, body string, svc *services) *testApp {
 		ta.opened <- struct{}{}
 		return svc, nil
 	}
+	ad.openCheck = func(ctx context.Context, cfg *Config, log *slog.Logger) (*services, error) {
+		return ad.open(ctx, cfg, log, nil)
+	}
 	ta.app = newApp(ta.out, ta.err, testEnv(nil), ad)
 	ta.path = path
 	return ta

@@ -169,11 +169,16 @@ func TestWallStoreKeyIsConfigError(t *testing.T) {
 	if err := os.Remove(l.path("store-key")); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"rotate", "web-root"}, {"history"}, {"check"}} {
+	for _, args := range [][]string{{"rotate", "web-root"}, {"history"}} {
 		_, errOut, code = l.rotord(args...)
 		if code != exitUsage || !strings.Contains(errOut, want) || !strings.Contains(errOut, "does not exist") {
 			t.Errorf("%v with the key missing: exit %d, stderr:\n%s\nwant exit 2 and %q", args, code, errOut, want)
 		}
+	}
+	// check reports it among every other problem it finds.
+	out, _, code := l.rotord("check")
+	if code != exitFailed || !strings.Contains(out, strings.TrimPrefix(want, "rotord: ")) {
+		t.Errorf("check with the key missing: exit %d, stdout:\n%s\nwant exit 1 and %q", code, out, strings.TrimPrefix(want, "rotord: "))
 	}
 }
 

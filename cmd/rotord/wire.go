@@ -64,6 +64,10 @@ type services struct {
 	vault   rotation.Vault
 	hosts   hostInspector
 	close   func() error
+
+	// problems found while opening that did not stop it (openCheck: an
+	// unusable store key); check reports them with the rest.
+	problems []string
 }
 
 // progressFunc reports a rotation's progress: hosts done of total, and how
@@ -75,6 +79,9 @@ type progressFunc func(secret string, done, total, failed int)
 type adapters struct {
 	// open builds every service from cfg; progress may be nil.
 	open func(ctx context.Context, cfg *Config, log *slog.Logger, progress progressFunc) (*services, error)
+	// openCheck builds what check needs, the vault and the host
+	// inspector, whatever else is missing (known_hosts, the journal).
+	openCheck func(ctx context.Context, cfg *Config, log *slog.Logger) (*services, error)
 	// scanHostKeys returns the known_hosts lines for the keys addr offers.
 	scanHostKeys func(ctx context.Context, addr string, timeout time.Duration) ([]string, error)
 	// migrate brings the journal's schema up to date.
@@ -91,6 +98,7 @@ type adapters struct {
 func defaultAdapters() adapters {
 	return adapters{
 		open:         openServices,
+		openCheck:    openCheckServices,
 		scanHostKeys: scanHostKeys,
 		migrate: func(ctx context.Context, cfg *Config, log *slog.Logger) error {
 			from, to, err := store.Migrate(ctx, cfg.Store.Path, store.WithLogger(log))
@@ -162,6 +170,33 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		hosts:   &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()},
 		close:   db.Close,
 	}, nil
+}
+
+// openCheckServices builds the Secret Server client and the host-key
+// inspector for check. Neither needs known_hosts or the journal to exist;
+// without a usable store key the token is not cached, and the key's
+// problem is recorded for the report.
+func openCheckServices(_ context.Context, cfg *Config, log *slog.Logger) (*services, error) {
+	svc := &services{close: func() error { return nil },
+		hosts: &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()}}
+	ss := cfg.SecretServer
+	var cache *secretserver.TokenCache
+	key, err := loadStoreKey(cfg)
+	switch {
+	case err != nil:
+		svc.problems = append(svc.problems, err.Error())
+	case ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM:
+		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+	}
+	vault, err := secretserver.New(secretserver.Config{
+		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
+		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	svc.vault = vault
+	return svc, nil
 }
 
 // loadStoreKey reads the journal's sealing key from store.key_file. A key
