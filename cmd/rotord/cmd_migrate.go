@@ -10,9 +10,10 @@ func (a *app) migrateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "migrate",
 		Short: "Create the journal database or bring its schema up to date",
-		Long: `Create the journal database (store.path) or apply the schema migrations this
-version of rotord needs. rotord refuses to run on a schema it does not know;
-run migrate after an upgrade, with the daemon stopped.`,
+		Long: `Create the journal database (store.path, and its directory with mode 0700
+when missing) or apply the schema migrations this version of rotord needs.
+rotord refuses to run on a schema it does not know; run migrate after an
+upgrade, with the daemon stopped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.setupLocal(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -101,6 +102,11 @@ func defaultAdapters() adapters {
 		openCheck:    openCheckServices,
 		scanHostKeys: scanHostKeys,
 		migrate: func(ctx context.Context, cfg *Config, log *slog.Logger) error {
+			// Outside the unit (whose StateDirectory= makes it) the journal's
+			// directory may not exist yet: make it, open to root only.
+			if err := os.MkdirAll(filepath.Dir(cfg.Store.Path), 0o700); err != nil {
+				return fmt.Errorf("create the journal's directory: %w", err)
+			}
 			from, to, err := store.Migrate(ctx, cfg.Store.Path, store.WithLogger(log))
 			if err != nil {
 				return err
