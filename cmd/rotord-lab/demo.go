@@ -106,6 +106,10 @@ func (d *demo) setUp(ctx context.Context) error {
 	var err error
 	if !d.inProcess && sshtest.Available() == nil {
 		d.hosts, err = startRealHosts(ctx, filepath.Join(d.dir, "hosts"))
+		if err != nil {
+			fmt.Fprintf(d.out, "note: real sshd hosts did not start (%v); using in-process SSH hosts with an emulated passwd.\n\n", err)
+			d.hosts, err = startInProcessHosts()
+		}
 	} else {
 		why := "requested with -in-process"
 		if !d.inProcess {

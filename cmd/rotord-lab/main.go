@@ -1,7 +1,8 @@
 // Command rotord-lab runs rotord's main job on a built-in lab: the Secret
 // Server emulator with a few secrets, and SSH hosts — real OpenSSH sshd
 // hosts with real passwd programs when the machine allows (root, sshd and
-// unshare present), in-process SSH hosts otherwise. `make demo` runs
+// unshare present; BusyBox and pam_pwquality for those hosts), in-process
+// SSH hosts standing in for the rest, said on screen. `make demo` runs
 // `rotord-lab demo`, which drives the rotord binary beside it through
 // check, a rotation, history, a failed rotation that reverts, and a
 // rollback, explaining each step in one line, then cleans up.
