@@ -101,22 +101,26 @@ func (n *notifier) rotations(ctx context.Context, rs ...rotation.Result) {
 }
 
 // needsOperator reports whether r is a failure that nothing journaled and
-// that no retry mends: a refused password, an untrusted host key, a bad
-// hosts field, an unknown or ambiguous name, rotord's own credentials
-// refused... The scheduler does not retry it and the secret waits for its
-// next slot, so someone must act. Transient failures (retried, then
-// parked), a parked secret, a lease held elsewhere and an interruption are
-// not: they have their own handling.
+// that no retry mends: a host refused the current password, a host key is
+// not trusted, the hosts field is bad, the name is unknown or ambiguous,
+// access was denied, or Secret Server refused rotord's own credentials.
+// The scheduler does not retry it and the secret waits for its next slot,
+// so someone must act. Transient failures (retried, then parked) and other
+// errors are not: they have their own handling.
 func needsOperator(r rotation.Result) bool {
-	var held *rotation.LeaseHeldError
-	switch {
-	case r.Err == nil, r.State != "":
+	if r.Err == nil || r.State != "" {
 		return false // journaled: rotationAlert covers rolled-back and needs-reconcile
-	case rotation.Transient(r.Err), errors.Is(r.Err, rotation.ErrParked), errors.As(r.Err, &held),
-		errors.Is(r.Err, rotation.ErrFenced), errors.Is(r.Err, context.Canceled):
+	}
+	if rotation.Transient(r.Err) || errors.Is(r.Err, context.Canceled) {
 		return false
 	}
-	return true
+	for _, e := range []error{rotation.ErrAuthFailed, rotation.ErrHostKey, rotation.ErrBadHosts,
+		rotation.ErrSecretNotFound, rotation.ErrAmbiguousName, rotation.ErrAccessDenied} {
+		if errors.Is(r.Err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // operatorNeeded alerts when a scheduled rotation failed in a way that

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/secretserver/sstest"
 	"github.com/rotord/rotord/sshexec/sshtest"
 )
@@ -313,4 +314,31 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestWallNeedsOperator: which failures of a scheduled rotation need an
+// operator (alerted, state="needs-operator") and which do not.
+func TestWallNeedsOperator(t *testing.T) {
+	pre := func(err error) error { return fmt.Errorf("%w: host web01:22: %w", rotation.ErrPreflight, err) }
+	for name, tc := range map[string]struct {
+		r    rotation.Result
+		want bool
+	}{
+		"RefusedPassword":    {rotation.Result{Err: pre(rotation.ErrAuthFailed)}, true},
+		"UntrustedHostKey":   {rotation.Result{Err: pre(rotation.ErrHostKey)}, true},
+		"BadHosts":           {rotation.Result{Err: fmt.Errorf("read secret: %w: entry \"web 01\"", rotation.ErrBadHosts)}, true},
+		"AmbiguousName":      {rotation.Result{Err: fmt.Errorf("resolve secret: %w", rotation.ErrAmbiguousName)}, true},
+		"UnknownName":        {rotation.Result{Err: fmt.Errorf("resolve secret: %w", rotation.ErrSecretNotFound)}, true},
+		"HostUnreachable":    {rotation.Result{Err: pre(rotation.ErrUnreachable)}, false},
+		"VaultUnavailable":   {rotation.Result{Err: rotation.ErrVaultUnavailable}, false},
+		"Parked":             {rotation.Result{Err: rotation.ErrParked}, false},
+		"Interrupted":        {rotation.Result{Err: context.Canceled}, false},
+		"LeaseHeldElsewhere": {rotation.Result{Err: &rotation.LeaseHeldError{Secret: "web-root", Holder: "other"}}, false},
+		"RolledBack":         {rotation.Result{State: rotation.StateRolledBack, Err: rotation.ErrRolledBack}, false}, // alerted as rolled-back
+		"Committed":          {rotation.Result{State: rotation.StateCommitted}, false},
+	} {
+		if got := needsOperator(tc.r); got != tc.want {
+			t.Errorf("%s: needsOperator = %v, want %v", name, got, tc.want)
+		}
+	}
 }
