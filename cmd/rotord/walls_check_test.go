@@ -57,8 +57,10 @@ func TestWallCheckMissingKnownHostsReportsEverything(t *testing.T) {
 		{name: "web-root", hosts: []string{a.Addr()}},
 		{name: "db-root", hosts: []string{gone}},
 	}, "", "")
-	if err := os.Remove(l.path("known_hosts")); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"known_hosts", "rotord.db"} {
+		if err := os.Remove(l.path(f)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := strings.Replace(readFile(t, l.config), "  - name: db-root\n", "  - name: db-root\n  - name: ghost\n", 1)
 	l.write("rotord.yaml", cfg)
@@ -76,6 +78,9 @@ func TestWallCheckMissingKnownHostsReportsEverything(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("check report lacks %q:\n%s\nstderr:\n%s", want, out, errOut)
 		}
+	}
+	if _, err := os.Stat(l.path("rotord.db")); err == nil {
+		t.Error("check created the journal")
 	}
 }
 
@@ -96,5 +101,25 @@ func TestWallCheckDNSFailureSaidOnce(t *testing.T) {
 	}
 	if !strings.Contains(out, "no-such-host.invalid") || !strings.Contains(out, "no such host") {
 		t.Errorf("check report does not name the cause:\n%s\nstderr:\n%s", out, errOut)
+	}
+}
+
+// TestWallCheckWrongStoreKey: a store key that does not open the journal's
+// sealed passwords is one of check's problems, with the others.
+func TestWallCheckWrongStoreKey(t *testing.T) {
+	a := sshHost(t, accPassword)
+	l := newWallLab(t, []wallSecret{{name: "web-root", hosts: []string{a.Addr()}}}, a.KnownHostsLine()+"\n", "")
+	if out, errOut, code := l.rotord("rotate", "web-root"); code != 0 {
+		t.Fatalf("rotate: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if err := os.Remove(l.path("store-key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := l.rotord("keygen", l.path("store-key")); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut)
+	}
+	out, errOut, code := l.rotord("check")
+	if code != exitFailed || !strings.Contains(out, "store.path "+l.path("rotord.db")+": ") || !strings.Contains(out, "problems (1):") {
+		t.Fatalf("check with another key: exit %d, stdout:\n%s\nstderr:\n%s\nwant exit 1 and the journal's problem", code, out, errOut)
 	}
 }

@@ -182,7 +182,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 // inspector for check. Neither needs known_hosts or the journal to exist;
 // without a usable store key the token is not cached, and the key's
 // problem is recorded for the report.
-func openCheckServices(_ context.Context, cfg *Config, log *slog.Logger) (*services, error) {
+func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*services, error) {
 	svc := &services{close: func() error { return nil },
 		hosts: &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()}}
 	ss := cfg.SecretServer
@@ -191,8 +191,13 @@ func openCheckServices(_ context.Context, cfg *Config, log *slog.Logger) (*servi
 	switch {
 	case err != nil:
 		svc.problems = append(svc.problems, err.Error())
-	case ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM:
-		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+	default:
+		if p := checkJournal(ctx, cfg, key, log); p != "" {
+			svc.problems = append(svc.problems, p)
+		}
+		if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
+			cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+		}
 	}
 	vault, err := secretserver.New(secretserver.Config{
 		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
@@ -203,6 +208,22 @@ func openCheckServices(_ context.Context, cfg *Config, log *slog.Logger) (*servi
 	}
 	svc.vault = vault
 	return svc, nil
+}
+
+// checkJournal says what is wrong with an existing journal (a store key
+// that does not open it, a schema newer than this rotord), or "". A journal
+// not created yet is not a problem: the first command that needs it makes
+// it, and check does not.
+func checkJournal(ctx context.Context, cfg *Config, key store.Key, log *slog.Logger) string {
+	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
+		return ""
+	}
+	db, err := store.Open(ctx, cfg.Store.Path, store.NewKeyring(key), store.WithLogger(log))
+	if err != nil {
+		return fmt.Sprintf("store.path %s: %v", cfg.Store.Path, err)
+	}
+	_ = db.Close()
+	return ""
 }
 
 // loadStoreKey reads the journal's sealing key from store.key_file. A key
