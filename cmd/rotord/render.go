@@ -173,11 +173,16 @@ type jsonHeartbeat struct {
 	Secret string     `json:"secret"`
 	OK     bool       `json:"ok"`
 	Error  string     `json:"error,omitempty"`
+	States []string   `json:"states,omitempty"` // what was found: drift, unreachable, needs-operator
 	Hosts  []jsonHost `json:"hosts"`
 }
 
 func toJSONHeartbeat(r rotation.HeartbeatResult) jsonHeartbeat {
-	return jsonHeartbeat{Secret: r.Secret, OK: r.Err == nil, Error: errText(r.Err), Hosts: toJSONHosts(r.Hosts)}
+	jh := jsonHeartbeat{Secret: r.Secret, OK: r.Err == nil, Error: errText(r.Err), Hosts: toJSONHosts(r.Hosts)}
+	for _, a := range heartbeatAlerts(r, time.Time{}) {
+		jh.States = append(jh.States, a.State)
+	}
+	return jh
 }
 
 // jsonRotation is a journaled rotation in history's JSON output.

@@ -241,8 +241,16 @@ func TestWallHeartbeatDriftIsNotUnreachable(t *testing.T) {
 		strings.Contains(out, "gone-root: drift") {
 		t.Fatalf("heartbeat output:\n%s\nwant drifted-root drift and gone-root unreachable", out)
 	}
+	js, _, _ := l.rotord("heartbeat", "--json")
+	if !strings.Contains(js, `"states": [
+      "drift"
+    ]`) || !strings.Contains(js, `"states": [
+      "unreachable"
+    ]`) {
+		t.Errorf("heartbeat --json:\n%s\nwant the states drift and unreachable", js)
+	}
 	states := map[string]alert{}
-	for _, a := range hook.alerts(t, 2) {
+	for _, a := range hook.alerts(t, 4) { // two runs: text, then --json
 		states[a.Secret] = a
 	}
 	if a := states["drifted-root"]; a.State != alertDrift || !strings.Contains(a.Error, drifted.Addr()) || strings.Contains(a.Error, ok.Addr()) {
