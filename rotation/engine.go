@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -254,8 +255,11 @@ func (e *Engine) verify(ctx context.Context, h Host, user string, pw secret.Valu
 	return s.Close()
 }
 
-// withHostPorts fills in the default port of hosts listed without one
-// and drops the duplicates that makes.
+// withHostPorts fills in the default port of hosts listed without one,
+// brings every name to its canonical spelling (canonicalHost) and drops
+// the duplicates that makes: "web01", "WEB01:22" and "web01." are one
+// host when the default port is 22, and changing it twice would fail the
+// rotation on every run.
 func (e *Engine) withHostPorts(hosts []Host, port int) []Host {
 	if port == 0 {
 		port = e.cfg.Port
@@ -263,15 +267,30 @@ func (e *Engine) withHostPorts(hosts []Host, port int) []Host {
 	out := make([]Host, 0, len(hosts))
 	seen := make(map[string]bool, len(hosts))
 	for _, h := range hosts {
-		if h.Port == 0 {
-			h.Port = port
-		}
-		if k := h.String(); !seen[k] { // "web01" and "web01:22" are one host
+		h = canonicalHost(h, port)
+		if k := h.String(); !seen[k] {
 			seen[k] = true
 			out = append(out, h)
 		}
 	}
 	return out
+}
+
+// canonicalHost returns the one spelling of h's endpoint: an IP literal
+// in its canonical text form (IPv6 compressed and in lower case), a DNS
+// name in lower case without a trailing dot, and port when h has none.
+func canonicalHost(h Host, port int) Host {
+	name := strings.TrimSuffix(strings.TrimSpace(h.Name), ".")
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")); err == nil {
+		name = a.String()
+	} else {
+		name = strings.ToLower(name)
+	}
+	h.Name = name
+	if h.Port == 0 {
+		h.Port = port
+	}
+	return h
 }
 
 // specFor returns the configured spec of a secret, or a bare one.

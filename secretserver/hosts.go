@@ -15,9 +15,14 @@ const maxEntryQuote = 64
 // ParseHosts parses a secret's hosts field: entries separated by commas,
 // semicolons, newlines or other white space, each "host", "host:port",
 // "[v6]:port", "[v6]" or a bare IPv6 literal. Host names are checked
-// against the rules for DNS names; ports must be 1-65535. Duplicates (same
-// name, compared without regard to case, and same port) are dropped, the
-// first occurrence keeping its place.
+// against the rules for DNS names; ports must be 1-65535. Each host comes
+// back in one canonical spelling: a DNS name in lower case without a
+// trailing dot ("WEB01." is "web01"), an IP literal in its canonical text
+// form ("2001:DB8:0::5" is "2001:db8::5"). Duplicates (same canonical name
+// and same port) are dropped, the first occurrence keeping its place. A
+// host listed once without a port and once with one ("web01, web01:22")
+// is kept twice: only the caller knows the default port
+// (rotation.Engine removes such duplicates).
 //
 // A bad entry or an empty list is an error satisfying
 // errors.Is(err, rotation.ErrBadHosts); the error names the bad entry.
@@ -32,11 +37,10 @@ func ParseHosts(field string) ([]rotation.Host, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: entry %s: %s", rotation.ErrBadHosts, quoteEntry(e), err.Error())
 		}
-		key := rotation.Host{Name: strings.ToLower(h.Name), Port: h.Port}
-		if seen[key] {
+		if seen[h] {
 			continue
 		}
-		seen[key] = true
+		seen[h] = true
 		hosts = append(hosts, h)
 	}
 	if len(hosts) == 0 {
@@ -104,10 +108,12 @@ func parseHost(e string) (rotation.Host, error) {
 		h.Name = a.String()
 		return h, nil
 	}
+	// A fully qualified name may end in a dot; "web01." is "web01".
+	name = strings.TrimSuffix(name, ".")
 	if err := checkHostname(name); err != nil {
 		return rotation.Host{}, err
 	}
-	h.Name = name
+	h.Name = strings.ToLower(name)
 	return h, nil
 }
 

@@ -25,6 +25,13 @@ func TestParseHosts(t *testing.T) {
 		{"[2001:DB8:0::1]", []rotation.Host{h("2001:db8::1", 0)}},
 		{"2001:db8::2", []rotation.Host{h("2001:db8::2", 0)}},
 		{"web01, WEB01, web01:22, web01", []rotation.Host{h("web01", 0), h("web01", 22)}},
+		// One canonical spelling per endpoint: names in lower case without
+		// the trailing dot of a fully qualified name, IPv6 compressed.
+		{"WEB01:22", []rotation.Host{h("web01", 22)}},
+		{"web01, WEB01:22, web01., Web01.:22", []rotation.Host{h("web01", 0), h("web01", 22)}},
+		{"Web01.Example.COM.", []rotation.Host{h("web01.example.com", 0)}},
+		{"web01:2222, web01", []rotation.Host{h("web01", 2222), h("web01", 0)}},
+		{"[2001:DB8::5]:22, [2001:db8:0:0::5]:22, 2001:db8::5", []rotation.Host{h("2001:db8::5", 22), h("2001:db8::5", 0)}},
 		{"a-b.c-d.example,,, ;;", []rotation.Host{h("a-b.c-d.example", 0)}},
 		{"host:65535 host:1", []rotation.Host{h("host", 65535), h("host", 1)}},
 		{"xn--bcher-kva.example", []rotation.Host{h("xn--bcher-kva.example", 0)}},
@@ -48,6 +55,9 @@ func TestParseHostsErrBadHosts(t *testing.T) {
 		{"-web", "-web"},
 		{"web-", "web-"},
 		{"a..b", "a..b"},
+		{"web01..", "web01.."},
+		{".", "."},
+		{"10.0.0.1.", "10.0.0.1."},
 		{"999.1.1.1", "999.1.1.1"},
 		{"10.0.0", "10.0.0"},
 		{"[10.0.0.1]:22", "[10.0.0.1]:22"},
