@@ -498,6 +498,10 @@ func (x *run) commit(ctx context.Context) Result {
 		x.wroteVault = true
 		werr := e.vault.Write(ctx, cur, x.r.New, e.cfg.Comment)
 		faultPoint("after-vault-write")
+		if errors.Is(werr, ErrSecretChanged) {
+			// Edited between attempts of the write: leave the edit alone.
+			return x.rollbackErr(ctx, fmt.Errorf("vault write: %w", werr))
+		}
 		if werr != nil {
 			// The write may have landed before the error: look.
 			if again, rerr := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec)); rerr != nil || !again.Password.Equal(x.r.New) {

@@ -177,7 +177,8 @@ var (
 	// ErrPreflight: a host failed the pre-flight; nothing was changed.
 	ErrPreflight = errors.New("pre-flight failed")
 	// ErrSecretChanged: someone changed the secret in the vault while the
-	// rotation ran; it was not overwritten.
+	// rotation ran; it was not overwritten. Vault.Write returns it too,
+	// when its compare-and-swap finds the secret edited.
 	ErrSecretChanged = errors.New("secret changed in the vault during the rotation")
 	// ErrParked: the secret has a rotation that needs reconcile; no new
 	// rotation starts until it is reconciled.

@@ -112,6 +112,7 @@ type Secret struct {
 	Username   string
 	Password   secret.Value
 	Hosts      []Host
+	HostsField string // slug of the field Hosts was read from (set by Vault.Read)
 
 	TemplateID      int
 	PasswordFieldID int    // template field id of the password field (for the generator)
@@ -141,6 +142,16 @@ type Vault interface {
 	// Write sets the secret's password field to pw, then reads it back and
 	// returns an error unless it reads pw. A restricted secret is checked
 	// out with comment first and checked in afterwards, also on failure.
+	//
+	// Write is a compare-and-swap: s is the secret as the caller has just
+	// read and compared it, and pw is written only while the vault still
+	// holds s's password, username and hosts. The first attempt relies on
+	// the caller's read; before each retry (after an ambiguous failure:
+	// 5xx, 429, a broken connection) the vault reads the secret again: a
+	// field that holds pw means an earlier attempt landed (success);
+	// anything other than s's values means someone edited the secret, and
+	// Write writes nothing more and returns an error satisfying
+	// ErrSecretChanged.
 	Write(ctx context.Context, s Secret, pw secret.Value, comment string) error
 }
 

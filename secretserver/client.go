@@ -76,6 +76,9 @@ type Config struct {
 
 	// Now returns the current time (time.Now); tests move it to age tokens.
 	Now func() time.Time
+	// Sleep waits d before a retry, or until ctx ends (then it returns
+	// ctx's error). The default uses a timer; tests record the waits.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Client talks to one Secret Server as one account. It is safe for
@@ -147,6 +150,9 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
 	}
 
 	roots, err := x509.SystemCertPool()
@@ -251,6 +257,7 @@ func (c *Client) do(ctx context.Context, req request) (response, error) {
 		// whatever the request: a server may echo anything.
 		scrubbed := append([]string{c.cfg.Password.Reveal(), tok.Reveal()}, req.secrets...)
 		apiErr := decodeError(resp.status, resp.ctype, resp.body, scrubbed)
+		apiErr.RetryAfter = retryAfter
 		if !req.noAuth && tokenRefused(apiErr) {
 			if c.ntlm || regranted {
 				apiErr.Auth = true
@@ -291,14 +298,18 @@ func transient(status int) bool {
 	return false
 }
 
-// backoff waits before retry attempt+1: Retry-After when the server gave
-// one, else exponential backoff with jitter; both capped by RetryMaxDelay.
-// The warning it logs names cause, when given (status is 0 when no answer
-// came: the cause says why).
-// It returns the context's error if the context ends first, or would end
-// before the wait does.
+// backoff waits before retry attempt+1: the server's Retry-After when it
+// answered 429 or 503 with one, else exponential backoff with jitter; both
+// capped by RetryMaxDelay. The warning it logs names cause, when given
+// (status is 0 when no answer came: the cause says why). It returns the
+// context's error if the context ends first, or would end before the wait
+// does (the request's deadline caps every wait: a retry that could not
+// start in time is not waited for).
 func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Duration, req request, status int, cause ...error) error {
 	d := retryAfter
+	if status != 429 && status != 503 {
+		d = 0 // Retry-After means "when to retry" only on these answers
+	}
 	if d <= 0 {
 		d = c.cfg.RetryBaseDelay << min(attempt, 20)
 		if d > c.cfg.RetryMaxDelay || d <= 0 {
@@ -316,6 +327,11 @@ func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Durat
 		attrs = append(attrs, "err", err)
 	}
 	c.log.Warn("secret server request retried", attrs...)
+	return c.cfg.Sleep(ctx, d)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

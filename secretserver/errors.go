@@ -8,6 +8,7 @@ import (
 	"mime"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rotord/rotord/rotation"
@@ -49,6 +50,10 @@ type APIError struct {
 	Code    string // errorCode ("API_AccessDenied"), or the token endpoint's "error"
 	Message string // the server's message, bounded and scrubbed
 	Auth    bool   // the answer refused rotord's own credentials
+
+	// RetryAfter is the wait the server asked for in a Retry-After header
+	// (seconds or an HTTP date), 0 if it named none.
+	RetryAfter time.Duration
 }
 
 // Error returns "secret server: HTTP status code: message".

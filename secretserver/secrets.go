@@ -155,6 +155,12 @@ func (c *Client) Read(ctx context.Context, id int, hostsField string) (rotation.
 	if err != nil {
 		return rotation.Secret{}, fmt.Errorf("read secret %d: %w", id, err)
 	}
+	return c.secretFrom(id, m, hostsField)
+}
+
+// secretFrom turns the model of secret id into the engine's view of it,
+// its hosts parsed from the field with slug hostsField.
+func (c *Client) secretFrom(id int, m secretModel, hostsField string) (rotation.Secret, error) {
 	s := rotation.Secret{
 		ID:                m.ID,
 		Name:              m.Name,
@@ -205,6 +211,7 @@ func (c *Client) Read(ctx context.Context, id int, hostsField string) (rotation.
 		return rotation.Secret{}, fmt.Errorf("read secret %d field %s: %w", id, hostsField, err)
 	}
 	s.Hosts = hosts
+	s.HostsField = hostsField
 	return s, nil
 }
 
@@ -278,10 +285,17 @@ func decodeJSONString(ctype string, body []byte) (secret.Value, error) {
 // Write sets the secret's password field to pw and reads it back; it
 // returns an error satisfying ErrVerifyFailed unless the field then holds
 // pw. A secret that requires a check-out or a comment is checked out (with
-// comment) first and checked in afterwards, also on failure. When the PUT
-// fails in a way that leaves unknown whether it applied (5xx, a broken
-// connection), the field is read to find out before the PUT is repeated;
-// repeating it is safe because it sets the same value.
+// comment) first and checked in afterwards, also on failure.
+//
+// The write is a compare-and-swap against s, the secret as the caller has
+// just read (and compared) it: the first PUT relies on that read, and
+// before each retry after a failure that leaves unknown whether the PUT
+// applied (5xx, 429, a broken connection) the secret is read again. A
+// field that holds pw means the earlier attempt landed: done. A password,
+// username or hosts field that differs from s's means someone edited the
+// secret: nothing more is written and the error satisfies
+// rotation.ErrSecretChanged. Retries wait the server's Retry-After (on 429
+// and 503) or back off, within ctx's deadline.
 func (c *Client) Write(ctx context.Context, s rotation.Secret, pw secret.Value, comment string) error {
 	if s.PasswordSlug == "" {
 		return fmt.Errorf("write secret %d: no password field slug", s.ID)
@@ -315,8 +329,8 @@ func (c *Client) fieldURL(id int, slug string) string {
 	return c.api("/secrets/" + strconv.Itoa(id) + "/fields/" + url.PathEscape(slug))
 }
 
-// putPassword PUTs the field, repeating the PUT after an ambiguous failure
-// only once a read shows it did not apply.
+// putPassword PUTs the field as a compare-and-swap against s (see Write),
+// repeating the PUT after an ambiguous failure at most MaxRetries times.
 func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.Value, comment string) error {
 	fields := map[string]string{"value": pw.Reveal()}
 	if s.CommentRequired && comment != "" {
@@ -327,7 +341,20 @@ func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.V
 		return fmt.Errorf("encode field: %w", err)
 	}
 	req := request{method: http.MethodPut, url: c.fieldURL(s.ID, s.PasswordSlug), body: body, ctype: "application/json", secrets: []string{pw.Reveal(), s.Password.Reveal()}}
+	var failed error // the last attempt's ambiguous failure
 	for attempt := 0; ; attempt++ {
+		if failed != nil {
+			landed, err := c.compare(ctx, s, pw)
+			switch {
+			case errors.Is(err, rotation.ErrSecretChanged):
+				return fmt.Errorf("%w (after an attempt that failed: %v)", err, failed)
+			case err != nil:
+				return fmt.Errorf("%w (and the check whether it applied failed: %w)", failed, err)
+			case landed:
+				c.log.Info("secret server applied a write that reported failure", "secret", s.ID)
+				return nil
+			}
+		}
 		_, err := c.do(ctx, req)
 		if err == nil {
 			return nil
@@ -335,19 +362,69 @@ func (c *Client) putPassword(ctx context.Context, s rotation.Secret, pw secret.V
 		if !ambiguous(err) || ctx.Err() != nil || attempt >= c.cfg.MaxRetries {
 			return err
 		}
-		var ra time.Duration
-		if werr := c.backoff(ctx, attempt, ra, req, statusOf(err)); werr != nil {
+		if werr := c.backoff(ctx, attempt, retryAfterOf(err), req, statusOf(err), err); werr != nil {
 			return err
 		}
-		got, gerr := c.getField(ctx, s.ID, s.PasswordSlug)
-		if gerr == nil && got.Equal(pw) {
-			c.log.Info("secret server applied a write that reported failure", "secret", s.ID)
-			return nil
+		failed = err
+	}
+}
+
+// compare reads secret s.ID again before a write of pw: landed is true if
+// its password field holds pw already; the error satisfies
+// rotation.ErrSecretChanged if its password, username or hosts differ from
+// s's.
+func (c *Client) compare(ctx context.Context, s rotation.Secret, pw secret.Value) (landed bool, err error) {
+	field := s.HostsField
+	if field == "" {
+		field = c.cfg.HostsField
+	}
+	m, err := c.getSecret(ctx, s.ID)
+	if err != nil {
+		return false, fmt.Errorf("read secret %d before writing: %w", s.ID, err)
+	}
+	cur, err := c.secretFrom(s.ID, m, field)
+	if errors.Is(err, rotation.ErrBadHosts) {
+		return false, fmt.Errorf("%w: its host list was changed (%w); not overwritten", rotation.ErrSecretChanged, err)
+	}
+	if err != nil {
+		return false, err
+	}
+	if cur.Password.Equal(pw) {
+		return true, nil
+	}
+	why := ""
+	switch {
+	case !cur.Password.Equal(s.Password):
+		why = "its password was changed by someone else"
+	case cur.Username != s.Username:
+		why = "its username was changed"
+	case !sameHosts(cur.Hosts, s.Hosts):
+		why = "its host list was changed"
+	default:
+		return false, nil
+	}
+	return false, fmt.Errorf("%w: %s; not overwritten", rotation.ErrSecretChanged, why)
+}
+
+// sameHosts reports whether a and b list the same hosts, in any order.
+func sameHosts(a, b []rotation.Host) bool {
+	set := func(hs []rotation.Host) map[rotation.Host]bool {
+		m := make(map[rotation.Host]bool, len(hs))
+		for _, h := range hs {
+			m[h] = true
 		}
-		if gerr != nil {
-			return fmt.Errorf("%w (and the check whether it applied failed: %w)", err, gerr)
+		return m
+	}
+	sa, sb := set(a), set(b)
+	if len(sa) != len(sb) {
+		return false
+	}
+	for h := range sa {
+		if !sb[h] {
+			return false
 		}
 	}
+	return true
 }
 
 // ambiguous reports a failure after which a write may or may not have
@@ -358,6 +435,15 @@ func ambiguous(err error) bool {
 		return transient(ae.Status)
 	}
 	return !errors.Is(err, ErrBadResponse)
+}
+
+// retryAfterOf returns the wait the server asked for with an error answer.
+func retryAfterOf(err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
 }
 
 func statusOf(err error) int {

@@ -149,6 +149,7 @@ type fault struct {
 	body   string
 	header http.Header
 	after  bool // apply the request, then answer the fault
+	drop   bool // with after: break the connection instead of answering
 }
 
 type connKey struct{}
@@ -511,6 +512,20 @@ func (s *Server) FailNextAfterApply(endpoint string, n, status int, body string)
 	s.faults[endpoint] = &fault{n: n, status: status, body: body, after: true}
 }
 
+// DropNextAfterApply makes the next n calls of endpoint take effect and
+// then break the connection without an answer, as a proxy or a network
+// that fails after the server applied a change does: the client sees a
+// transport error and cannot tell whether the call applied.
+func (s *Server) DropNextAfterApply(endpoint string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		delete(s.faults, endpoint)
+		return
+	}
+	s.faults[endpoint] = &fault{n: n, after: true, drop: true}
+}
+
 // SetLatency delays every answer of endpoint by d (0 to stop).
 func (s *Server) SetLatency(endpoint string, d time.Duration) {
 	s.mu.Lock()
@@ -651,8 +666,9 @@ func (s *Server) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if after != nil {
 		// Apply the request against a discarded answer, then fail.
-		defer writeFault(sw, *after)
-		w = &statusWriter{ResponseWriter: discard{h: http.Header{}}, status: 200}
+		rt.handle(s, &statusWriter{ResponseWriter: discard{h: http.Header{}}, status: 200}, r, call{user: user, id: rt.id, slug: rt.slug, body: body})
+		writeFault(sw, *after)
+		return
 	}
 	rt.handle(s, w, r, call{user: user, id: rt.id, slug: rt.slug, body: body})
 }
@@ -691,7 +707,7 @@ func (s *Server) beginAfter(w http.ResponseWriter, r *http.Request, ep string) (
 			return nil, false
 		}
 	}
-	if f.status == 0 {
+	if f.status == 0 && !f.drop {
 		return nil, true
 	}
 	if f.after {
@@ -709,6 +725,10 @@ func (d discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d discard) WriteHeader(int)             {}
 
 func writeFault(w http.ResponseWriter, f fault) {
+	if f.drop {
+		// The server closes the connection without a response.
+		panic(http.ErrAbortHandler)
+	}
 	for k, v := range f.header {
 		w.Header()[k] = v
 	}

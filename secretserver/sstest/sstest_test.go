@@ -165,3 +165,44 @@ secrets:
 		t.Error("unknown template accepted")
 	}
 }
+
+// TestFaultsAfterApply: a call failed after it applied took effect; a
+// dropped one breaks the connection without an answer.
+func TestFaultsAfterApply(t *testing.T) {
+	srv := sstest.New()
+	defer srv.Close()
+	srv.AddUser("u", "", "P-1!")
+	id := srv.AddSecret(sstest.SecretSeed{Name: "a", Username: "root", Password: "pw-0", Notes: "h"})
+	c := httpClient(t, srv)
+	_, body := do(t, c, "POST", srv.URL+"/oauth2/token", "", "grant_type=password&username=u&password=P-1%21")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(body), &tok); err != nil {
+		t.Fatal(err)
+	}
+	field := srv.URL + "/api/v1/secrets/1/fields/password"
+
+	srv.FailNextAfterApply(sstest.EndpointPutField, 1, 503, "")
+	if st, _ := do(t, c, "PUT", field, tok.AccessToken, `{"value":"pw-1"}`); st != 503 || srv.Field(id, "password") != "pw-1" {
+		t.Errorf("failed after apply: status %d, field applied %v", st, srv.Field(id, "password") == "pw-1")
+	}
+
+	srv.DropNextAfterApply(sstest.EndpointPutField, 1)
+	req, err := http.NewRequest("PUT", field, strings.NewReader(`{"value":"pw-2"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Errorf("dropped call answered %d, want a broken connection", resp.StatusCode)
+	}
+	if got := srv.Field(id, "password"); got != "pw-2" {
+		t.Errorf("dropped call not applied: field %q", got)
+	}
+	if n := srv.Calls(sstest.EndpointPutField); n != 2 {
+		t.Errorf("PUT calls = %d, want 2", n)
+	}
+}
