@@ -25,6 +25,7 @@ const webhookTimeout = 10 * time.Second
 const (
 	alertDrift  = "drift"  // heartbeat: Secret Server's password no longer logs in somewhere
 	alertParked = "parked" // no rotation until a reconcile, or until the next slot after repeated transient failures
+	alertMissed = "missed" // a scheduled slot given up: the secret's lease stayed held by another holder
 )
 
 // alert is the JSON body POSTed to the webhook. It never holds a password:
@@ -101,6 +102,16 @@ func (n *notifier) parked(ctx context.Context, secretName string, cause error) {
 	}
 	n.deliver(ctx, alert{Secret: secretName, State: alertParked,
 		Error: "retries spent; parked until the next scheduled slot: " + cause.Error(), Time: time.Now().UTC()})
+}
+
+// missed alerts that the scheduler gave a slot up: the secret's lease
+// stayed held by another holder for the whole retry window.
+func (n *notifier) missed(ctx context.Context, secretName string, due time.Time, cause error) {
+	if n == nil {
+		return
+	}
+	n.deliver(ctx, alert{Secret: secretName, State: alertMissed,
+		Error: "scheduled slot due " + due.UTC().Format(time.RFC3339) + " missed: " + cause.Error(), Time: time.Now().UTC()})
 }
 
 // heartbeats alerts on every heartbeat that found drift.
