@@ -395,22 +395,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	sweeping := make(chan struct{}, 1) // full while a sweep runs
 	for {
 		wait := s.startDue(ctx, &wg)
-		if s.sweep != nil {
+		if s.sweep != nil && ctx.Err() == nil {
 			now := s.clock.Now()
 			if !now.Before(nextSweep) {
-				nextSweep = now.Add(s.sweepEvery)
 				select {
 				case sweeping <- struct{}{}:
+					nextSweep = now.Add(s.sweepEvery)
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						defer func() { <-sweeping }()
+						defer func() { <-sweeping; s.poke() }()
 						s.sweep(ctx, s.claim)
 					}()
-				default: // the last one still runs
+				default: // the last one still runs; it wakes us when done
 				}
 			}
-			if d := nextSweep.Sub(now); wait < 0 || d < wait {
+			if d := nextSweep.Sub(now); d > 0 && (wait < 0 || d < wait) {
 				wait = d
 			}
 		}
