@@ -95,7 +95,9 @@ func clockCases() []clockCase {
 			)
 		}
 	}
-	utc := func(y int, mo time.Month, d, h, mi, s int) time.Time { return time.Date(y, mo, d, h, mi, s, 0, time.UTC) }
+	utc := func(y int, mo time.Month, d, h, mi, s int) time.Time {
+		return time.Date(y, mo, d, h, mi, s, 0, time.UTC)
+	}
 	cs = append(cs,
 		// The slot itself, one second either side.
 		clockCase{name: "WeeklySlotMinus1s", spec: "@weekly", now: utc(2026, 11, 28, 23, 59, 59),

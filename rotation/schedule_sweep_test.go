@@ -37,7 +37,9 @@ func TestSchedulerSweepFinishesOthersRotation(t *testing.T) {
 	s, err := rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: rotation.SchedulePlan{Secrets: []rotation.ScheduledSecret{{Spec: spec}}, DefaultSchedule: "@yearly"},
 		State:        f.journal, Clock: clk, History: f.journal,
-		Run: func(ctx context.Context, sp rotation.SecretSpec) error { return f.engine.Rotate(ctx, sp, rotation.RotateOptions{}).Err },
+		Run: func(ctx context.Context, sp rotation.SecretSpec) error {
+			return f.engine.Rotate(ctx, sp, rotation.RotateOptions{}).Err
+		},
 		Sweep: func(ctx context.Context, claim func(string) (func(), bool)) {
 			swept <- f.engine.RecoverUnfinished(ctx, "daemon", claim)
 		},
