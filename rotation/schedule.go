@@ -273,6 +273,7 @@ func (s *Scheduler) Reload(ctx context.Context, p SchedulePlan) error {
 			fresh = append(fresh, old)
 		} else if old.schedule != e.schedule {
 			old.schedule, old.sched = e.schedule, e.sched
+			old.slot = time.Time{} // a slot being retried belongs to the old schedule
 			if !old.next.IsZero() {
 				old.next = s.nextAfter(old.sched, now, p.Jitter)
 				persist = append(persist, old)
