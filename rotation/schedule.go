@@ -146,16 +146,17 @@ type HistoryReader interface {
 // slots were missed; a secret with no persisted due time gets the next slot
 // from now and is not rotated at once. Its methods are safe for concurrent use.
 type Scheduler struct {
-	state      ScheduleState
-	run        func(ctx context.Context, spec SecretSpec) error
-	onPark     func(SecretSpec, error)
+	state  ScheduleState
+	run    func(ctx context.Context, spec SecretSpec) error
+	onPark func(SecretSpec, error)
+	clock  Clock
+	rand   func(n int64) int64
+	log    *slog.Logger
+
 	onMissed   func(SecretSpec, time.Time, error)
 	history    HistoryReader
 	sweep      func(ctx context.Context, claim func(string) (func(), bool))
 	sweepEvery time.Duration
-	clock      Clock
-	rand       func(n int64) int64
-	log        *slog.Logger
 
 	mu      sync.Mutex
 	plan    SchedulePlan

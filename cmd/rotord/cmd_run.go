@@ -83,6 +83,11 @@ func (a *app) run(ctx context.Context) error {
 			met.inFlight.Inc()
 			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
 			met.inFlight.Dec()
+			if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+				// Nothing started: the scheduler retries the slot shortly,
+				// and alerts if it is missed in the end.
+				return r.Err
+			}
 			met.observe(r, clock.Now())
 			a.logResult("rotation finished", r)
 			alerts.rotations(work, r)
