@@ -26,7 +26,10 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // ParseSchedule parses a cron spec: five standard fields or a descriptor
 // (@yearly, @monthly, @weekly, @daily, @hourly, @every DURATION), optionally
 // prefixed with CRON_TZ=Zone/Name. Specs without a time zone are read in UTC,
-// whatever the machine's local zone.
+// whatever the machine's local zone. In a zone with daylight saving time, a
+// spec at fixed hours has one slot per matching wall-clock time: a slot in
+// the hour skipped in spring falls due when the clocks jump, and a slot in
+// the hour repeated in autumn is due once (see wallSchedule).
 func ParseSchedule(spec string) (Schedule, error) {
 	s := strings.TrimSpace(spec)
 	if s == "" {
@@ -39,7 +42,7 @@ func ParseSchedule(spec string) (Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse schedule %q: %w", spec, err)
 	}
-	return sched, nil
+	return withWallClock(sched), nil
 }
 
 // Clock is the scheduler's source of time. Tests substitute one they move
@@ -83,6 +86,13 @@ type SchedulePlan struct {
 	// then the secret is parked until its next regular slot, with an alert.
 	RetryBase time.Duration
 	RetryMax  int
+	// A slot whose rotation finds the secret's lease held by another
+	// holder (a dry run, a rollback, a recovery, a rotation by hand) is
+	// tried again every LeaseRetry (1m) until LeaseWindow (1h) after its
+	// due time, or until the next slot if that comes first; then the slot
+	// is missed: OnMissed is called and the next slot is due.
+	LeaseRetry  time.Duration
+	LeaseWindow time.Duration
 }
 
 // SchedulerConfig configures a Scheduler.
@@ -98,12 +108,36 @@ type SchedulerConfig struct {
 	// OnPark, if set, is called when a secret is parked after its transient
 	// retries are spent, with the last error: the place to raise an alert.
 	OnPark func(spec SecretSpec, err error)
+	// OnMissed, if set, is called when a slot is given up because the
+	// secret's lease stayed held by another holder for the whole retry
+	// window (see SchedulePlan.LeaseWindow), with the slot's due time and
+	// the last *LeaseHeldError: the place to raise an alert and record it.
+	OnMissed func(spec SecretSpec, due time.Time, err error)
+	// History, if set, makes each slot's rotation happen once: before a
+	// scheduled rotation, a rotation of the secret (kind rotate) committed
+	// at or after the slot's due time means the slot was already served
+	// (the daemon was killed during it and recovery committed it, or an
+	// operator rotated by hand), and Run is not called.
+	History HistoryReader
+	// Sweep, if set, is called every SweepEvery (default 2m) while the
+	// scheduler runs, to finish rotations that other processes left
+	// unfinished. Before touching a secret it must call claim and leave
+	// the secret alone when claim refuses (the scheduler is rotating it);
+	// until release is called the scheduler starts no rotation of it.
+	Sweep      func(ctx context.Context, claim func(secretName string) (release func(), ok bool))
+	SweepEvery time.Duration
 	// Clock defaults to WallClock.
 	Clock Clock
 	// Rand returns a uniform random int64 in [0, n); defaults to math/rand/v2.
 	Rand func(n int64) int64
 	// Log defaults to a logger that discards.
 	Log *slog.Logger
+}
+
+// HistoryReader lists the journal's rotations, newest first (see
+// Journal.History).
+type HistoryReader interface {
+	History(ctx context.Context, q HistoryQuery) ([]Rotation, error)
 }
 
 // Scheduler starts rotations when they are due. Due times are persisted in
@@ -119,12 +153,19 @@ type Scheduler struct {
 	rand   func(n int64) int64
 	log    *slog.Logger
 
+	onMissed   func(SecretSpec, time.Time, error)
+	history    HistoryReader
+	sweep      func(ctx context.Context, claim func(string) (func(), bool))
+	sweepEvery time.Duration
+
 	mu      sync.Mutex
 	plan    SchedulePlan
 	entries map[string]*schedEntry // by secret name
 	running int
 	wake    chan struct{} // buffered 1: the plan changed or a run finished
 	loaded  bool          // Run has read the persisted due times
+
+	claimed map[string]bool // lower-case secret names a sweep is recovering
 }
 
 type schedEntry struct {
@@ -132,6 +173,7 @@ type schedEntry struct {
 	schedule string // the effective spec text
 	sched    Schedule
 	next     time.Time // zero until loaded
+	slot     time.Time // when next is a retry: the due time of the slot retried
 	running  bool
 	removed  bool // dropped by a reload while running
 	failures int  // transient failures in a row
@@ -154,6 +196,15 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 		onPark: cfg.OnPark,
 		log:    cfg.Log,
 		wake:   make(chan struct{}, 1),
+
+		onMissed:   cfg.OnMissed,
+		history:    cfg.History,
+		sweep:      cfg.Sweep,
+		sweepEvery: cfg.SweepEvery,
+		claimed:    map[string]bool{},
+	}
+	if s.sweepEvery <= 0 {
+		s.sweepEvery = 2 * time.Minute
 	}
 	if s.clock == nil {
 		s.clock = WallClock
@@ -223,6 +274,7 @@ func (s *Scheduler) Reload(ctx context.Context, p SchedulePlan) error {
 			fresh = append(fresh, old)
 		} else if old.schedule != e.schedule {
 			old.schedule, old.sched = e.schedule, e.sched
+			old.slot = time.Time{} // a slot being retried belongs to the old schedule
 			if !old.next.IsZero() {
 				old.next = s.nextAfter(old.sched, now, p.Jitter)
 				persist = append(persist, old)
@@ -341,8 +393,29 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	nextSweep := s.clock.Now().Add(s.sweepEvery)
+	sweeping := make(chan struct{}, 1) // full while a sweep runs
 	for {
 		wait := s.startDue(ctx, &wg)
+		if s.sweep != nil && ctx.Err() == nil {
+			now := s.clock.Now()
+			if !now.Before(nextSweep) {
+				select {
+				case sweeping <- struct{}{}:
+					nextSweep = now.Add(s.sweepEvery)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						defer func() { <-sweeping; s.poke() }()
+						s.sweep(ctx, s.claim)
+					}()
+				default: // the last one still runs; it wakes us when done
+				}
+			}
+			if d := nextSweep.Sub(now); d > 0 && (wait < 0 || d < wait) {
+				wait = d
+			}
+		}
 		var timer <-chan time.Time
 		if wait >= 0 {
 			timer = s.clock.After(wait)
@@ -395,7 +468,7 @@ func (s *Scheduler) startDue(ctx context.Context, wg *sync.WaitGroup) time.Durat
 func (s *Scheduler) earliest(ok func(*schedEntry) bool) *schedEntry {
 	var best *schedEntry
 	for _, e := range s.entries {
-		if e.running || e.removed || e.next.IsZero() || !ok(e) {
+		if e.running || e.removed || e.next.IsZero() || s.claimed[strings.ToLower(e.spec.Name)] || !ok(e) {
 			continue
 		}
 		if best == nil || e.next.Before(best.next) || (e.next.Equal(best.next) && e.spec.Name < best.spec.Name) {
@@ -407,25 +480,49 @@ func (s *Scheduler) earliest(ok func(*schedEntry) bool) *schedEntry {
 
 func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 	s.mu.Lock()
-	spec, due := e.spec, e.next
+	spec, due, slot := e.spec, e.next, e.slot
+	if slot.IsZero() {
+		slot = due
+	}
 	s.mu.Unlock()
-	s.log.Info("scheduled rotation starting", "secret", spec.Name, "due", due)
-	err := s.run(ctx, spec)
+	var err error
+	if done := s.servedSince(ctx, spec.Name, slot); done != nil {
+		s.log.Info("rotation already made for this slot; skipped", "secret", spec.Name, "rotation", done.ID, "due", slot)
+	} else {
+		s.log.Info("scheduled rotation starting", "secret", spec.Name, "due", due)
+		err = s.run(ctx, spec)
+	}
 	interrupted := err != nil && ctx.Err() != nil
+	var held *LeaseHeldError
+	leaseHeld := errors.As(err, &held)
 
 	s.mu.Lock()
 	var next time.Time
-	retry, parked := false, false
+	retry, leaseRetry, missed, parked := false, false, false, false
 	if !interrupted {
+		now := s.clock.Now()
 		// From now, not from the due time: missed slots are not replayed.
-		next = s.nextAfter(e.sched, s.clock.Now(), s.plan.Jitter)
+		next = s.nextAfter(e.sched, now, s.plan.Jitter)
+		e.slot = time.Time{}
 		switch {
-		case err == nil || !Transient(err):
+		case err == nil:
+			e.failures = 0
+		case leaseHeld:
+			// Another holder has the lease for a while (a rollback, a dry
+			// run, a recovery): the slot is not lost, only late.
+			at := now.Add(s.leaseRetry())
+			if at.Before(slot.Add(s.leaseWindow())) && at.Before(next) {
+				leaseRetry = true
+				next, e.slot = at, slot
+			} else {
+				missed = true
+			}
+		case !Transient(err):
 			e.failures = 0
 		case e.failures < s.retryMax():
 			retry = true
-			if at := s.clock.Now().Add(s.retryDelay(e.failures)); at.Before(next) {
-				next = at
+			if at := now.Add(s.retryDelay(e.failures)); at.Before(next) {
+				next, e.slot = at, slot
 			}
 			e.failures++
 		default:
@@ -442,6 +539,13 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 	switch {
 	case interrupted:
 		s.log.Warn("scheduled rotation interrupted; it runs again at next start", "secret", spec.Name, "err", err)
+	case leaseRetry:
+		s.log.Warn("secret's lease held by another holder; retrying the slot shortly", "secret", spec.Name, "due", slot, "err", err, "retry_at", next)
+	case missed:
+		s.log.Error("scheduled slot missed: the secret's lease stayed held by another holder", "secret", spec.Name, "due", slot, "err", err, "next", next, "alert", true)
+		if s.onMissed != nil {
+			s.onMissed(spec, slot, err)
+		}
 	case retry:
 		s.log.Warn("scheduled rotation failed for a transient reason; retrying", "secret", spec.Name, "err", err, "retry_at", next)
 	case parked:
@@ -463,6 +567,89 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 		cancel()
 	}
 	s.poke()
+}
+
+// servedSince returns the newest committed rotation (kind rotate) of the
+// secret started at or after due, or nil when there is none or the journal
+// cannot be read (then the slot is rotated: a rotation too many is safe, a
+// slot skipped is not).
+func (s *Scheduler) servedSince(ctx context.Context, secretName string, due time.Time) *Rotation {
+	if s.history == nil {
+		return nil
+	}
+	r, err := RotatedSince(ctx, s.history, secretName, due)
+	if err != nil {
+		s.log.Error("cannot read the journal; rotating anyway", "secret", secretName, "err", err)
+		return nil
+	}
+	return r
+}
+
+// RotatedSince returns the newest committed rotation (kind rotate) of the
+// secret started at or after due, or nil when there is none. The scheduler
+// uses it to make a scheduled rotation exactly once: a rotation started for
+// a slot, interrupted by a crash before the due time advanced and committed
+// by recovery, must not be made again by the catch-up at the next start.
+func RotatedSince(ctx context.Context, j HistoryReader, secretName string, due time.Time) (*Rotation, error) {
+	const page = 50
+	var before int64
+	for {
+		rs, err := j.History(ctx, HistoryQuery{Secret: secretName, BeforeID: before, Limit: page})
+		if err != nil {
+			return nil, fmt.Errorf("read history of %s: %w", secretName, err)
+		}
+		for i := range rs {
+			r := &rs[i]
+			if r.Started.Before(due) {
+				return nil, nil // newest first: the rest are older
+			}
+			if r.Kind == KindRotate && r.State == StateCommitted {
+				return r, nil
+			}
+		}
+		if len(rs) < page {
+			return nil, nil
+		}
+		before = rs[len(rs)-1].ID
+	}
+}
+
+// claim marks a secret as being recovered by a sweep, unless the scheduler
+// is rotating it or another sweep has it. Until release is called, no
+// scheduled rotation of it starts.
+func (s *Scheduler) claim(secretName string) (release func(), ok bool) {
+	key := strings.ToLower(secretName)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claimed[key] {
+		return nil, false
+	}
+	for _, e := range s.entries {
+		if e.running && strings.EqualFold(e.spec.Name, secretName) {
+			return nil, false
+		}
+	}
+	s.claimed[key] = true
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		delete(s.claimed, key)
+		s.mu.Unlock()
+		s.poke()
+	}), true
+}
+
+func (s *Scheduler) leaseRetry() time.Duration {
+	if s.plan.LeaseRetry > 0 {
+		return s.plan.LeaseRetry
+	}
+	return time.Minute
+}
+
+func (s *Scheduler) leaseWindow() time.Duration {
+	if s.plan.LeaseWindow > 0 {
+		return s.plan.LeaseWindow
+	}
+	return time.Hour
 }
 
 func (s *Scheduler) retryMax() int {

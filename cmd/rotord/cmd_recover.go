@@ -15,10 +15,13 @@ func (a *app) recoverCmd() *cobra.Command {
 		Long: `Finish or undo every rotation the journal holds unfinished (after a crash or
 power loss), so that Secret Server again holds the password that works on
 every host, and retry hosts marked needs-reconcile. "rotord run" does this at
-every start; run it by hand after fixing a host that was unreachable.`,
+every start, and while it runs for rotations whose lease has expired; run it
+by hand after fixing a host that was unreachable. Interrupting it (Ctrl-C,
+SIGTERM, or SIGHUP when the terminal goes away) exits with 130; what was not
+recovered stays in the journal for the next run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.recover(cmd.Context(), asJSON)
+			return hangupStops(cmd.Context(), func(ctx context.Context) error { return a.recover(ctx, asJSON) })
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "write results as JSON")

@@ -19,12 +19,14 @@ func (a *app) rollbackCmd() *cobra.Command {
 		Long: `Restore, on every host of the secret and in Secret Server, the password that
 was current before its last committed rotation, or before rotation ID with
 --to ID (see rotord history). The rollback is itself a journaled rotation: it
-is all or nothing across the hosts, and can be rolled back in turn.`,
+is all or nothing across the hosts, and can be rolled back in turn.
+Interrupting it (Ctrl-C, SIGTERM, or SIGHUP when the terminal goes away)
+finishes or reverts it and exits with 130.`,
 		Example: `  rotord rollback prod-web-root
   rotord rollback prod-web-root --to 42`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.rollback(cmd.Context(), args[0], toID, asJSON)
+			return hangupStops(cmd.Context(), func(ctx context.Context) error { return a.rollback(ctx, args[0], toID, asJSON) })
 		},
 	}
 	cmd.Flags().Int64Var(&toID, "to", 0, "restore the password from before rotation `ID` (default: the last committed one)")

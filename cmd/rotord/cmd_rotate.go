@@ -25,12 +25,13 @@ checked and the current password tried; nothing changes anywhere but an audit
 entry in the journal.
 
 Names must be listed in the configuration file. Interrupting rotord
-(Ctrl-C, SIGTERM) reverts the rotations in flight and exits with 130.`,
+(Ctrl-C, SIGTERM, or SIGHUP when the terminal goes away) reverts the
+rotations in flight and exits with 130.`,
 		Example: `  rotord rotate                      # every configured secret
   rotord rotate prod-web-root --dry-run
   rotord rotate prod-web-root prod-db-root --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.rotate(cmd.Context(), args, dryRun, asJSON)
+			return hangupStops(cmd.Context(), func(ctx context.Context) error { return a.rotate(ctx, args, dryRun, asJSON) })
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "pre-flight only: change nothing")

@@ -21,7 +21,11 @@ func (a *app) runCmd() *cobra.Command {
 		Long: `Run the daemon. At start it finishes or undoes unfinished rotations
 (as rotord recover does), then rotates each configured secret on its cron
 schedule. A rotation missed while the daemon was down is made once at start;
-a secret never seen before gets its first rotation at its next slot.
+a secret never seen before gets its first rotation at its next slot. While it
+runs, it also finishes, every rotation.lease_ttl, rotations another process
+left unfinished (a "rotord rotate" killed part way) once their lease is free.
+A slot that finds the secret's lease held (a rollback, a dry run, a recovery
+in progress) is retried every minute for an hour, then missed with an alert.
 
 Signals:
   SIGHUP           reload the configuration file; an invalid one is
@@ -70,25 +74,21 @@ func (a *app) run(ctx context.Context) error {
 
 	var sched *rotation.Scheduler
 	met := newMetrics(func(name string) (time.Time, bool) { return sched.NextDue(name) })
+	clock := a.clockOrWall()
 	sched, err = rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: a.cfg.SchedulePlan(),
 		State:        svc.state,
+		History:      svc.journal,
 		Run: func(_ context.Context, spec rotation.SecretSpec) error {
-			if due, ok := sched.NextDue(spec.Name); ok {
-				done, err := rotatedSince(work, svc.journal, spec.Name, due)
-				if err != nil {
-					a.log.Error("cannot read the journal; rotating anyway", "secret", spec.Name, "err", err)
-				} else if done != nil {
-					// A rotation of this slot committed already: the daemon
-					// was killed after starting it, and recovery finished it.
-					a.log.Info("rotation already made for this slot; skipped", "secret", spec.Name, "rotation", done.ID, "due", due)
-					return nil
-				}
-			}
 			met.inFlight.Inc()
 			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
 			met.inFlight.Dec()
-			met.observe(r, time.Now())
+			if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+				// Nothing started: the scheduler retries the slot shortly,
+				// and alerts if it is missed in the end.
+				return r.Err
+			}
+			met.observe(r, clock.Now())
 			a.logResult("rotation finished", r)
 			alerts.rotations(work, r)
 			alerts.operatorNeeded(work, r)
@@ -97,7 +97,25 @@ func (a *app) run(ctx context.Context) error {
 		OnPark: func(spec rotation.SecretSpec, err error) {
 			alerts.parked(work, spec.Name, err)
 		},
-		Log: a.log,
+		OnMissed: func(spec rotation.SecretSpec, due time.Time, err error) {
+			a.slotMissed(work, svc.journal, spec.Name, due, err)
+		},
+		// Rotations another process left unfinished (a `rotord rotate`
+		// killed with its terminal) are finished once their lease is free,
+		// checked every lease lifetime.
+		Sweep: func(_ context.Context, claim func(string) (func(), bool)) {
+			for _, r := range svc.engine.RecoverUnfinished(work, "daemon", claim) {
+				if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+					a.log.Debug("unfinished rotation left to its lease holder", "secret", r.Secret, "rotation", r.RotationID, "holder", held.Holder)
+					continue
+				}
+				a.logResult("recovered rotation", r)
+				alerts.rotations(work, r)
+			}
+		},
+		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
+		Clock:      clock,
+		Log:        a.log,
 	})
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
@@ -182,31 +200,22 @@ func (a *app) logResult(msg string, r rotation.Result) {
 	a.log.Info(msg, attrs...)
 }
 
-// rotatedSince returns the newest committed rotation (kind rotate) of the
-// secret started at or after due, or nil when there is none. The daemon
-// uses it to make a scheduled rotation exactly once: a rotation started for
-// a slot, interrupted by a crash before the due time advanced and committed
-// by recovery, must not be made again by the catch-up at the next start.
-func rotatedSince(ctx context.Context, j historyReader, secretName string, due time.Time) (*rotation.Rotation, error) {
-	const page = 50
-	var before int64
-	for {
-		rs, err := j.History(ctx, rotation.HistoryQuery{Secret: secretName, BeforeID: before, Limit: page})
-		if err != nil {
-			return nil, fmt.Errorf("read history of %s: %w", secretName, err)
-		}
-		for i := range rs {
-			r := &rs[i]
-			if r.Started.Before(due) {
-				return nil, nil // newest first: the rest are older
-			}
-			if r.Kind == rotation.KindRotate && r.State == rotation.StateCommitted {
-				return r, nil
-			}
-		}
-		if len(rs) < page {
-			return nil, nil
-		}
-		before = rs[len(rs)-1].ID
+// clockOrWall is the daemon's clock: a.clock in tests, else the wall clock.
+func (a *app) clockOrWall() rotation.Clock {
+	if a.clock != nil {
+		return a.clock
 	}
+	return rotation.WallClock
+}
+
+// slotMissed records in the journal's audit trail, and alerts, that a
+// scheduled slot was given up because the secret's lease stayed held.
+func (a *app) slotMissed(ctx context.Context, j historyReader, secretName string, due time.Time, cause error) {
+	detail := fmt.Sprintf("slot due %s missed: %v", due.UTC().Format(time.RFC3339), cause)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := j.Audit(actx, rotation.Event{Time: a.clockOrWall().Now(), Secret: secretName, Actor: "scheduler", Action: "missed", Detail: detail}); err != nil {
+		a.log.Warn("missed slot not recorded in the journal", "secret", secretName, "err", err)
+	}
+	a.notifier().missed(ctx, secretName, due, cause)
 }

@@ -59,6 +59,10 @@ func (e *fakeEngine) Rollback(_ context.Context, spec rotation.SecretSpec, toID 
 
 func (e *fakeEngine) Recover(context.Context, string) []rotation.Result { return nil }
 
+func (e *fakeEngine) RecoverUnfinished(context.Context, string, func(string) (func(), bool)) []rotation.Result {
+	return nil
+}
+
 func (e *fakeEngine) Heartbeat(_ context.Context, spec rotation.SecretSpec) rotation.HeartbeatResult {
 	return rotation.HeartbeatResult{Secret: spec.Name, Hosts: []rotation.HostResult{{Host: rotation.Host{Name: "web01"}, State: rotation.HostPending, Outcome: "ok"}}}
 }

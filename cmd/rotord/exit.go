@@ -21,7 +21,7 @@ const exitStatusHelp = `Exit status:
   1    failure (check: a problem was found)
   2    usage or configuration error
   3    partial: some secrets succeeded and others failed
-  130  interrupted (SIGINT or SIGTERM)`
+  130  interrupted (SIGINT or SIGTERM; rotate, rollback and recover also SIGHUP)`
 
 // usageError is a bad command line.
 type usageError struct{ err error }

@@ -53,6 +53,8 @@ type app struct {
 	reloaded    chan<- error  // tests: told the outcome of each SIGHUP reload
 	metricsAddr chan<- string // tests: told the address metrics are served on
 
+	clock rotation.Clock // tests: the daemon's clock; nil for the wall clock
+
 	alerts *notifier // built from cfg by notifier
 }
 

@@ -27,6 +27,7 @@ const (
 	alertDrift       = "drift"       // heartbeat: a host refuses the password Secret Server holds
 	alertUnreachable = "unreachable" // heartbeat: a host (or Secret Server) could not be reached to check it
 	alertParked      = "parked"      // no rotation until a reconcile, or until the next slot after repeated transient failures
+	alertMissed      = "missed"      // a scheduled slot given up: the secret's lease stayed held by another holder
 	// alertNeedsOperator: a failure no retry mends (a refused password, an
 	// untrusted host key, a bad hosts field, an ambiguous name...): a
 	// scheduled rotation waits for its next slot unless someone acts; a
@@ -141,6 +142,16 @@ func (n *notifier) parked(ctx context.Context, secretName string, cause error) {
 	}
 	n.deliver(ctx, alert{Secret: secretName, State: alertParked,
 		Error: "retries spent; parked until the next scheduled slot: " + cause.Error(), Time: time.Now().UTC()})
+}
+
+// missed alerts that the scheduler gave a slot up: the secret's lease
+// stayed held by another holder for the whole retry window.
+func (n *notifier) missed(ctx context.Context, secretName string, due time.Time, cause error) {
+	if n == nil {
+		return
+	}
+	n.deliver(ctx, alert{Secret: secretName, State: alertMissed,
+		Error: "scheduled slot due " + due.UTC().Format(time.RFC3339) + " missed: " + cause.Error(), Time: time.Now().UTC()})
 }
 
 // heartbeats alerts on every heartbeat that found a problem: one alert per

@@ -26,6 +26,7 @@ type rotationEngine interface {
 	Rotate(ctx context.Context, spec rotation.SecretSpec, opts rotation.RotateOptions) rotation.Result
 	Rollback(ctx context.Context, spec rotation.SecretSpec, toID int64, actor string) rotation.Result
 	Recover(ctx context.Context, actor string) []rotation.Result
+	RecoverUnfinished(ctx context.Context, actor string, claim func(secretName string) (release func(), ok bool)) []rotation.Result
 	Heartbeat(ctx context.Context, spec rotation.SecretSpec) rotation.HeartbeatResult
 }
 

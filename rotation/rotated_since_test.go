@@ -1,4 +1,4 @@
-package main
+package rotation_test
 
 import (
 	"context"
@@ -30,8 +30,6 @@ func (h *pagedHistory) History(_ context.Context, q rotation.HistoryQuery) ([]ro
 	return out, nil
 }
 
-func (h *pagedHistory) Audit(context.Context, rotation.Event) error { return nil }
-
 func TestRotatedSince(t *testing.T) {
 	due := time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return due.Add(d) }
@@ -51,7 +49,7 @@ func TestRotatedSince(t *testing.T) {
 		rotation.Rotation{ID: id - 2, Secret: "a", Kind: rotation.KindRotate, State: rotation.StateCommitted, Started: at(-time.Hour)},
 	)
 	h := &pagedHistory{rs: rs}
-	got, err := rotatedSince(ctx, h, "a", due)
+	got, err := rotation.RotatedSince(ctx, h, "a", due)
 	if err != nil || got == nil || got.ID != id-1 {
 		t.Fatalf("got %+v, %v; want rotation %d", got, err, id-1)
 	}
@@ -70,18 +68,18 @@ func TestRotatedSince(t *testing.T) {
 		{"OtherSecret", []rotation.Rotation{{ID: 3, Secret: "b", Kind: rotation.KindRotate, State: rotation.StateCommitted, Started: at(time.Second)}}},
 		{"Empty", nil},
 	} {
-		got, err := rotatedSince(ctx, &pagedHistory{rs: tc.rs}, "a", due)
+		got, err := rotation.RotatedSince(ctx, &pagedHistory{rs: tc.rs}, "a", due)
 		if err != nil || got != nil {
 			t.Errorf("%s: got %+v, %v; want none", tc.name, got, err)
 		}
 	}
 	// At the due time exactly counts.
-	got, _ = rotatedSince(ctx, &pagedHistory{rs: []rotation.Rotation{{ID: 1, Secret: "a", Kind: rotation.KindRotate, State: rotation.StateCommitted, Started: due}}}, "a", due)
+	got, _ = rotation.RotatedSince(ctx, &pagedHistory{rs: []rotation.Rotation{{ID: 1, Secret: "a", Kind: rotation.KindRotate, State: rotation.StateCommitted, Started: due}}}, "a", due)
 	if got == nil {
 		t.Fatal("a rotation started at the due time does not count")
 	}
 	boom := errors.New("disk I/O error")
-	if _, err := rotatedSince(ctx, &pagedHistory{err: boom}, "a", due); !errors.Is(err, boom) {
+	if _, err := rotation.RotatedSince(ctx, &pagedHistory{err: boom}, "a", due); !errors.Is(err, boom) {
 		t.Fatalf("error %v, want it wrapped", err)
 	}
 }

@@ -1,0 +1,56 @@
+package rotation
+
+import (
+	"context"
+	"fmt"
+)
+
+// RecoverUnfinished finishes or undoes the rotations the journal holds
+// unfinished whose lease is free: its holder released it, let it expire, or
+// was a process of this machine that died. It is the running daemon's
+// counterpart of Recover: a rotation a `rotord rotate` left behind when it
+// was killed is finished without waiting for a restart. A rotation whose
+// lease a live holder keeps is left to it, and reported with its
+// *LeaseHeldError. Rotations that need reconcile are not retried here (each
+// retry logs in to the hosts; the next rotation of the secret or `rotord
+// recover` does it).
+//
+// claim is called before a secret is touched; a secret it refuses is left
+// alone (the caller is rotating it), and release is called when done.
+func (e *Engine) RecoverUnfinished(ctx context.Context, actor string, claim func(secretName string) (release func(), ok bool)) []Result {
+	unf, err := e.journal.Unfinished(ctx)
+	if err != nil {
+		return []Result{{Err: fmt.Errorf("read unfinished rotations: %w", err)}}
+	}
+	var results []Result
+	for _, r := range unf {
+		if ctx.Err() != nil {
+			break
+		}
+		done, ok := claim(r.Secret)
+		if !ok {
+			continue
+		}
+		results = append(results, e.recoverOne(ctx, r, actor)...)
+		done()
+	}
+	return results
+}
+
+// recoverOne takes r's lease and, if r is still unfinished, resumes it.
+func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string) []Result {
+	release, _, err := e.lease(ctx, r.Secret)
+	if err != nil {
+		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
+	}
+	defer release()
+	// Re-read: the lease holder before us may have finished it.
+	cur, err := e.journal.Get(ctx, r.ID)
+	switch {
+	case err != nil:
+		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
+	case cur.State.Terminal():
+		return nil
+	}
+	return []Result{e.resume(ctx, cur, actor)}
+}
