@@ -20,6 +20,7 @@ type changeReq struct {
 	lifelines  []HostSession                               // pre-flight sessions, aligned with secret.Hosts
 	actor      string
 	rollbackOf int64
+	gen        int64 // the generation of the secret's lease held
 }
 
 // run is a journaled change in progress. Host records are updated by one
@@ -30,9 +31,11 @@ type run struct {
 	spec      SecretSpec
 	actor     string
 	lifelines []HostSession
+	lost      <-chan struct{} // closed when the lease is lost
 
 	mu         sync.Mutex
 	journalErr error // a journal write failed: start no more host work
+	fencedOff  bool  // the journal refused a write with ErrFenced
 	failedHost bool  // a host failed in this fan-out: start no more (all or nothing)
 	rejected   []string
 	wroteVault bool     // a vault write was attempted: the vault may hold the new password
@@ -50,7 +53,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 	r := Rotation{
 		Secret: req.spec.Name, SecretID: s.ID, Username: s.Username,
 		Kind: req.kind, State: StatePending, Old: s.Password, New: req.newPw,
-		RollbackOf: req.rollbackOf, Started: e.cfg.Now(),
+		RollbackOf: req.rollbackOf, Generation: req.gen, Started: e.cfg.Now(),
 	}
 	for _, h := range s.Hosts {
 		r.Hosts = append(r.Hosts, HostRecord{Host: h, State: HostPending})
@@ -62,7 +65,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 	r.ID = id
 	faultPoint("journaled")
 	e.audit(ctx, Event{Secret: r.Secret, RotationID: id, Actor: req.actor, Action: string(r.Kind), Detail: "started"})
-	x := &run{e: e, r: r, spec: req.spec, actor: req.actor, lifelines: req.lifelines}
+	x := &run{e: e, r: r, spec: req.spec, actor: req.actor, lifelines: req.lifelines, lost: lost}
 	defer closeAll(x.lifelines)
 
 	// interrupted reports why no work at all may start, if it may not.
@@ -112,7 +115,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		}
 		pw, err := req.fresh(work)
 		if err == nil {
-			err = e.journal.SetNew(work, id, pw)
+			err = e.journal.SetNew(work, id, x.r.Generation, pw)
 		}
 		if err != nil {
 			return x.rollback(work, why+"; no fresh password: "+err.Error())
@@ -139,6 +142,33 @@ func (x *run) noteJournalErr(err error) {
 	if x.journalErr == nil {
 		x.journalErr = err
 	}
+	if errors.Is(err, ErrFenced) {
+		x.fencedOff = true
+	}
+}
+
+// fenced reports whether this run lost the secret's lease: the renewer gave
+// it up, or the journal refused a write with ErrFenced. A fenced run
+// touches neither the hosts nor the vault again (an operation already
+// under way finishes); the lease's next holder recovers the rotation from
+// the journal. Call it before every host operation and vault write.
+func (x *run) fenced() bool {
+	select {
+	case <-x.lost:
+		return true
+	default:
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.fencedOff
+}
+
+// abandon ends a fenced run without touching anything more: the journal
+// keeps the rotation as far as it got, both passwords included.
+func (x *run) abandon() Result {
+	x.e.log.Error("rotation abandoned: the lease was lost; its next holder recovers it",
+		"secret", x.r.Secret, "rotation", x.r.ID, "state", string(x.r.State), "alert", true)
+	return x.result(fmt.Errorf("%w: rotation %d left %s for the lease's next holder to recover", ErrFenced, x.r.ID, x.r.State))
 }
 
 // setHost records host i's state in memory and in the journal.
@@ -154,7 +184,7 @@ func (x *run) setHost(ctx context.Context, i int, st HostState, errText string) 
 	if st == HostChanging || st == HostReverting {
 		h.Attempts++
 	}
-	if err := x.e.journal.SetHost(ctx, x.r.ID, *h); err != nil {
+	if err := x.e.journal.SetHost(ctx, x.r.ID, x.r.Generation, *h); err != nil {
 		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
 		x.noteJournalErr(err)
 		return err
@@ -166,7 +196,7 @@ func (x *run) setHost(ctx context.Context, i int, st HostState, errText string) 
 func (x *run) setState(ctx context.Context, st State, errText string) {
 	x.r.State = st
 	x.r.Error = errText
-	if err := x.e.journal.SetState(ctx, x.r.ID, st, errText); err != nil {
+	if err := x.e.journal.SetState(ctx, x.r.ID, x.r.Generation, st, errText); err != nil {
 		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st), "err", err)
 		x.noteJournalErr(err)
 	}
@@ -277,11 +307,14 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 		}
 		x.lifelines[i] = sess
 	}
-	if x.setHost(ctx, i, HostChanging, "") != nil {
-		return // not journaled: do not touch the host
+	if x.setHost(ctx, i, HostChanging, "") != nil || x.fenced() {
+		return // not journaled, or not ours: do not touch the host
 	}
 	faultPoint("host-changing")
 	out := x.passwd(ctx, i, x.r.Old, x.r.New)
+	if x.fenced() {
+		return
+	}
 	switch out.Kind {
 	case OutcomeChanged:
 		if err := e.verify(ctx, h, user, x.r.New); err != nil {
@@ -338,6 +371,9 @@ func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome 
 // pam_faillock does not lock the account.
 func (x *run) probe(ctx context.Context, i int, why string) {
 	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
+	if x.fenced() {
+		return
+	}
 	errNew := e.verify(ctx, h, user, x.r.New)
 	if errNew == nil {
 		_ = x.setHost(ctx, i, HostChanged, "")
@@ -350,6 +386,9 @@ func (x *run) probe(ctx context.Context, i int, why string) {
 // old password logs in (nothing changed) or the host needs reconcile.
 func (x *run) probeOld(ctx context.Context, i int, why string, errNew error) {
 	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
+	if x.fenced() {
+		return
+	}
 	errOld := e.verify(ctx, h, user, x.r.Old)
 	if errOld == nil {
 		_ = x.setHost(ctx, i, HostFailed, why)
@@ -389,6 +428,9 @@ func (x *run) revertAll(ctx context.Context) bool {
 func (x *run) revertHost(ctx context.Context, i int) {
 	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	prev := x.r.Hosts[i]
+	if x.fenced() {
+		return
+	}
 	if x.setHost(ctx, i, HostReverting, "") != nil {
 		x.r.Hosts[i] = prev
 		return
@@ -433,6 +475,9 @@ func (x *run) revertHost(ctx context.Context, i int) {
 // reconcile account, if one is configured; otherwise, or if that fails,
 // the host is marked needs-reconcile.
 func (x *run) forceOld(ctx context.Context, i int, why string) {
+	if x.fenced() {
+		return
+	}
 	if err := x.e.forceSet(ctx, x.r.Hosts[i].Host, x.r.Username, x.r.Old); err != nil {
 		_ = x.setHost(ctx, i, HostNeedsReconcile, why+"; "+err.Error())
 		return
@@ -485,6 +530,9 @@ func (x *run) commit(ctx context.Context) Result {
 	e := x.e
 	ctx, cancel := x.phase(ctx)
 	defer cancel()
+	if x.fenced() {
+		return x.abandon()
+	}
 	x.setState(ctx, StateCommitting, "")
 	cur, err := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec))
 	if err != nil {
@@ -495,6 +543,9 @@ func (x *run) commit(ctx context.Context) Result {
 			return x.rollbackErr(ctx, fmt.Errorf("%w: %s; not overwritten", ErrSecretChanged, why))
 		}
 		faultPoint("before-vault-write")
+		if x.fenced() {
+			return x.abandon()
+		}
 		x.wroteVault = true
 		werr := e.vault.Write(ctx, cur, x.r.New, e.cfg.Comment)
 		faultPoint("after-vault-write")
@@ -551,8 +602,14 @@ func (x *run) rollbackErr(ctx context.Context, cause error) Result {
 	e := x.e
 	ctx, cancel := x.phase(ctx)
 	defer cancel()
+	if x.fenced() {
+		return x.abandon()
+	}
 	x.setState(ctx, StateRollingBack, cause.Error())
 	hostsOK := x.revertAll(ctx)
+	if x.fenced() {
+		return x.abandon()
+	}
 	vaultOK := true
 	if x.wroteVault {
 		vaultOK = x.restoreVault(ctx)

@@ -15,18 +15,18 @@ import (
 
 type ctxJournal struct{ *memJournal }
 
-func (j ctxJournal) SetState(ctx context.Context, id int64, st rotation.State, errText string) error {
+func (j ctxJournal) SetState(ctx context.Context, id, gen int64, st rotation.State, errText string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return j.memJournal.SetState(ctx, id, st, errText)
+	return j.memJournal.SetState(ctx, id, gen, st, errText)
 }
 
-func (j ctxJournal) SetHost(ctx context.Context, id int64, h rotation.HostRecord) error {
+func (j ctxJournal) SetHost(ctx context.Context, id, gen int64, h rotation.HostRecord) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return j.memJournal.SetHost(ctx, id, h)
+	return j.memJournal.SetHost(ctx, id, gen, h)
 }
 
 type ctxHosts struct{ *fakeHosts }

@@ -2,18 +2,13 @@ package rotation
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rotord/rotord/rotation/secret"
@@ -59,7 +54,7 @@ type Config struct {
 	RetryBase      time.Duration // first backoff between such attempts (500ms)
 	HostsField     string        // default hosts field slug ("" leaves it to the vault)
 	Comment        string        // comment for restricted secrets ("rotord password rotation")
-	Holder         string        // lease holder name (host name, pid and a nonce)
+	Holder         string        // lease holder name, an instance id (DefaultHolder)
 	Reconcile      *Account      // optional privileged account for reverts and reconcile
 	Specs          []SecretSpec  // the configured secrets, for recovery of their settings
 	Now            func() time.Time
@@ -105,16 +100,6 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-}
-
-// DefaultHolder names this process as a lease holder: "host/pid/nonce".
-// Recovery uses the host and pid to take over the lease of a process on
-// the same machine that died.
-func DefaultHolder() string {
-	h, _ := os.Hostname()
-	var n [4]byte
-	_, _ = rand.Read(n[:])
-	return fmt.Sprintf("%s/%d/%s", h, os.Getpid(), hex.EncodeToString(n[:]))
 }
 
 // Engine runs rotations. It is safe for concurrent use; rotations of
@@ -350,20 +335,26 @@ func (e *Engine) readSecret(ctx context.Context, spec SecretSpec) (Secret, error
 	return s, nil
 }
 
+// hold is a secret's lease held by this engine.
+type hold struct {
+	gen     int64           // the lease's fencing generation
+	lost    <-chan struct{} // closed if the lease is lost while held
+	release func()          // stops the renewals and gives the lease up
+}
+
 // lease takes the secret's lease, taking over one left by a dead process
-// of this machine, and keeps it renewed until the returned release is
-// called. lost is closed if the lease is lost while held.
-func (e *Engine) lease(ctx context.Context, name string) (release func(), lost <-chan struct{}, err error) {
-	err = e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+// of this machine, and keeps it renewed until the hold is released.
+func (e *Engine) lease(ctx context.Context, name string) (*hold, error) {
+	gen, err := e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
 	var held *LeaseHeldError
 	if errors.As(err, &held) && holderDead(held.Holder) {
 		e.log.Info("taking over the lease of a dead process", "secret", name, "holder", held.Holder)
 		if err = e.leases.Release(ctx, name, held.Holder); err == nil {
-			err = e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+			gen, err = e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
 		}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	done := make(chan struct{})
 	lostc := make(chan struct{})
@@ -408,7 +399,7 @@ func (e *Engine) lease(ctx context.Context, name string) (release func(), lost <
 			}
 		}
 	}()
-	release = func() {
+	release := func() {
 		close(done)
 		wg.Wait()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -417,22 +408,7 @@ func (e *Engine) lease(ctx context.Context, name string) (release func(), lost <
 			e.log.Warn("lease release failed", "secret", name, "err", err)
 		}
 	}
-	return release, lostc, nil
-}
-
-// holderDead reports whether a lease holder named by DefaultHolder is a
-// process of this machine that no longer runs.
-func holderDead(holder string) bool {
-	parts := strings.Split(holder, "/")
-	if len(parts) != 3 {
-		return false
-	}
-	host, _ := os.Hostname()
-	pid, err := strconv.Atoi(parts[1])
-	if parts[0] != host || err != nil || pid <= 0 || pid == os.Getpid() {
-		return false
-	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return &hold{gen: gen, lost: lostc, release: release}, nil
 }
 
 func (e *Engine) audit(ctx context.Context, ev Event) {
@@ -445,8 +421,9 @@ func (e *Engine) audit(ctx context.Context, ev Event) {
 }
 
 // settle recovers or reconciles earlier rotations of the secret before a
-// new change starts, and refuses to start while one stays unresolved.
-func (e *Engine) settle(ctx context.Context, name, actor string) error {
+// new change starts, and refuses to start while one stays unresolved,
+// under the secret's lease l.
+func (e *Engine) settle(ctx context.Context, name, actor string, l *hold) error {
 	var pending []Rotation
 	unf, err := e.journal.Unfinished(ctx)
 	if err != nil {
@@ -457,12 +434,12 @@ func (e *Engine) settle(ctx context.Context, name, actor string) error {
 		return fmt.Errorf("read rotations needing reconcile: %w", err)
 	}
 	for _, r := range append(unf, nr...) {
-		if strings.EqualFold(r.Secret, name) {
+		if SecretKey(r.Secret) == SecretKey(name) {
 			pending = append(pending, r)
 		}
 	}
 	for _, r := range pending {
-		res := e.resume(ctx, r, actor)
+		res := e.resume(ctx, r, actor, l)
 		if res.State != StateCommitted && res.State != StateRolledBack {
 			return fmt.Errorf("%w: rotation %d is %s", ErrParked, r.ID, res.State)
 		}
@@ -474,14 +451,14 @@ func (e *Engine) settle(ctx context.Context, name, actor string) error {
 // secret and then in the vault, or no change at all.
 func (e *Engine) Rotate(ctx context.Context, spec SecretSpec, opts RotateOptions) Result {
 	res := Result{Secret: spec.Name, Kind: KindRotate}
-	release, lost, err := e.lease(ctx, spec.Name)
+	l, err := e.lease(ctx, spec.Name)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	defer release()
+	defer l.release()
 	if !opts.DryRun {
-		if err := e.settle(ctx, spec.Name, opts.Actor); err != nil {
+		if err := e.settle(ctx, spec.Name, opts.Actor, l); err != nil {
 			res.Err = err
 			return res
 		}
@@ -523,9 +500,9 @@ func (e *Engine) Rotate(ctx context.Context, spec SecretSpec, opts RotateOptions
 		res.Err = err
 		return res
 	}
-	out := e.change(ctx, startCtx, lost, changeReq{
+	out := e.change(ctx, startCtx, l.lost, changeReq{
 		kind: KindRotate, secret: s, spec: spec, newPw: newPw, fresh: gen,
-		lifelines: lifelines, actor: opts.Actor,
+		lifelines: lifelines, actor: opts.Actor, gen: l.gen,
 	})
 	out.Warnings = append(res.Warnings, out.Warnings...)
 	return out

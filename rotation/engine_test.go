@@ -251,7 +251,7 @@ func TestHumanEditIsNotOverwritten(t *testing.T) {
 
 func TestLeaseHeld(t *testing.T) {
 	f := newFixture(t, 1, nil)
-	if err := f.journal.Acquire(context.Background(), "prod-root", "other-host/1/x", time.Minute); err != nil {
+	if _, err := f.journal.Acquire(context.Background(), "prod-root", "other-host/1/x", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
@@ -364,7 +364,7 @@ func TestRecoverRollsForwardAndBack(t *testing.T) {
 				f.hosts.hosts[f.names[i]].password = c.onHosts[i]
 			}
 			id, _ := f.journal.Begin(ctx, r)
-			_ = f.journal.SetState(ctx, id, c.state, "")
+			_ = f.journal.SetState(ctx, id, 0, c.state, "")
 			f.vault.setPassword(f.id, c.vault)
 			out := f.engine.Recover(ctx, "test")
 			if len(out) != 1 || out[0].State != c.wantState {

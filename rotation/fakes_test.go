@@ -213,7 +213,8 @@ func (s *fakeSession) SetPassword(_ context.Context, user string, new secret.Val
 
 func (s *fakeSession) Close() error { s.closed = true; return nil }
 
-// memJournal is an in-memory Journal, Leases and ScheduleState.
+// memJournal is an in-memory Journal, Leases and ScheduleState, keyed by
+// rotation.SecretKey and fenced by lease generations like the store.
 type memJournal struct {
 	mu        sync.Mutex
 	rots      map[int64]*rotation.Rotation
@@ -228,6 +229,7 @@ type memJournal struct {
 type lease struct {
 	holder string
 	until  time.Time
+	gen    int64
 }
 
 func newMemJournal() *memJournal {
@@ -246,8 +248,12 @@ func (j *memJournal) Begin(_ context.Context, r rotation.Rotation) (int64, error
 	if j.failBegin != nil {
 		return 0, j.failBegin
 	}
+	if err := j.fence(r.Secret, r.Generation, r.Generation); err != nil {
+		return 0, err
+	}
 	j.next++
 	r.ID = j.next
+	r.Secret = rotation.SecretKey(r.Secret)
 	c := clone(&r)
 	j.rots[r.ID] = &c
 	return r.ID, nil
@@ -261,10 +267,53 @@ func (j *memJournal) get(id int64) (*rotation.Rotation, error) {
 	return r, nil
 }
 
-func (j *memJournal) SetNew(_ context.Context, id int64, pw secret.Value) error {
+// fence is the store's fencing rule: a writer of generation gen may write
+// a rotation of generation owner if they are equal and, when fenced, the
+// lease is still at that generation. The caller holds j.mu.
+func (j *memJournal) fence(name string, owner, gen int64) error {
+	if gen != owner || (gen != 0 && j.leases[rotation.SecretKey(name)].gen != gen) {
+		return fmt.Errorf("generation %d of %d: %w", gen, owner, rotation.ErrFenced)
+	}
+	return nil
+}
+
+// getFor returns rotation id for a write by lease generation gen.
+func (j *memJournal) getFor(id, gen int64) (*rotation.Rotation, error) {
+	r, err := j.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return r, j.fence(r.Secret, r.Generation, gen)
+}
+
+func (j *memJournal) Adopt(_ context.Context, id, gen int64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	r, err := j.get(id)
+	if err != nil {
+		return err
+	}
+	if err := j.fence(r.Secret, gen, gen); err != nil || gen == 0 {
+		return fmt.Errorf("adopt: %w", rotation.ErrFenced)
+	}
+	r.Generation = gen
+	return nil
+}
+
+// expireLeases lets every lease run out, as if its TTL had passed.
+func (j *memJournal) expireLeases() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for k, l := range j.leases {
+		l.until = time.Time{}
+		j.leases[k] = l
+	}
+}
+
+func (j *memJournal) SetNew(_ context.Context, id, gen int64, pw secret.Value) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	r, err := j.getFor(id, gen)
 	if err != nil {
 		return err
 	}
@@ -272,10 +321,10 @@ func (j *memJournal) SetNew(_ context.Context, id int64, pw secret.Value) error 
 	return nil
 }
 
-func (j *memJournal) SetState(_ context.Context, id int64, st rotation.State, errText string) error {
+func (j *memJournal) SetState(_ context.Context, id, gen int64, st rotation.State, errText string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	r, err := j.get(id)
+	r, err := j.getFor(id, gen)
 	if err != nil {
 		return err
 	}
@@ -283,10 +332,10 @@ func (j *memJournal) SetState(_ context.Context, id int64, st rotation.State, er
 	return nil
 }
 
-func (j *memJournal) SetHost(_ context.Context, id int64, h rotation.HostRecord) error {
+func (j *memJournal) SetHost(_ context.Context, id, gen int64, h rotation.HostRecord) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	r, err := j.get(id)
+	r, err := j.getFor(id, gen)
 	if err != nil {
 		return err
 	}
@@ -332,7 +381,7 @@ func (j *memJournal) NeedsReconcile(context.Context) ([]rotation.Rotation, error
 
 func (j *memJournal) LastCommitted(_ context.Context, name string, before int64) (rotation.Rotation, error) {
 	all := j.list(func(r *rotation.Rotation) bool {
-		return r.Secret == name && r.State == rotation.StateCommitted && (before == 0 || r.ID < before)
+		return r.Secret == rotation.SecretKey(name) && r.State == rotation.StateCommitted && (before == 0 || r.ID < before)
 	})
 	if len(all) == 0 {
 		return rotation.Rotation{}, rotation.ErrNotFound
@@ -341,7 +390,7 @@ func (j *memJournal) LastCommitted(_ context.Context, name string, before int64)
 }
 
 func (j *memJournal) History(_ context.Context, q rotation.HistoryQuery) ([]rotation.Rotation, error) {
-	all := j.list(func(r *rotation.Rotation) bool { return q.Secret == "" || r.Secret == q.Secret })
+	all := j.list(func(r *rotation.Rotation) bool { return q.Secret == "" || r.Secret == rotation.SecretKey(q.Secret) })
 	var out []rotation.Rotation
 	for i := len(all) - 1; i >= 0 && (q.Limit == 0 || len(out) < q.Limit); i-- {
 		r := all[i]
@@ -358,26 +407,42 @@ func (j *memJournal) Audit(_ context.Context, e rotation.Event) error {
 	return nil
 }
 
-func (j *memJournal) Acquire(_ context.Context, name, holder string, ttl time.Duration) error {
+func (j *memJournal) Acquire(_ context.Context, name, holder string, ttl time.Duration) (int64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	l, ok := j.leases[name]
-	if ok && l.holder != holder && time.Now().Before(l.until) {
-		return &rotation.LeaseHeldError{Secret: name, Holder: l.holder, Expires: l.until}
+	key := rotation.SecretKey(name)
+	l := j.leases[key]
+	if l.holder != "" && l.holder != holder && time.Now().Before(l.until) {
+		return 0, &rotation.LeaseHeldError{Secret: name, Holder: l.holder, Expires: l.until}
 	}
-	j.leases[name] = lease{holder: holder, until: time.Now().Add(ttl)}
-	return nil
+	if l.holder != holder {
+		l.gen++
+	}
+	l.holder, l.until = holder, time.Now().Add(ttl)
+	j.leases[key] = l
+	return l.gen, nil
 }
 
-func (j *memJournal) Renew(ctx context.Context, name, holder string, ttl time.Duration) error {
-	return j.Acquire(ctx, name, holder, ttl)
+func (j *memJournal) Renew(_ context.Context, name, holder string, ttl time.Duration) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	key := rotation.SecretKey(name)
+	l := j.leases[key]
+	if l.holder != holder {
+		return &rotation.LeaseHeldError{Secret: name, Holder: l.holder, Expires: l.until}
+	}
+	l.until = time.Now().Add(ttl)
+	j.leases[key] = l
+	return nil
 }
 
 func (j *memJournal) Release(_ context.Context, name, holder string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.leases[name].holder == holder {
-		delete(j.leases, name)
+	key := rotation.SecretKey(name)
+	if l := j.leases[key]; l.holder == holder {
+		l.holder, l.until = "", time.Time{}
+		j.leases[key] = l
 	}
 	return nil
 }
@@ -385,28 +450,28 @@ func (j *memJournal) Release(_ context.Context, name, holder string) error {
 func (j *memJournal) NextDue(_ context.Context, name string) (time.Time, bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	t, ok := j.due[name]
+	t, ok := j.due[rotation.SecretKey(name)]
 	return t, ok, nil
 }
 
 func (j *memJournal) SetNextDue(_ context.Context, name string, t time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.due[name] = t
+	j.due[rotation.SecretKey(name)] = t
 	return nil
 }
 
 func (j *memJournal) SecretID(_ context.Context, name string) (int, bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	id, ok := j.ids[name]
+	id, ok := j.ids[rotation.SecretKey(name)]
 	return id, ok, nil
 }
 
 func (j *memJournal) SetSecretID(_ context.Context, name string, id int) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.ids[name] = id
+	j.ids[rotation.SecretKey(name)] = id
 	return nil
 }
 

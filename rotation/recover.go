@@ -28,7 +28,7 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 		if ctx.Err() != nil {
 			break
 		}
-		release, _, err := e.lease(ctx, r.Secret)
+		l, err := e.lease(ctx, r.Secret)
 		if err != nil {
 			results = append(results, Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err})
 			continue
@@ -36,24 +36,30 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 		// Re-read: the lease holder before us may have finished it.
 		cur, err := e.journal.Get(ctx, r.ID)
 		if err == nil && (!cur.State.Terminal() || cur.State == StateNeedsReconcile) {
-			results = append(results, e.resume(ctx, cur, actor))
+			results = append(results, e.resume(ctx, cur, actor, l))
 		} else if err != nil {
 			results = append(results, Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err})
 		}
-		release()
+		l.release()
 	}
 	return results
 }
 
 // resume finishes or undoes journaled rotation r; the caller holds its
-// lease. Its Result.Err is nil when the rotation ends committed or cleanly
+// lease l, and r is adopted under l's generation first: the holder that
+// left r unfinished can write no more of it. Its Result.Err is nil when the rotation ends committed or cleanly
 // rolled back (the reason is then among the warnings). Every host is put in a known state: the new password everywhere
 // (roll forward) or the old one everywhere (roll back), and the vault ends
 // holding the password that works on every host.
-func (e *Engine) resume(ctx context.Context, r Rotation, actor string) Result {
+func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) Result {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SecretDeadline)
 	defer cancel()
-	x := &run{e: e, r: r, spec: e.specFor(r.Secret), actor: actor, lifelines: make([]HostSession, len(r.Hosts))}
+	if err := e.journal.Adopt(work, r.ID, l.gen); err != nil {
+		return Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: fmt.Errorf("adopt rotation %d: %w", r.ID, err)}
+	}
+	r.Generation = l.gen
+	r.Secret = e.specFor(r.Secret).Name // the journal keeps its key; report the configured name
+	x := &run{e: e, r: r, spec: e.specFor(r.Secret), actor: actor, lifelines: make([]HostSession, len(r.Hosts)), lost: l.lost}
 	defer closeAll(x.lifelines) // reverts open them
 	e.audit(ctx, Event{Secret: r.Secret, RotationID: r.ID, Actor: actor, Action: "recover", Detail: "found in state " + string(r.State)})
 	if r.State == StateNeedsReconcile {
@@ -141,6 +147,9 @@ func (x *run) reconcile(ctx context.Context) Result {
 
 func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) error {
 	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
+	if x.fenced() {
+		return ErrFenced
+	}
 	err := e.verify(ctx, h, user, target)
 	if err == nil {
 		return nil

@@ -13,13 +13,13 @@ import (
 // rollback, with the same all-or-nothing protocol as Rotate.
 func (e *Engine) Rollback(ctx context.Context, spec SecretSpec, toID int64, actor string) Result {
 	res := Result{Secret: spec.Name, Kind: KindRollback}
-	release, lost, err := e.lease(ctx, spec.Name)
+	l, err := e.lease(ctx, spec.Name)
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	defer release()
-	if err := e.settle(ctx, spec.Name, actor); err != nil {
+	defer l.release()
+	if err := e.settle(ctx, spec.Name, actor, l); err != nil {
 		res.Err = err
 		return res
 	}
@@ -47,9 +47,9 @@ func (e *Engine) Rollback(ctx context.Context, spec SecretSpec, toID int64, acto
 		e.audit(ctx, Event{Secret: spec.Name, Actor: actor, Action: "rollback", Detail: "pre-flight failed: " + err.Error()})
 		return res
 	}
-	return e.change(ctx, startCtx, lost, changeReq{
+	return e.change(ctx, startCtx, l.lost, changeReq{
 		kind: KindRollback, secret: s, spec: spec, newPw: target.Old,
-		lifelines: lifelines, actor: actor, rollbackOf: target.ID,
+		lifelines: lifelines, actor: actor, rollbackOf: target.ID, gen: l.gen,
 	})
 }
 

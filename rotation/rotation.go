@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rotord/rotord/rotation/secret"
@@ -296,10 +297,20 @@ type HostRecord struct {
 	Error    string // never holds a password
 }
 
+// SecretKey returns the canonical identity of the secret a configured name
+// denotes: the name in lower case. Secret names match without regard to
+// case everywhere (the vault resolves them so), so everything kept per
+// secret — its lease, due time, cached id, parking, history and audit
+// trail — is keyed by SecretKey(name), and "prod-root" and "PROD-ROOT" are
+// one secret with one lease. It is the name, not the vault's id, because
+// the lease is taken before the name is resolved. Journals apply it to
+// every secret name they are given; this is its one definition.
+func SecretKey(name string) string { return strings.ToLower(name) }
+
 // Rotation is one journaled rotation of one secret.
 type Rotation struct {
 	ID         int64
-	Secret     string // the configured name
+	Secret     string // the configured name (as journaled: its SecretKey)
 	SecretID   int
 	Username   string
 	Kind       Kind
@@ -308,6 +319,7 @@ type Rotation struct {
 	Hosts      []HostRecord
 	Error      string // why it did not commit; never holds a password
 	RollbackOf int64  // for KindRollback: the rotation whose old password is restored
+	Generation int64  // the lease generation that owns it (see Leases); 0: not fenced
 	Started    time.Time
 	Updated    time.Time
 }
@@ -332,18 +344,32 @@ type Event struct {
 // Journal records rotations durably. Every method that changes state
 // returns only after the change is on disk. Passwords are sealed at rest.
 // Implementations are safe for concurrent use by several processes.
+//
+// Writes of a rotation are fenced by the lease of its secret: a rotation
+// belongs to the lease generation recorded by Begin (or Adopt), and
+// SetNew, SetState and SetHost take the writer's generation gen and,
+// inside the same transaction as the write, refuse it with an error
+// satisfying errors.Is(err, ErrFenced) unless gen is both the rotation's
+// generation and the current generation of the secret's lease. A rotation
+// begun with Generation 0 (tools and tests that hold no lease) is written
+// with gen 0 until a holder adopts it.
 type Journal interface {
 	// Begin records r, with its sealed passwords and one record per host, in
-	// state pending and returns its id.
+	// state pending and returns its id. A non-zero r.Generation must be the
+	// current generation of the secret's lease (else ErrFenced).
 	Begin(ctx context.Context, r Rotation) (int64, error)
+	// Adopt makes rotation id belong to lease generation gen, which must be
+	// the current generation of its secret's lease (else ErrFenced): a new
+	// holder recovering the rotation fences off the one before it.
+	Adopt(ctx context.Context, id, gen int64) error
 	// SetNew replaces the new password of rotation id (a fresh one after a
 	// policy rejection).
-	SetNew(ctx context.Context, id int64, pw secret.Value) error
+	SetNew(ctx context.Context, id, gen int64, pw secret.Value) error
 	// SetState moves rotation id to st, recording errText ("" to clear).
-	SetState(ctx context.Context, id int64, st State, errText string) error
+	SetState(ctx context.Context, id, gen int64, st State, errText string) error
 	// SetHost records the state of one host of rotation id (matched by
 	// Host.String()).
-	SetHost(ctx context.Context, id int64, h HostRecord) error
+	SetHost(ctx context.Context, id, gen int64, h HostRecord) error
 	// Get returns rotation id with its passwords; ErrNotFound if none.
 	Get(ctx context.Context, id int64) (Rotation, error)
 	// Unfinished returns, oldest first, every rotation not in a terminal state.
@@ -360,19 +386,25 @@ type Journal interface {
 }
 
 // Leases guard a secret against two rotations at once, across processes
-// and machines sharing the journal.
+// and machines sharing the journal. Leases are keyed by SecretKey.
+//
+// Each lease carries a fencing generation: it grows every time the lease
+// passes to a holder that did not have it (also after a release), and
+// stays while the same holder re-acquires or renews it.
 type Leases interface {
-	// Acquire takes the lease on secretName for holder until ttl from now.
-	// It succeeds if the lease is free, expired, or already the holder's,
-	// and returns *LeaseHeldError otherwise.
-	Acquire(ctx context.Context, secretName, holder string, ttl time.Duration) error
+	// Acquire takes the lease on secretName for holder until ttl from now
+	// and returns its generation. It succeeds if the lease is free,
+	// expired, or already the holder's, and returns *LeaseHeldError
+	// otherwise.
+	Acquire(ctx context.Context, secretName, holder string, ttl time.Duration) (gen int64, err error)
 	// Renew extends a lease the holder has; *LeaseHeldError if it lost it.
 	Renew(ctx context.Context, secretName, holder string, ttl time.Duration) error
 	// Release gives the lease up; releasing a lease not held is no error.
 	Release(ctx context.Context, secretName, holder string) error
 }
 
-// ScheduleState keeps what the scheduler must remember across restarts.
+// ScheduleState keeps what the scheduler must remember across restarts,
+// keyed by SecretKey.
 type ScheduleState interface {
 	// NextDue returns when the secret's next scheduled rotation is due;
 	// ok is false if none was recorded.

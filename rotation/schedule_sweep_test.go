@@ -26,9 +26,9 @@ func TestSchedulerSweepFinishesOthersRotation(t *testing.T) {
 		f.hosts.hosts[n].password = newPw
 	}
 	id, _ := f.journal.Begin(ctx, r)
-	_ = f.journal.SetState(ctx, id, rotation.StateCommitting, "")
+	_ = f.journal.SetState(ctx, id, 0, rotation.StateCommitting, "")
 	// The other process still holds the lease, for an hour.
-	if err := f.journal.Acquire(ctx, "prod-root", "laptop/999/bbbb", time.Hour); err != nil {
+	if _, err := f.journal.Acquire(ctx, "prod-root", "laptop/999/bbbb", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 

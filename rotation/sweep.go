@@ -39,11 +39,11 @@ func (e *Engine) RecoverUnfinished(ctx context.Context, actor string, claim func
 
 // recoverOne takes r's lease and, if r is still unfinished, resumes it.
 func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string) []Result {
-	release, _, err := e.lease(ctx, r.Secret)
+	l, err := e.lease(ctx, r.Secret)
 	if err != nil {
 		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
 	}
-	defer release()
+	defer l.release()
 	// Re-read: the lease holder before us may have finished it.
 	cur, err := e.journal.Get(ctx, r.ID)
 	switch {
@@ -52,5 +52,5 @@ func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string) []Res
 	case cur.State.Terminal():
 		return nil
 	}
-	return []Result{e.resume(ctx, cur, actor)}
+	return []Result{e.resume(ctx, cur, actor, l)}
 }

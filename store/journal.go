@@ -30,6 +30,7 @@ type rotationRow struct {
 	State      string `gorm:"column:state"`
 	Error      string `gorm:"column:error"`
 	RollbackOf *int64 `gorm:"column:rollback_of"`
+	LeaseGen   int64  `gorm:"column:lease_gen"`
 	StartedNS  int64  `gorm:"column:started_at"`
 	ChangedNS  int64  `gorm:"column:updated_at"`
 }
@@ -96,6 +97,10 @@ func final(s rotation.State) bool {
 // Begin records r in state pending, with its passwords sealed and one
 // record per host (in state pending unless given), all in one transaction,
 // and returns its id. r.New must not be empty; r.State and r.ID are ignored.
+// The rotation is journaled under rotation.SecretKey(r.Secret) and belongs
+// to lease generation r.Generation, which must be the current generation
+// of the secret's lease (else an error satisfying rotation.ErrFenced); 0
+// begins a rotation that is not fenced.
 func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 	if err := validateBegin(r); err != nil {
 		return 0, fmt.Errorf("begin rotation of %q: %w", r.Secret, err)
@@ -109,16 +114,20 @@ func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 	if !r.Started.IsZero() {
 		started = r.Started.UnixNano()
 	}
+	key := rotation.SecretKey(r.Secret)
 	row := rotationRow{
-		Secret: r.Secret, SecretID: int64(r.SecretID), Username: r.Username,
+		Secret: key, SecretID: int64(r.SecretID), Username: r.Username,
 		Kind: string(r.Kind), State: string(rotation.StatePending), Error: r.Error,
-		StartedNS: started, ChangedNS: now,
+		LeaseGen: r.Generation, StartedNS: started, ChangedNS: now,
 	}
 	if r.RollbackOf != 0 {
 		row.RollbackOf = &r.RollbackOf
 	}
 	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec(`INSERT INTO secrets (name) VALUES (?) ON CONFLICT (name) DO NOTHING`, r.Secret).Error; err != nil {
+		if err := checkFence(tx, key, r.Generation, r.Generation); err != nil {
+			return err
+		}
+		if err := tx.Exec(`INSERT INTO secrets (name) VALUES (?) ON CONFLICT (name) DO NOTHING`, key).Error; err != nil {
 			return fmt.Errorf("record secret: %w", err)
 		}
 		if err := tx.Create(&row).Error; err != nil {
@@ -189,24 +198,69 @@ func validateBegin(r rotation.Rotation) error {
 	return nil
 }
 
-// lockRotation reads the state of rotation id inside tx; ErrNotFound if
-// there is none, ErrFinalState if it may no longer change.
-func lockRotation(tx *gorm.DB, id int64) (rotation.State, error) {
-	var st string
-	res := tx.Raw(`SELECT state FROM rotations WHERE id = ?`, id).Scan(&st)
+// lockRotation reads the state of rotation id inside tx for a write by
+// lease generation gen; ErrNotFound if there is none, an error satisfying
+// rotation.ErrFenced if gen may not write it (see checkFence).
+func lockRotation(tx *gorm.DB, id, gen int64) (rotation.State, error) {
+	var row struct {
+		State    string
+		Secret   string
+		LeaseGen int64
+	}
+	res := tx.Raw(`SELECT state, secret, lease_gen FROM rotations WHERE id = ?`, id).Scan(&row)
 	if res.Error != nil {
 		return "", fmt.Errorf("read rotation: %w", res.Error)
 	}
 	if res.RowsAffected == 0 {
 		return "", rotation.ErrNotFound
 	}
-	return rotation.State(st), nil
+	if err := checkFence(tx, row.Secret, row.LeaseGen, gen); err != nil {
+		return "", err
+	}
+	return rotation.State(row.State), nil
+}
+
+// Adopt makes rotation id belong to lease generation gen: a holder that
+// took the secret's lease over recovers the rotation, and from then on the
+// holder before it can write no more of it. gen must be the current
+// generation of the secret's lease, else the error satisfies
+// rotation.ErrFenced. It returns ErrNotFound if there is no such rotation
+// and ErrFinalState if it is committed or rolled back.
+func (db *DB) Adopt(ctx context.Context, id, gen int64) error {
+	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row struct {
+			State  string
+			Secret string
+		}
+		res := tx.Raw(`SELECT state, secret FROM rotations WHERE id = ?`, id).Scan(&row)
+		if res.Error != nil {
+			return fmt.Errorf("read rotation: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return rotation.ErrNotFound
+		}
+		if final(rotation.State(row.State)) {
+			return fmt.Errorf("%w (%s)", ErrFinalState, row.State)
+		}
+		if gen <= 0 {
+			return fmt.Errorf("lease generation %d: %w", gen, rotation.ErrFenced)
+		}
+		if err := checkFence(tx, row.Secret, gen, gen); err != nil {
+			return err
+		}
+		return tx.Exec(`UPDATE rotations SET lease_gen = ?, updated_at = ? WHERE id = ?`, gen, db.nowNS(), id).Error
+	})
+	if err != nil {
+		return fmt.Errorf("adopt rotation %d: %w", id, err)
+	}
+	return nil
 }
 
 // SetNew replaces the new password of rotation id with pw, sealed afresh.
-// It returns ErrNotFound if there is no such rotation and ErrFinalState if
-// the rotation is committed or rolled back.
-func (db *DB) SetNew(ctx context.Context, id int64, pw secret.Value) error {
+// It returns ErrNotFound if there is no such rotation, ErrFinalState if
+// the rotation is committed or rolled back, and an error satisfying
+// rotation.ErrFenced if lease generation gen may not write it.
+func (db *DB) SetNew(ctx context.Context, id, gen int64, pw secret.Value) error {
 	if pw.IsZero() {
 		return fmt.Errorf("set new password of rotation %d: empty password", id)
 	}
@@ -215,7 +269,7 @@ func (db *DB) SetNew(ctx context.Context, id int64, pw secret.Value) error {
 		return fmt.Errorf("set new password of rotation %d: %w", id, err)
 	}
 	err = db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		st, err := lockRotation(tx, id)
+		st, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
 		}
@@ -238,13 +292,14 @@ func (db *DB) SetNew(ctx context.Context, id int64, pw secret.Value) error {
 // Setting the state a rotation already has is allowed (and updates the
 // error text). A committed or rolled-back rotation is final: moving it to
 // another state returns ErrFinalState. Committing a rotation records it as
-// its secret's last rotation.
-func (db *DB) SetState(ctx context.Context, id int64, st rotation.State, errText string) error {
+// its secret's last rotation. A write lease generation gen may not make
+// returns an error satisfying rotation.ErrFenced.
+func (db *DB) SetState(ctx context.Context, id, gen int64, st rotation.State, errText string) error {
 	if !slices.Contains(validStates, st) {
 		return fmt.Errorf("set state of rotation %d: unknown state %q", id, st)
 	}
 	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		cur, err := lockRotation(tx, id)
+		cur, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
 		}
@@ -273,13 +328,15 @@ func (db *DB) SetState(ctx context.Context, id int64, st rotation.State, errText
 
 // SetHost records the state, attempts and error of one host of rotation id,
 // matched by h.Host.String(). It returns ErrNotFound if the rotation has no
-// such host and ErrFinalState if the rotation is committed or rolled back.
-func (db *DB) SetHost(ctx context.Context, id int64, h rotation.HostRecord) error {
+// such host, ErrFinalState if the rotation is committed or rolled back, and
+// an error satisfying rotation.ErrFenced if lease generation gen may not
+// write it.
+func (db *DB) SetHost(ctx context.Context, id, gen int64, h rotation.HostRecord) error {
 	if !slices.Contains(validHostStates, h.State) {
 		return fmt.Errorf("set host %s of rotation %d: unknown state %q", h.Host, id, h.State)
 	}
 	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		st, err := lockRotation(tx, id)
+		st, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
 		}
@@ -345,7 +402,7 @@ func (db *DB) LastCommitted(ctx context.Context, secretName string, beforeID int
 		beforeID = 1<<63 - 1
 	}
 	rs, err := db.loadFull(ctx, `secret = ? AND id < ? AND state = 'committed' ORDER BY id DESC LIMIT 1`,
-		secretName, beforeID)
+		rotation.SecretKey(secretName), beforeID)
 	if err != nil {
 		return rotation.Rotation{}, fmt.Errorf("last committed rotation of %q: %w", secretName, err)
 	}
@@ -450,7 +507,7 @@ func (row rotationRow) toRotation(hosts []rotation.HostRecord) rotation.Rotation
 	r := rotation.Rotation{
 		ID: row.ID, Secret: row.Secret, SecretID: int(row.SecretID), Username: row.Username,
 		Kind: rotation.Kind(row.Kind), State: rotation.State(row.State), Hosts: hosts, Error: row.Error,
-		Started: fromNS(row.StartedNS), Updated: fromNS(row.ChangedNS),
+		Generation: row.LeaseGen, Started: fromNS(row.StartedNS), Updated: fromNS(row.ChangedNS),
 	}
 	if row.RollbackOf != nil {
 		r.RollbackOf = *row.RollbackOf
@@ -482,7 +539,7 @@ func (db *DB) History(ctx context.Context, q rotation.HistoryQuery) ([]rotation.
 	var args []any
 	if q.Secret != "" {
 		where = append(where, "secret = ?")
-		args = append(args, q.Secret)
+		args = append(args, rotation.SecretKey(q.Secret))
 	}
 	where = append(where, "id < ?")
 	args = append(args, before, limit)
@@ -517,7 +574,7 @@ func (db *DB) Audit(ctx context.Context, e rotation.Event) error {
 	if at.IsZero() {
 		at = db.now()
 	}
-	row := auditRow{AtNS: at.UnixNano(), Secret: e.Secret, Actor: e.Actor, Action: e.Action, Detail: e.Detail}
+	row := auditRow{AtNS: at.UnixNano(), Secret: rotation.SecretKey(e.Secret), Actor: e.Actor, Action: e.Action, Detail: e.Detail}
 	if e.RotationID != 0 {
 		row.RotationID = &e.RotationID
 	}
@@ -553,7 +610,7 @@ func (db *DB) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEvent, error) 
 	}
 	g := db.gdb.WithContext(ctx).Where("id < ?", before)
 	if q.Secret != "" {
-		g = g.Where("secret = ?", q.Secret)
+		g = g.Where("secret = ?", rotation.SecretKey(q.Secret))
 	}
 	var rows []auditRow
 	if err := g.Order("id DESC").Limit(limit).Find(&rows).Error; err != nil {

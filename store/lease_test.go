@@ -20,13 +20,13 @@ func TestLeases(t *testing.T) {
 		var held *rotation.LeaseHeldError
 		return errors.As(err, &held) && held.Holder == holder && held.Secret == name
 	}
-	if err := db.Acquire(ctx, name, "a", ttl); err != nil {
+	if _, err := db.Acquire(ctx, name, "a", ttl); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Acquire(ctx, name, "a", ttl); err != nil {
+	if _, err := db.Acquire(ctx, name, "a", ttl); err != nil {
 		t.Errorf("re-acquire by the holder: %v", err)
 	}
-	err := db.Acquire(ctx, name, "b", ttl)
+	_, err := db.Acquire(ctx, name, "b", ttl)
 	if !heldBy(err, "a") {
 		t.Fatalf("Acquire by b: %v, want held by a", err)
 	}
@@ -35,7 +35,7 @@ func TestLeases(t *testing.T) {
 	if !held.Expires.Equal(clk.Now().Add(ttl)) {
 		t.Errorf("expires %v, want %v", held.Expires, clk.Now().Add(ttl))
 	}
-	if err := db.Acquire(ctx, "other", "b", ttl); err != nil {
+	if _, err := db.Acquire(ctx, "other", "b", ttl); err != nil {
 		t.Errorf("another secret's lease: %v", err)
 	}
 
@@ -45,7 +45,7 @@ func TestLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(ttl - time.Second)
-	if err := db.Acquire(ctx, name, "b", ttl); !heldBy(err, "a") {
+	if _, err := db.Acquire(ctx, name, "b", ttl); !heldBy(err, "a") {
 		t.Errorf("Acquire after renewal: %v, want held by a", err)
 	}
 	if err := db.Renew(ctx, name, "b", ttl); !heldBy(err, "a") {
@@ -54,7 +54,7 @@ func TestLeases(t *testing.T) {
 
 	// Expired: taken over; the old holder cannot renew it.
 	clk.Add(time.Second)
-	if err := db.Acquire(ctx, name, "b", ttl); err != nil {
+	if _, err := db.Acquire(ctx, name, "b", ttl); err != nil {
 		t.Fatalf("take over an expired lease: %v", err)
 	}
 	if err := db.Renew(ctx, name, "a", ttl); !heldBy(err, "b") {
@@ -63,7 +63,7 @@ func TestLeases(t *testing.T) {
 	if err := db.Release(ctx, name, "a"); err != nil {
 		t.Errorf("Release of a lease not held: %v", err)
 	}
-	if err := db.Acquire(ctx, name, "a", ttl); !heldBy(err, "b") {
+	if _, err := db.Acquire(ctx, name, "a", ttl); !heldBy(err, "b") {
 		t.Errorf("a's release freed b's lease: %v", err)
 	}
 	if err := db.Release(ctx, name, "b"); err != nil {
@@ -72,14 +72,14 @@ func TestLeases(t *testing.T) {
 	if err := db.Renew(ctx, name, "b", ttl); !heldBy(err, "") {
 		t.Errorf("Renew after release: %v, want a LeaseHeldError", err)
 	}
-	if err := db.Acquire(ctx, name, "a", ttl); err != nil {
+	if _, err := db.Acquire(ctx, name, "a", ttl); err != nil {
 		t.Errorf("Acquire after release: %v", err)
 	}
 	for _, bad := range []struct {
 		name, holder string
 		ttl          time.Duration
 	}{{"", "a", ttl}, {name, "", ttl}, {name, "a", 0}} {
-		if err := db.Acquire(ctx, bad.name, bad.holder, bad.ttl); err == nil {
+		if _, err := db.Acquire(ctx, bad.name, bad.holder, bad.ttl); err == nil {
 			t.Errorf("Acquire(%q, %q, %s) accepted", bad.name, bad.holder, bad.ttl)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/store"
@@ -37,14 +38,33 @@ func TestMigrateFresh(t *testing.T) {
 }
 
 // TestMigrateUpgrade builds a database at every earlier schema version,
-// writes a rotation with what that version has, then opens it with the
-// current binary and reads everything back.
+// writes what that version has (with rows as older rotords wrote them:
+// one secret under several spellings of its name), then opens it with the
+// current binary and finds everything under any spelling.
 func TestMigrateUpgrade(t *testing.T) {
 	ctx := context.Background()
 	key := mustKey(t)
+	due := time.Date(2026, 4, 5, 0, 0, 0, 0, time.UTC)
 	for v := int64(1); v < store.LatestSchemaVersion(); v++ {
 		t.Run(fmt.Sprintf("From%d", v), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "rotord.db")
+			dir := t.TempDir()
+			// The rotation and its sealed passwords, as the current code
+			// writes them, to copy into the old schema.
+			scratch, err := store.Open(ctx, filepath.Join(dir, "scratch.db"), store.NewKeyring(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := sampleRotation("Web")
+			id, err := scratch.Begin(ctx, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := scratch.SetState(ctx, id, 0, rotation.StateCommitted, ""); err != nil {
+				t.Fatal(err)
+			}
+			_ = scratch.Close()
+
+			path := filepath.Join(dir, "rotord.db")
 			old, err := store.OpenAt(ctx, path, store.NewKeyring(key), v)
 			if err != nil {
 				t.Fatal(err)
@@ -52,20 +72,27 @@ func TestMigrateUpgrade(t *testing.T) {
 			if got, err := old.SchemaVersion(ctx); err != nil || got != v {
 				t.Fatalf("schema version %d, %v; want %d", got, err, v)
 			}
-			r := sampleRotation("web")
-			id, err := old.Begin(ctx, r)
-			if err != nil {
-				t.Fatal(err)
+			_ = old.Close()
+			raw := rawSQL(t, path)
+			stmts := []string{
+				`ATTACH DATABASE '` + filepath.Join(dir, "scratch.db") + `' AS s`,
+				fmt.Sprintf(`INSERT INTO secrets (name, vault_id, next_due, last_rotation_id, last_rotated_at)
+					VALUES ('Web', NULL, %d, %d, 1), ('WEB', 77, NULL, NULL, NULL)`, due.UnixNano(), id),
+				`INSERT INTO rotations (id, secret, secret_id, username, kind, state, error, rollback_of, started_at, updated_at)
+					SELECT id, 'Web', secret_id, username, kind, state, error, rollback_of, started_at, updated_at FROM s.rotations`,
+				`INSERT INTO rotation_hosts SELECT * FROM s.rotation_hosts`,
+				`INSERT INTO sealed_passwords SELECT * FROM s.sealed_passwords`,
+				`INSERT INTO leases (secret, holder, acquired_at, expires_at) VALUES ('Web', 'gone', 1, 2), ('WEB', 'gone', 1, 3)`,
 			}
-			if err := old.SetState(ctx, id, rotation.StateCommitted, ""); err != nil {
-				t.Fatal(err)
+			if v >= 2 {
+				stmts = append(stmts, `INSERT INTO audit_events (at, secret, actor, action) VALUES (1, 'WEB', 'test', 'rotate')`)
 			}
-			if err := old.SetSecretID(ctx, "web", 77); err != nil {
-				t.Fatal(err)
+			for _, q := range stmts {
+				if _, err := raw.Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
 			}
-			if err := old.Close(); err != nil {
-				t.Fatal(err)
-			}
+			_ = raw.Close()
 
 			db, err := store.Open(ctx, path, store.NewKeyring(key))
 			if err != nil {
@@ -79,15 +106,35 @@ func TestMigrateUpgrade(t *testing.T) {
 			if err != nil || got.ID != id || !got.Old.Equal(r.Old) || !got.New.Equal(r.New) || len(got.Hosts) != 3 {
 				t.Errorf("rotation after upgrade: %+v, %v", got, err)
 			}
-			if vid, ok, err := db.SecretID(ctx, "web"); err != nil || !ok || vid != 77 {
+			if vid, ok, err := db.SecretID(ctx, "wEb"); err != nil || !ok || vid != 77 {
 				t.Errorf("secret id after upgrade: %d %v %v", vid, ok, err)
 			}
-			hist, err := db.History(ctx, rotation.HistoryQuery{Secret: "web"})
+			if at, ok, err := db.NextDue(ctx, "WEB"); err != nil || !ok || !at.Equal(due) {
+				t.Errorf("next due after upgrade: %v %v %v, want %v", at, ok, err, due)
+			}
+			hist, err := db.History(ctx, rotation.HistoryQuery{Secret: "WEB"})
 			if err != nil || len(hist) != 1 {
 				t.Errorf("history after upgrade: %v, %v", hist, err)
 			}
+			if v >= 2 {
+				if ev, err := db.AuditLog(ctx, store.AuditQuery{Secret: "Web"}); err != nil || len(ev) != 1 {
+					t.Errorf("audit log after upgrade: %v, %v", ev, err)
+				}
+			}
 			if err := db.Audit(ctx, rotation.Event{Secret: "web", Actor: "test", Action: "migrate"}); err != nil {
 				t.Errorf("audit after upgrade: %v", err)
+			}
+			// One lease for the secret, free (both old ones expired).
+			if _, err := db.Acquire(ctx, "web", "new", time.Minute); err != nil {
+				t.Errorf("acquire after upgrade: %v", err)
+			}
+			if _, err := db.Acquire(ctx, "Web", "other", time.Minute); err == nil {
+				t.Errorf("a second holder got the lease under another spelling")
+			}
+			var rows int
+			check := rawSQL(t, path)
+			if err := check.QueryRow(`SELECT (SELECT count(*) FROM secrets) + (SELECT count(*) FROM leases)`).Scan(&rows); err != nil || rows != 2 {
+				t.Errorf("secrets and leases rows after upgrade: %d, %v; want one of each", rows, err)
 			}
 		})
 	}

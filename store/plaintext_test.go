@@ -30,10 +30,10 @@ func TestNoPlaintextOnDisk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetNew(ctx, id, pw("fresh", i)); err != nil {
+		if err := db.SetNew(ctx, id, 0, pw("fresh", i)); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetState(ctx, id, rotation.StateCommitted, ""); err != nil {
+		if err := db.SetState(ctx, id, 0, rotation.StateCommitted, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -76,7 +76,7 @@ func runHelper(mode string) error {
 		if err != nil || line != "go\n" {
 			return fmt.Errorf("waiting for go: %q, %v", line, err)
 		}
-		err = db.Acquire(ctx, "prod-web-root", os.Getenv(helperHolder), time.Hour)
+		_, err = db.Acquire(ctx, "prod-web-root", os.Getenv(helperHolder), time.Hour)
 		var held *rotation.LeaseHeldError
 		switch {
 		case err == nil:
@@ -113,17 +113,17 @@ func writeJournal(ctx context.Context, db *store.DB, round string, out io.Writer
 			return err
 		}
 		steps := []func() error{
-			func() error { return db.SetState(ctx, id, rotation.StateHostsChanging, "") },
-			func() error { return db.SetNew(ctx, id, fresh) },
+			func() error { return db.SetState(ctx, id, 0, rotation.StateHostsChanging, "") },
+			func() error { return db.SetNew(ctx, id, 0, fresh) },
 		}
 		for _, h := range hosts {
 			h.State = rotation.HostChanged
 			h.Attempts = 1
-			steps = append(steps, func() error { return db.SetHost(ctx, id, h) })
+			steps = append(steps, func() error { return db.SetHost(ctx, id, 0, h) })
 		}
 		steps = append(steps,
-			func() error { return db.SetState(ctx, id, rotation.StateCommitting, "") },
-			func() error { return db.SetState(ctx, id, rotation.StateCommitted, "") },
+			func() error { return db.SetState(ctx, id, 0, rotation.StateCommitting, "") },
+			func() error { return db.SetState(ctx, id, 0, rotation.StateCommitted, "") },
 			func() error {
 				return db.Audit(ctx, rotation.Event{Secret: "prod-web-root", RotationID: id, Actor: "test", Action: "rotate"})
 			},
@@ -383,7 +383,7 @@ func TestLeaseContention(t *testing.T) {
 	}
 	defer db.Close()
 	var held *rotation.LeaseHeldError
-	if err := db.Acquire(ctx, "prod-web-root", winners[0], time.Minute); !errors.As(err, &held) || held.Holder != "late" {
+	if _, err := db.Acquire(ctx, "prod-web-root", winners[0], time.Minute); !errors.As(err, &held) || held.Holder != "late" {
 		t.Errorf("first winner after takeover: %v, want held by late", err)
 	}
 }

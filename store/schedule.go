@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/rotord/rotord/rotation"
 )
 
 // NextDue returns when the secret's next scheduled rotation is due; ok is
-// false if none was recorded.
+// false if none was recorded. Like every per-secret method of the store, it
+// keys the secret by rotation.SecretKey(secretName).
 func (db *DB) NextDue(ctx context.Context, secretName string) (time.Time, bool, error) {
 	v, ok, err := db.secretColumn(ctx, "next_due", secretName)
 	if err != nil || !ok {
@@ -23,7 +26,7 @@ func (db *DB) SetNextDue(ctx context.Context, secretName string, t time.Time) er
 		return errors.New("set next due time: empty secret name")
 	}
 	if err := db.gdb.WithContext(ctx).Exec(`INSERT INTO secrets (name, next_due) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET next_due = excluded.next_due`, secretName, t.UnixNano()).Error; err != nil {
+		ON CONFLICT (name) DO UPDATE SET next_due = excluded.next_due`, rotation.SecretKey(secretName), t.UnixNano()).Error; err != nil {
 		return fmt.Errorf("set next due time of %q: %w", secretName, err)
 	}
 	return nil
@@ -42,7 +45,7 @@ func (db *DB) SetSecretID(ctx context.Context, secretName string, id int) error 
 		return errors.New("set secret id: empty secret name")
 	}
 	if err := db.gdb.WithContext(ctx).Exec(`INSERT INTO secrets (name, vault_id) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET vault_id = excluded.vault_id`, secretName, id).Error; err != nil {
+		ON CONFLICT (name) DO UPDATE SET vault_id = excluded.vault_id`, rotation.SecretKey(secretName), id).Error; err != nil {
 		return fmt.Errorf("set secret id of %q: %w", secretName, err)
 	}
 	return nil
@@ -52,7 +55,7 @@ func (db *DB) SetSecretID(ctx context.Context, secretName string, id int) error 
 // column is one of the constant names above, never user input.
 func (db *DB) secretColumn(ctx context.Context, column, secretName string) (int64, bool, error) {
 	var v *int64
-	res := db.gdb.WithContext(ctx).Raw(`SELECT `+column+` FROM secrets WHERE name = ?`, secretName).Scan(&v)
+	res := db.gdb.WithContext(ctx).Raw(`SELECT `+column+` FROM secrets WHERE name = ?`, rotation.SecretKey(secretName)).Scan(&v)
 	if res.Error != nil {
 		return 0, false, fmt.Errorf("read %s of %q: %w", column, secretName, res.Error)
 	}

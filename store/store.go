@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
 	"github.com/pressly/goose/v3"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -46,6 +47,17 @@ var (
 // migrated by a newer rotord than this one. The database is left untouched;
 // run the newer rotord, or restore a backup.
 var ErrSchemaTooNew = errors.New("database schema is newer than this rotord; upgrade rotord")
+
+// driverName is SQLite with rotord's functions registered on every
+// connection: rotord_secret_key(name) is rotation.SecretKey, so that SQL
+// (the migrations) keys secrets exactly as the Go code does.
+const driverName = "sqlite3_rotord"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		return c.RegisterFunc("rotord_secret_key", rotation.SecretKey, true)
+	}})
+}
 
 // busyTimeout is how long a statement waits for another connection or
 // process holding the write lock.
@@ -147,7 +159,7 @@ func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, 
 	// upgrade; the busy timeout makes them queue instead of failing.
 	dsn := path + "?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=on&_txlock=immediate" +
 		fmt.Sprintf("&_busy_timeout=%d", busyTimeout.Milliseconds())
-	gdb, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
+	gdb, err := gorm.Open(sqlite.New(sqlite.Config{DriverName: driverName, DSN: dsn}), &gorm.Config{
 		Logger:                 logger.Discard, // statements carry sealed values; never log them
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return o.now().UTC() },

@@ -148,19 +148,19 @@ func TestJournal(t *testing.T) {
 	}
 
 	clk.Add(time.Minute)
-	if err := db.SetState(ctx, id, rotation.StateHostsChanging, ""); err != nil {
+	if err := db.SetState(ctx, id, 0, rotation.StateHostsChanging, ""); err != nil {
 		t.Fatal(err)
 	}
 	h := rotation.HostRecord{Host: rotation.Host{Name: "web02", Port: 2222}, State: rotation.HostChanged, Attempts: 2, Error: "retried"}
-	if err := db.SetHost(ctx, id, h); err != nil {
+	if err := db.SetHost(ctx, id, 0, h); err != nil {
 		t.Fatal(err)
 	}
-	err = db.SetHost(ctx, id, rotation.HostRecord{Host: rotation.Host{Name: "web09"}, State: rotation.HostChanged})
+	err = db.SetHost(ctx, id, 0, rotation.HostRecord{Host: rotation.Host{Name: "web09"}, State: rotation.HostChanged})
 	if !errors.Is(err, rotation.ErrNotFound) {
 		t.Errorf("SetHost of an unknown host: %v, want ErrNotFound", err)
 	}
 	fresh := secret.New("fresh-Pa55word#")
-	if err := db.SetNew(ctx, id, fresh); err != nil {
+	if err := db.SetNew(ctx, id, 0, fresh); err != nil {
 		t.Fatal(err)
 	}
 	unfinished, err := db.Unfinished(ctx)
@@ -180,7 +180,7 @@ func TestJournal(t *testing.T) {
 	if _, err := db.LastCommitted(ctx, r.Secret, 0); !errors.Is(err, rotation.ErrNotFound) {
 		t.Errorf("LastCommitted before commit: %v, want ErrNotFound", err)
 	}
-	if err := db.SetState(ctx, id, rotation.StateCommitted, ""); err != nil {
+	if err := db.SetState(ctx, id, 0, rotation.StateCommitted, ""); err != nil {
 		t.Fatal(err)
 	}
 	last, err := db.LastCommitted(ctx, r.Secret, 0)
@@ -198,16 +198,16 @@ func TestJournal(t *testing.T) {
 	}
 
 	t.Run("ErrFinalState", func(t *testing.T) {
-		if err := db.SetState(ctx, id, rotation.StateRollingBack, ""); !errors.Is(err, store.ErrFinalState) {
+		if err := db.SetState(ctx, id, 0, rotation.StateRollingBack, ""); !errors.Is(err, store.ErrFinalState) {
 			t.Errorf("SetState out of committed: %v", err)
 		}
-		if err := db.SetNew(ctx, id, secret.New("x")); !errors.Is(err, store.ErrFinalState) {
+		if err := db.SetNew(ctx, id, 0, secret.New("x")); !errors.Is(err, store.ErrFinalState) {
 			t.Errorf("SetNew on committed: %v", err)
 		}
-		if err := db.SetHost(ctx, id, h); !errors.Is(err, store.ErrFinalState) {
+		if err := db.SetHost(ctx, id, 0, h); !errors.Is(err, store.ErrFinalState) {
 			t.Errorf("SetHost on committed: %v", err)
 		}
-		if err := db.SetState(ctx, id, rotation.StateCommitted, ""); err != nil {
+		if err := db.SetState(ctx, id, 0, rotation.StateCommitted, ""); err != nil {
 			t.Errorf("repeated commit: %v", err)
 		}
 		got, err := db.Get(ctx, id)
@@ -220,10 +220,10 @@ func TestJournal(t *testing.T) {
 		if _, err := db.Get(ctx, 999); !errors.Is(err, rotation.ErrNotFound) {
 			t.Errorf("Get: %v", err)
 		}
-		if err := db.SetState(ctx, 999, rotation.StateCommitted, ""); !errors.Is(err, rotation.ErrNotFound) {
+		if err := db.SetState(ctx, 999, 0, rotation.StateCommitted, ""); !errors.Is(err, rotation.ErrNotFound) {
 			t.Errorf("SetState: %v", err)
 		}
-		if err := db.SetNew(ctx, 999, secret.New("x")); !errors.Is(err, rotation.ErrNotFound) {
+		if err := db.SetNew(ctx, 999, 0, secret.New("x")); !errors.Is(err, rotation.ErrNotFound) {
 			t.Errorf("SetNew: %v", err)
 		}
 	})
@@ -236,7 +236,7 @@ func TestJournal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.SetState(ctx, id2, rotation.StateNeedsReconcile, "web01 unreachable"); err != nil {
+		if err := db.SetState(ctx, id2, 0, rotation.StateNeedsReconcile, "web01 unreachable"); err != nil {
 			t.Fatal(err)
 		}
 		nr, err := db.NeedsReconcile(ctx)
@@ -263,7 +263,7 @@ func TestJournal(t *testing.T) {
 				t.Errorf("%s: accepted", name)
 			}
 		}
-		if err := db.SetState(ctx, id, "bogus", ""); err == nil {
+		if err := db.SetState(ctx, id, 0, "bogus", ""); err == nil {
 			t.Error("unknown state accepted")
 		}
 		hs, err := db.History(ctx, rotation.HistoryQuery{Secret: "bad"})
