@@ -246,6 +246,7 @@ func TestWrongKey(t *testing.T) {
 	if !got.New.IsZero() || !got.Old.IsZero() {
 		t.Error("passwords returned with an error")
 	}
+	_ = db2.Close() // Rekey needs the database alone
 	if _, err := db3.Rekey(ctx, mustKey(t)); !errors.Is(err, store.ErrUnseal) {
 		t.Errorf("Rekey with another key: %v, want ErrUnseal", err)
 	}

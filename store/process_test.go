@@ -87,6 +87,16 @@ func runHelper(mode string) error {
 			return err
 		}
 		return nil
+	case "hold":
+		// A rotord (the daemon, or a command) with the journal open.
+		db, err := store.Open(ctx, os.Getenv(helperDB), nil)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		fmt.Println("ready")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		return nil
 	}
 	return fmt.Errorf("unknown helper %q", mode)
 }
@@ -385,5 +395,79 @@ func TestLeaseContention(t *testing.T) {
 	var held *rotation.LeaseHeldError
 	if _, err := db.Acquire(ctx, "prod-web-root", winners[0], time.Minute); !errors.As(err, &held) || held.Holder != "late" {
 		t.Errorf("first winner after takeover: %v, want held by late", err)
+	}
+}
+
+// TestRekeyRefusedWhileInUse: rekey while another process (a running
+// daemon) has the journal open is refused and re-seals nothing — else the
+// other process would go on sealing with the old key; once it has stopped,
+// rekey works.
+func TestRekeyRefusedWhileInUse(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path, keyPath := filepath.Join(dir, "rotord.db"), filepath.Join(dir, "key")
+	if err := store.WriteNewKey(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, err := store.LoadKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, path, store.NewKeyring(oldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Begin(ctx, sampleRotation("web")); err != nil {
+		t.Fatal(err)
+	}
+
+	daemon := helperCommand(ctx, t, helperEnv+"=hold", helperDB+"="+path)
+	stdin, err := daemon.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := daemon.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("daemon said %q, %v", line, err)
+	}
+	newKey := mustKey(t)
+	_, err = db.Rekey(ctx, newKey)
+	if !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "rotord run") {
+		t.Errorf("Rekey while the daemon runs: %v, want ErrInUse naming the daemon", err)
+	}
+	keyIDs := func() []string {
+		var ids []string
+		rows, err := rawSQL(t, path).Query(`SELECT DISTINCT key_id FROM sealed_passwords`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var s string
+			_ = rows.Scan(&s)
+			ids = append(ids, s)
+		}
+		return ids
+	}
+	if ids := keyIDs(); len(ids) != 1 || ids[0] != oldKey.ID() {
+		t.Errorf("key ids after a refused rekey: %v, want only the old key %s", ids, oldKey.ID())
+	}
+
+	_ = stdin.Close()
+	if err := daemon.Wait(); err != nil {
+		t.Fatalf("daemon: %v", err)
+	}
+	if n, err := db.Rekey(ctx, newKey); err != nil || n != 2 {
+		t.Fatalf("Rekey after the daemon stopped: %d, %v", n, err)
+	}
+	if ids := keyIDs(); len(ids) != 1 || ids[0] != newKey.ID() {
+		t.Errorf("key ids after rekey: %v, want only the new key %s", ids, newKey.ID())
 	}
 }

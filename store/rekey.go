@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"syscall"
 
 	"gorm.io/gorm"
 )
@@ -17,8 +19,11 @@ const rekeyBatch = 500
 // Rekey is harmless. If any value cannot be unsealed nothing changes and
 // the error satisfies errors.Is(err, ErrUnseal).
 //
-// Rekey holds the database's write lock until it is done: run it while no
-// rotation is under way. Once it returns, the old key file may be retired.
+// Rekey needs the database alone: while another process has it open (the
+// daemon, or a command such as rotate) it returns an error satisfying
+// errors.Is(err, ErrInUse) and changes nothing, and while it runs other
+// processes wait to open it. Once it returns, the old key file may be
+// retired.
 func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	if newKey.IsZero() {
 		return 0, fmt.Errorf("rekey: %w", ErrNoKey)
@@ -27,6 +32,13 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	if keys == nil || keys.current.IsZero() {
 		return 0, fmt.Errorf("rekey: %w", ErrNoKey)
 	}
+	if err := syscall.Flock(int(db.use.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			err = ErrInUse
+		}
+		return 0, fmt.Errorf("rekey %s: %w", db.path, err)
+	}
+	defer func() { _ = syscall.Flock(int(db.use.Fd()), syscall.LOCK_SH) }()
 	target := NewKeyring(newKey)
 	n := 0
 	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {

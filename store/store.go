@@ -63,10 +63,15 @@ func init() {
 // process holding the write lock.
 const busyTimeout = 10 * time.Second
 
+// ErrInUse is returned by Rekey when another process has the database open
+// (the daemon, or a command such as rotate): it needs the database alone.
+var ErrInUse = errors.New("the journal is in use by another rotord process (`rotord run` or a command): stop the daemon and wait for running commands first")
+
 // DB is an open journal database.
 type DB struct {
 	gdb  *gorm.DB
 	sql  *sql.DB
+	use  *os.File // shared flock on path+".lock" while open; Rekey takes it exclusive
 	path string
 	keys atomic.Pointer[Keyring] // replaced by Rekey
 	now  func() time.Time
@@ -154,6 +159,17 @@ func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, 
 	} else if !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
+	// Every process holds a shared lock on the database while it has it
+	// open; Rekey needs it alone (an exclusive lock), so that no process
+	// keeps sealing with the old key after a rekey.
+	use, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database lock: %w", err)
+	}
+	if err := flockWait(ctx, use, syscall.LOCK_SH); err != nil {
+		_ = use.Close()
+		return nil, fmt.Errorf("open database %s: a rekey is running: %w", path, err)
+	}
 	// Pragmas in the DSN apply to every pooled connection. _txlock=immediate
 	// takes the write lock at BEGIN, so two writers never deadlock on a lock
 	// upgrade; the busy timeout makes them queue instead of failing.
@@ -165,16 +181,19 @@ func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, 
 		NowFunc:                func() time.Time { return o.now().UTC() },
 	})
 	if err != nil {
+		_ = use.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	sqlDB, err := gdb.DB()
 	if err != nil {
+		_ = use.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	db := &DB{gdb: gdb, sql: sqlDB, path: path, now: o.now, log: o.log}
+	db := &DB{gdb: gdb, sql: sqlDB, use: use, path: path, now: o.now, log: o.log}
 	db.keys.Store(keys)
 	if err := db.checkPragmas(ctx); err != nil {
 		_ = sqlDB.Close()
+		_ = use.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	return db, nil
@@ -204,6 +223,7 @@ func (db *DB) checkPragmas(ctx context.Context) error {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	defer db.use.Close() // drops the shared lock
 	if err := db.sql.Close(); err != nil {
 		return fmt.Errorf("close database %s: %w", db.path, err)
 	}
@@ -290,15 +310,27 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("open migration lock: %w", err)
 	}
+	if err := flockWait(ctx, f, syscall.LOCK_EX); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("migration lock %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = f.Close()
+	}, nil
+}
+
+// flockWait takes flock how (LOCK_SH or LOCK_EX) on f, waiting while
+// another process holds a conflicting lock, until ctx is done.
+func flockWait(ctx context.Context, f *os.File, how int) error {
 	var tick *time.Ticker
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
-			break
+			return nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			_ = f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+			return err
 		}
 		if tick == nil {
 			tick = time.NewTicker(20 * time.Millisecond)
@@ -306,13 +338,8 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		}
 		select {
 		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("wait for migration lock %s: %w", path, ctx.Err())
+			return fmt.Errorf("wait for lock: %w", ctx.Err())
 		case <-tick.C:
 		}
 	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		_ = f.Close()
-	}, nil
 }

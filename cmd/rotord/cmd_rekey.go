@@ -13,8 +13,9 @@ func (a *app) rekeyCmd() *cobra.Command {
 		Short: "Re-seal every journaled password with a new key",
 		Long: `Re-seal every password in the journal with the key in FILE (written by
 rotord keygen), in one transaction. Afterwards point store.key_file at FILE
-(or replace the old key file with it) and restart the daemon. Stop the daemon
-first.`,
+(or replace the old key file with it) and restart the daemon. Rekey needs the
+journal alone: it refuses while the daemon or another rotord command has it
+open, so stop the daemon first.`,
 		Example: `  rotord keygen /etc/rotord/credentials/store-key.new
   rotord rekey --new-key /etc/rotord/credentials/store-key.new`,
 		Args: cobra.NoArgs,
