@@ -32,16 +32,20 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	if keys == nil || keys.current.IsZero() {
 		return 0, fmt.Errorf("rekey: %w", ErrNoKey)
 	}
-	if err := syscall.Flock(int(db.use.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	// Converting the shared lock to an exclusive one is not atomic: a
+	// failed conversion may have dropped the shared lock, so take it back
+	// either way.
+	err := syscall.Flock(int(db.use.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	defer func() { _ = flockWait(context.WithoutCancel(ctx), db.use, syscall.LOCK_SH) }()
+	if err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			err = ErrInUse
 		}
 		return 0, fmt.Errorf("rekey %s: %w", db.path, err)
 	}
-	defer func() { _ = syscall.Flock(int(db.use.Fd()), syscall.LOCK_SH) }()
 	target := NewKeyring(newKey)
 	n := 0
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var lastID int64
 		lastRole := ""
 		for {
