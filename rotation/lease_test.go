@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,5 +243,57 @@ func TestFencedHolderStopsAfterTakeover(t *testing.T) {
 	// A's generation (the first holder: 1) can write no more of the rotation.
 	if err := dbA.SetState(ctx, r.ID, 1, rotation.StateRolledBack, ""); !errors.Is(err, rotation.ErrFenced) {
 		t.Errorf("a write by A's generation: %v, want ErrFenced", err)
+	}
+}
+
+// The daemon rotating prod-root and an operator's `rotord rotate PROD-ROOT`
+// are two rotations of one secret: the second finds the lease held, and
+// the journal files the first under either spelling.
+func TestLeaseIgnoresCaseOfName(t *testing.T) {
+	ctx := context.Background()
+	key, err := store.NewKey([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "rotord.db"), store.NewKeyring(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	vault, hosts := newFakeVault(), newFakeHosts()
+	hosts.add("h00", oldPw)
+	id := vault.add("prod-root", "root", oldPw, "h00")
+	cfg := func(holder string) rotation.Config {
+		return rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer, Holder: holder}
+	}
+	daemon := rotation.New(cfg("daemon-host/1/d"), vault, hosts, db, db, db, nil)
+	operator := rotation.New(cfg("laptop/1/o"), vault, hosts, db, db, db, nil)
+
+	var second rotation.Result
+	var started atomic.Bool
+	hosts.hosts["h00"].onChange = func() { // the daemon is mid-rotation
+		if started.CompareAndSwap(false, true) {
+			second = operator.Rotate(ctx, rotation.SecretSpec{Name: "PROD-ROOT"}, rotation.RotateOptions{})
+		}
+	}
+	first := daemon.Rotate(ctx, rotation.SecretSpec{Name: "prod-root"}, rotation.RotateOptions{})
+	if first.Err != nil {
+		t.Fatalf("the daemon's rotation: %v", first.Err)
+	}
+	var held *rotation.LeaseHeldError
+	if !errors.As(second.Err, &held) || held.Holder != "daemon-host/1/d" {
+		t.Errorf("the operator's rotation under another spelling: %v, want the lease held by the daemon", second.Err)
+	}
+	if second.RotationID != 0 || vault.writes != 1 {
+		t.Errorf("the second rotation journaled %d, the vault was written %d times; want nothing and once", second.RotationID, vault.writes)
+	}
+	if got := hosts.pw("h00"); got != vault.password(id) || got == oldPw {
+		t.Errorf("h00 holds %s, the vault %s", redact(got), redact(vault.password(id)))
+	}
+	for _, name := range []string{"prod-root", "PROD-ROOT"} {
+		h, err := db.History(ctx, rotation.HistoryQuery{Secret: name})
+		if err != nil || len(h) != 1 || h[0].ID != first.RotationID {
+			t.Errorf("history of %q: %v, %v", name, h, err)
+		}
 	}
 }
