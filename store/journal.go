@@ -522,7 +522,8 @@ const (
 )
 
 // History lists rotations newest first, with their hosts and without their
-// passwords. q.Limit defaults to DefaultHistoryLimit and is capped at
+// passwords. q.Secret matches any spelling of the name (rotation.SecretKey);
+// rotations carry the key as their Secret. q.Limit defaults to DefaultHistoryLimit and is capped at
 // MaxHistoryLimit; page on with q.BeforeID set to the last id returned.
 // It needs no key.
 func (db *DB) History(ctx context.Context, q rotation.HistoryQuery) ([]rotation.Rotation, error) {
@@ -597,7 +598,8 @@ type AuditEvent struct {
 	rotation.Event
 }
 
-// AuditLog lists audit events newest first.
+// AuditLog lists audit events newest first. q.Secret matches any spelling
+// of the name (rotation.SecretKey).
 func (db *DB) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
 	limit := q.Limit
 	if limit <= 0 {
