@@ -208,8 +208,9 @@ func (a *app) actor() string {
 	return "cli:" + u
 }
 
-// holder names this process for leases: host name, pid and a nonce, in the
-// form the engine reads to take over the lease of a dead local process.
+// holder names this process for leases: an instance id (host name, pid,
+// nonce, boot id and start time) from which the engine tells a dead local
+// process from a live one, even when its pid was reused.
 var holder = sync.OnceValue(rotation.DefaultHolder)
 
 func isTerminal(f *os.File) bool {
