@@ -4,9 +4,11 @@
 // A Rig starts one sshd per host on 127.0.0.1, each on its own port with
 // its own host keys, inside a private mount namespace whose /etc is an
 // overlay over the machine's: every host has its own /etc/passwd and
-// /etc/shadow, so passwd run through one host changes only that host. The
-// machine's own files and PAM configuration are never written. A Rig needs
-// root, /usr/sbin/sshd and unshare(1); Available says whether it can run.
+// /etc/shadow, so passwd run through one host changes only that host, and
+// its own complete PAM configuration (/etc/pam.d, /etc/security), so the
+// machine's PAM stack decides nothing on a host. The machine's own files
+// and PAM configuration are never written. A Rig needs root,
+// /usr/sbin/sshd and unshare(1); Available says whether it can run.
 package sshtest
 
 import (
@@ -32,6 +34,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -42,7 +45,8 @@ type Variant int
 
 // The host variants.
 const (
-	// Debian: shadow-utils passwd with the machine's PAM stack (pam_unix, yescrypt).
+	// Debian: shadow-utils passwd with Debian 12's default PAM stack
+	// (pam_unix, yescrypt, no pwquality), whatever the machine's is.
 	Debian Variant = iota
 	// BusyBox: a setuid BusyBox passwd applet; SHA-512 crypt hashes.
 	BusyBox
@@ -69,6 +73,9 @@ type HostSpec struct {
 	// KbdInteractiveOnly turns password authentication off, so that only
 	// keyboard-interactive is offered.
 	KbdInteractiveOnly bool
+	// RefusalDelay makes PAM wait this long (pam_faildelay) before it
+	// refuses a password: a slow host. Logins that succeed are not delayed.
+	RefusalDelay time.Duration
 }
 
 // RigOptions configure StartRig.
@@ -157,26 +164,6 @@ func RequireRig(tb testing.TB, variants ...Variant) {
 	}
 	tb.Skipf("real sshd rig unavailable: %v", err)
 }
-
-// pwqualityStack is the password stack of PwQuality hosts, written into
-// their own /etc/pam.d so the machine's stack stays as it is.
-const pwqualityStack = `password	requisite			pam_pwquality.so retry=3
-password	[success=1 default=ignore]	pam_unix.so obscure use_authtok try_first_pass yescrypt
-password	requisite			pam_deny.so
-password	required			pam_permit.so
-`
-
-// sshdStack is every host's sshd PAM stack: pam_unix without its 2 s delay
-// after a failure (tests fail logins on purpose), the machine's account and
-// password stacks, and no session modules that need a login manager.
-const sshdStack = `auth	[success=1 default=ignore]	pam_unix.so nullok nodelay
-auth	requisite			pam_deny.so
-auth	required			pam_permit.so
-account	required	pam_nologin.so
-@include common-account
-session	required	pam_unix.so
-@include common-password
-`
 
 // StartRig starts the hosts of opts and returns once every sshd listens.
 // On error, whatever was started is stopped again.
@@ -297,8 +284,10 @@ func hasVariant(hs []HostSpec, v Variant) bool {
 	return false
 }
 
-// makeTemplate creates the test account in an overlay whose upper layer is
-// dir/upper and returns its uid and gid. Passwords go to chpasswd on stdin.
+// makeTemplate writes the rig's own accounts and /etc files into dir/upper,
+// creates the test account in an overlay of that layer over the machine's
+// /etc, with the rig's PAM configuration, and returns its uid and gid.
+// Passwords go to chpasswd on stdin.
 func (r *Rig) makeTemplate(ctx context.Context, dir string, sha512 bool) (uid, gid int, err error) {
 	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 	for _, d := range []string{upper, work} {
@@ -306,15 +295,30 @@ func (r *Rig) makeTemplate(ctx context.Context, dir string, sha512 bool) (uid, g
 			return 0, 0, fmt.Errorf("sshtest: %w", err)
 		}
 	}
+	if err := writeAccounts(upper); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: accounts: %w", err)
+	}
+	if err := writeTree(upper, etcFiles(sha512), 0o644); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: %w", err)
+	}
+	// UTC, also where tzdata is missing (glibc reads a dangling link as UTC).
+	if err := os.Symlink("/usr/share/zoneinfo/Etc/UTC", filepath.Join(upper, "localtime")); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: %w", err)
+	}
+	if err := writeConfig(dir, Debian, 0); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: %w", err)
+	}
 	method := ""
 	if sha512 {
 		method = "-c SHA512"
 	}
 	script := `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc
-id -u "$3" >/dev/null 2>&1 || useradd -M -d "/home/$3" -s /bin/sh "$3"
+mount --bind "$4/pam.d" /etc/pam.d
+mount --bind "$4/security" /etc/security
+useradd -M -d "/home/$3" -s /bin/sh "$3"
 chpasswd ` + method + `
 id -u "$3"; id -g "$3"`
-	cmd := exec.CommandContext(ctx, "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh", upper, work, r.opts.User)
+	cmd := exec.CommandContext(ctx, "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh", upper, work, r.opts.User, dir)
 	in := r.opts.User + ":" + r.opts.Password + "\n"
 	if r.opts.RootPassword != "" {
 		in += "root:" + r.opts.RootPassword + "\n"
@@ -336,53 +340,49 @@ id -u "$3"; id -g "$3"`
 	return uid, gid, nil
 }
 
-// prepareHost writes host i's files: its /etc layer, home, keys and sshd_config.
+// prepareHost writes host i's files: its /etc layer, PAM configuration,
+// home, root's home, keys and sshd_config.
 func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (*rigHost, error) {
-	dir := filepath.Join(r.dir, fmt.Sprintf("host-%03d", i))
+	dir, err := filepath.Abs(filepath.Join(r.dir, fmt.Sprintf("host-%03d", i)))
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	if strings.ContainsAny(dir, " \t\n[]") {
+		// PAM module arguments name the host's tally directory.
+		return nil, fmt.Errorf("sshtest: rig directory %q: PAM arguments cannot hold it", dir)
+	}
 	upper := filepath.Join(dir, "upper")
 	home := filepath.Join(dir, "home", r.opts.User)
-	for _, d := range []string{filepath.Join(upper, "pam.d"), filepath.Join(dir, "work"), home} {
+	for _, d := range []string{filepath.Join(dir, "work"), home, filepath.Join(dir, "sudo")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("sshtest: %w", err)
 		}
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "root"), 0o700); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
 	if err := os.Chown(home, uid, gid); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
-	ents, err := os.ReadDir(filepath.Join(template, "upper"))
-	if err != nil {
+	if err := copyTree(filepath.Join(template, "upper"), upper); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		src := filepath.Join(template, "upper", e.Name())
-		fi, err := os.Stat(src)
-		if err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
-		if err := copyFile(src, filepath.Join(upper, e.Name()), fi.Mode().Perm()); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(upper, "pam.d", "sshd"), []byte(sshdStack), 0o644); err != nil {
+	if err := writeConfig(dir, spec.Variant, spec.RefusalDelay.Microseconds()); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
+	// The rig's own sudoers: no rule of the machine's applies, and sudo
+	// keeps its state in the host's directory and asks every time.
+	sudoers := "Defaults	env_reset\n" +
+		"Defaults	secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n" +
+		"Defaults	timestamp_timeout=0, lecture=never, !requiretty\n" +
+		"Defaults	timestampdir=" + filepath.Join(dir, "sudo", "ts") + "\n" +
+		"Defaults	lecture_status_dir=" + filepath.Join(dir, "sudo", "lectured") + "\n" +
+		"root	ALL=(ALL:ALL) ALL\n"
 	if r.opts.Sudo {
-		sd := filepath.Join(upper, "sudoers.d")
-		if err := os.MkdirAll(sd, 0o755); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
-		rule := r.opts.User + " ALL=(ALL:ALL) ALL\n"
-		if err := os.WriteFile(filepath.Join(sd, r.opts.User), []byte(rule), 0o440); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
+		sudoers += r.opts.User + "	ALL=(ALL:ALL) ALL\n"
 	}
-	if spec.Variant == PwQuality {
-		if err := os.WriteFile(filepath.Join(upper, "pam.d", "common-password"), []byte(pwqualityStack), 0o644); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
+	if err := writeFile(filepath.Join(upper, "sudoers"), sudoers, 0o440); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
 	}
 	h := &rigHost{RigHost: RigHost{Name: "127.0.0.1", Variant: spec.Variant}, dir: dir}
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
@@ -506,6 +506,38 @@ func ephemeralLow() int {
 	return lo
 }
 
+// copyTree copies the regular files, directories and symbolic links under
+// src into dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case e.IsDir():
+			return os.MkdirAll(to, fi.Mode().Perm())
+		case e.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		case e.Type().IsRegular():
+			return copyFile(p, to, fi.Mode().Perm())
+		}
+		return nil // overlay whiteouts and the like: nothing of the template's
+	})
+}
+
 func copyFile(src, dst string, mode os.FileMode) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -525,7 +557,10 @@ var authRe = regexp.MustCompile(`(Accepted|Failed) (password|keyboard-interactiv
 // channel yields nil once it listens, or why it did not.
 func (r *Rig) start(h *rigHost) (<-chan error, error) {
 	script := `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
+mount --bind "$1/pam.d" /etc/pam.d
+mount --bind "$1/security" /etc/security
 mount --bind "$1/home" /home
+mount --bind "$1/root" /root
 if [ -n "$2" ]; then mount --bind "$2" /usr/bin/passwd; fi
 exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 	bb := ""
