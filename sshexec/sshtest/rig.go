@@ -19,6 +19,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -52,6 +53,10 @@ const (
 	BusyBox
 	// PwQuality: shadow-utils passwd with pam_pwquality enforcing the policy.
 	PwQuality
+	// Faillock: Debian with pam_faillock in the auth stack: an account is
+	// locked (for a day) at its FaillockDeny-th refused password in a row;
+	// a password that logs in resets the count. Root is never locked.
+	Faillock
 )
 
 // String returns the variant's name: debian, busybox or pwquality.
@@ -63,6 +68,8 @@ func (v Variant) String() string {
 		return "busybox"
 	case PwQuality:
 		return "pwquality"
+	case Faillock:
+		return "faillock"
 	}
 	return "variant(" + strconv.Itoa(int(v)) + ")"
 }
@@ -117,6 +124,8 @@ type rigHost struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	attempts int
+	refused  int           // connections in which sshd logged a failed attempt
+	lastFail string        // the client port of the last failed attempt
 	counted  chan struct{} // closed and replaced at each counted attempt
 	logTail  []string
 }
@@ -353,7 +362,7 @@ func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (
 	}
 	upper := filepath.Join(dir, "upper")
 	home := filepath.Join(dir, "home", r.opts.User)
-	for _, d := range []string{filepath.Join(dir, "work"), home, filepath.Join(dir, "sudo")} {
+	for _, d := range []string{filepath.Join(dir, "work"), home, filepath.Join(dir, "faillock"), filepath.Join(dir, "sudo")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("sshtest: %w", err)
 		}
@@ -553,6 +562,9 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // authentication attempt (LogLevel VERBOSE).
 var authRe = regexp.MustCompile(`(Accepted|Failed) (password|keyboard-interactive\S*) for `)
 
+// portRe finds the client's port in sshd's log line.
+var portRe = regexp.MustCompile(` port \d+ `)
+
 // start launches host h's sshd in a new mount namespace; the returned
 // channel yields nil once it listens, or why it did not.
 func (r *Rig) start(h *rigHost) (<-chan error, error) {
@@ -596,8 +608,15 @@ exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 			line := sc.Text()
 			fmt.Fprintln(logf, line)
 			h.mu.Lock()
-			if authRe.MatchString(line) {
+			if m := authRe.FindStringSubmatch(line); m != nil {
 				h.attempts++
+				// A client whose password was refused may go on with
+				// keyboard-interactive rounds that ask nothing (pam_faillock's
+				// preauth on a locked account): one refused login.
+				if port := portRe.FindString(line); m[1] == "Failed" && (port == "" || port != h.lastFail) {
+					h.refused++
+					h.lastFail = port
+				}
 				if h.counted != nil {
 					close(h.counted)
 					h.counted = nil
@@ -832,6 +851,69 @@ func (r *Rig) AuthAttempts(i int) int {
 	defer h.mu.Unlock()
 	return h.attempts
 }
+
+// RefusedLogins returns in how many connections host i's sshd has logged a
+// failed password or keyboard-interactive authentication since the rig
+// started, for any account (see WaitAuthAttempts for when they show). On
+// a Faillock host, FaillockCount is what decides a lockout.
+func (r *Rig) RefusedLogins(i int) int {
+	h := r.hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refused
+}
+
+// faillockRecord is the size of one record of pam_faillock's tally file:
+// source[52], reserved uint16, status uint16, time uint64.
+const faillockRecord = 64
+
+// FaillockCount returns how many refused passwords in a row pam_faillock
+// holds against user on Faillock host i (its valid tally records): the
+// account is locked once it reaches FaillockDeny. A login that succeeds
+// resets it to 0. It reads the tally in the host's own directory.
+func (r *Rig) FaillockCount(i int, user string) (int, error) {
+	h := r.hosts[i]
+	if h.Variant != Faillock {
+		return 0, fmt.Errorf("sshtest: host %d is %s, not faillock", i, h.Variant)
+	}
+	if !userNameRe.MatchString(user) {
+		return 0, fmt.Errorf("sshtest: invalid user name %q", user)
+	}
+	b, err := os.ReadFile(filepath.Join(h.dir, "faillock", user))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sshtest: %w", err)
+	}
+	n := 0
+	for off := 0; off+faillockRecord <= len(b); off += faillockRecord {
+		status := binary.NativeEndian.Uint16(b[off+54:])
+		if status&1 != 0 { // TALLY_STATUS_VALID
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ResetFaillock clears pam_faillock's tally of user on Faillock host i,
+// unlocking the account (faillock --reset).
+func (r *Rig) ResetFaillock(i int, user string) error {
+	h := r.hosts[i]
+	if h.Variant != Faillock {
+		return fmt.Errorf("sshtest: host %d is %s, not faillock", i, h.Variant)
+	}
+	if !userNameRe.MatchString(user) {
+		return fmt.Errorf("sshtest: invalid user name %q", user)
+	}
+	if err := os.Remove(filepath.Join(h.dir, "faillock", user)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sshtest: %w", err)
+	}
+	return nil
+}
+
+// userNameRe accepts account names that are safe as a file name.
+var userNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
 
 // WaitAuthAttempts waits until host i's sshd has logged at least n
 // password or keyboard-interactive authentications (sshd may log an

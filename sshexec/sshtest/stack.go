@@ -78,6 +78,30 @@ password	requisite			pam_deny.so
 password	required			pam_permit.so
 `
 
+// FaillockDeny is how many refused passwords in a row lock an account on
+// a Faillock host.
+const FaillockDeny = 3
+
+// faillockAuth is the auth stack of Faillock hosts, as pam_faillock(8)'s
+// example has it; the tally is kept in dir, inside the host's directory.
+// An account stays locked for a day.
+func faillockAuth(dir string) string {
+	opts := fmt.Sprintf("dir=%s deny=%d unlock_time=86400 fail_interval=86400", dir, FaillockDeny)
+	return `auth	requisite			pam_faillock.so preauth ` + opts + `
+auth	[success=1 default=bad]		pam_unix.so nodelay
+auth	[default=die]			pam_faillock.so authfail ` + opts + `
+auth	sufficient			pam_faillock.so authsucc ` + opts + `
+auth	required			pam_deny.so
+`
+}
+
+// faillockAccount adds pam_faillock's account check to Faillock hosts.
+const faillockAccount = `account	required	pam_faillock.so
+account	[success=1 new_authtok_reqd=done default=ignore]	pam_unix.so
+account	requisite			pam_deny.so
+account	required			pam_permit.so
+`
+
 // pamFiles returns the /etc/pam.d of a host of variant v whose own
 // directory is hostDir. A refusalDelay (microseconds) above 0 makes PAM
 // wait that long before it answers a refused password.
@@ -91,6 +115,9 @@ func pamFiles(v Variant, hostDir string, refusalDelay int64) map[string]string {
 	switch v {
 	case PwQuality:
 		files["common-password"] = pwqualityPassword
+	case Faillock:
+		files["common-auth"] = faillockAuth(filepath.Join(hostDir, "faillock"))
+		files["common-account"] = faillockAccount
 	}
 	if refusalDelay > 0 {
 		files["common-auth"] = fmt.Sprintf("auth	optional	pam_faildelay.so delay=%d\n", refusalDelay) + files["common-auth"]
