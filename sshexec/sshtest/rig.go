@@ -83,6 +83,9 @@ type HostSpec struct {
 	// RefusalDelay makes PAM wait this long (pam_faildelay) before it
 	// refuses a password: a slow host. Logins that succeed are not delayed.
 	RefusalDelay time.Duration
+	// EmptyPasswords lets sshd accept an empty password
+	// (PermitEmptyPasswords), for accounts ClearPassword left without one.
+	EmptyPasswords bool
 }
 
 // RigOptions configure StartRig.
@@ -440,6 +443,10 @@ func (r *Rig) assignPort(h *rigHost, spec HostSpec) error {
 	if spec.KbdInteractiveOnly {
 		passwordAuth = "no"
 	}
+	permitEmpty := "no"
+	if spec.EmptyPasswords {
+		permitEmpty = "yes"
+	}
 	permitRoot := "no"
 	if r.opts.RootPassword != "" {
 		permitRoot = "yes"
@@ -454,6 +461,7 @@ PasswordAuthentication %s
 KbdInteractiveAuthentication yes
 PubkeyAuthentication no
 PermitRootLogin %s
+PermitEmptyPasswords %s
 LogLevel VERBOSE
 MaxStartups 1000
 MaxSessions 100
@@ -462,7 +470,7 @@ StrictModes no
 UseDNS no
 PrintMotd no
 PrintLastLog no
-`, h.Port, h.keyFiles[0], h.keyFiles[1], passwordAuth, permitRoot)
+`, h.Port, h.keyFiles[0], h.keyFiles[1], passwordAuth, permitRoot, permitEmpty)
 	if err := os.WriteFile(filepath.Join(h.dir, "sshd_config"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("sshtest: %w", err)
 	}
@@ -830,17 +838,41 @@ func (r *Rig) SetPassword(i int, pw string) error {
 }
 
 // ShadowLine returns the test account's line of host i's /etc/shadow.
-func (r *Rig) ShadowLine(i int) (string, error) {
+func (r *Rig) ShadowLine(i int) (string, error) { return r.ShadowEntry(i, r.opts.User) }
+
+// ShadowEntry returns user's line of host i's /etc/shadow (root's is the
+// rig's: the machine's root password never reaches a host).
+func (r *Rig) ShadowEntry(i int, user string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(r.hosts[i].dir, "upper", "shadow"))
 	if err != nil {
 		return "", fmt.Errorf("sshtest: %w", err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, r.opts.User+":") {
+		if strings.HasPrefix(l, user+":") {
 			return l, nil
 		}
 	}
-	return "", fmt.Errorf("sshtest: host %d: no shadow entry for %s", i, r.opts.User)
+	return "", fmt.Errorf("sshtest: host %d: no shadow entry for %s", i, user)
+}
+
+// ClearPassword leaves the test account on running host i without a
+// password (passwd -d in the host's namespace): passwd then asks it no
+// current password, and with HostSpec.EmptyPasswords sshd lets it log in
+// with an empty one.
+func (r *Rig) ClearPassword(i int) error {
+	h := r.hosts[i]
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("sshtest: host %d is stopped", i)
+	}
+	c := exec.Command("/usr/bin/nsenter", "-t", strconv.Itoa(cmd.Process.Pid), "-m", "/usr/bin/passwd", "-d", r.opts.User)
+	c.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("sshtest: clear password on host %d: %w: %s", i, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // AuthAttempts returns how many password or keyboard-interactive
