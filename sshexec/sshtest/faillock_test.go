@@ -17,7 +17,7 @@ import (
 // three in a row lock the account, so that even its password is refused.
 // (pam_faillock asks PAM for a 2 s delay after each refusal.)
 func TestRigFaillockLocksAtTheThirdRefusal(t *testing.T) {
-	sshtest.RequireRig(t)
+	sshtest.RequireRig(t, sshtest.Faillock)
 	const user, pw = "rotuser", "Initial-Pw-2024"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

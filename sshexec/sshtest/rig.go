@@ -154,6 +154,35 @@ func BusyBoxPath() string {
 	return "/opt/rotord-rig/busybox"
 }
 
+// VariantAvailable reports what hosts of variant v need and the machine
+// lacks, or nil: the BusyBox binary, or the PAM modules and cracklib's
+// dictionary (without it pam_pwquality refuses every password). Available
+// says whether any rig can run.
+func VariantAvailable(v Variant) error {
+	need := func(what string, globs ...string) error {
+		for _, g := range globs {
+			if m, _ := filepath.Glob(g); len(m) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("sshtest: %s hosts need %s (%s)", v, what, globs[0])
+	}
+	switch v {
+	case BusyBox:
+		if _, err := os.Stat(BusyBoxPath()); err != nil {
+			return fmt.Errorf("sshtest: busybox for BusyBox hosts: %w", err)
+		}
+	case PwQuality:
+		if err := need("pam_pwquality (libpam-pwquality)", "/usr/lib/*/security/pam_pwquality.so", "/lib/*/security/pam_pwquality.so"); err != nil {
+			return err
+		}
+		return need("cracklib's dictionary (cracklib-runtime)", "/var/cache/cracklib/cracklib_dict.pwd", "/usr/share/cracklib/pw_dict.pwd")
+	case Faillock:
+		return need("pam_faillock (libpam-modules)", "/usr/lib/*/security/pam_faillock.so", "/lib/*/security/pam_faillock.so")
+	}
+	return nil
+}
+
 // RequireRig skips tb when the rig cannot run here, but fails it when the
 // environment variable CI is "true": there the rig must run.
 func RequireRig(tb testing.TB, variants ...Variant) {
@@ -161,10 +190,8 @@ func RequireRig(tb testing.TB, variants ...Variant) {
 	err := Available()
 	if err == nil {
 		for _, v := range variants {
-			if v == BusyBox {
-				if _, serr := os.Stat(BusyBoxPath()); serr != nil {
-					err = fmt.Errorf("sshtest: busybox for BusyBox hosts: %w", serr)
-				}
+			if verr := VariantAvailable(v); verr != nil {
+				err = verr
 			}
 		}
 	}
@@ -182,6 +209,11 @@ func RequireRig(tb testing.TB, variants ...Variant) {
 func StartRig(ctx context.Context, opts RigOptions) (_ *Rig, err error) {
 	if err := Available(); err != nil {
 		return nil, err
+	}
+	for _, h := range opts.Hosts {
+		if err := VariantAvailable(h.Variant); err != nil {
+			return nil, err
+		}
 	}
 	if opts.User == "" {
 		opts.User = "rotuser"

@@ -16,7 +16,7 @@ import (
 // own /etc/pam.d says (Debian switches pwquality on when it is installed),
 // the Debian host takes it and the PwQuality host refuses it.
 func TestRigVariantsCarryTheirOwnPasswordStack(t *testing.T) {
-	sshtest.RequireRig(t)
+	sshtest.RequireRig(t, sshtest.Debian, sshtest.PwQuality)
 	const user, pw, weak = "rotuser", "Initial-Pw-2024", "password1"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
