@@ -225,7 +225,9 @@ func (e *Engine) login(ctx context.Context, h Host, user string, pw secret.Value
 		if err == nil {
 			return s, nil
 		}
-		if !errors.Is(err, ErrUnreachable) {
+		// Only a login that never sent the password is tried again: one
+		// whose answer never came may have been refused already.
+		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrLoginUnknown) {
 			return nil, err
 		}
 	}

@@ -40,6 +40,17 @@ func TestRigIsolatesHosts(t *testing.T) {
 		}
 		return l
 	}
+	// Root's entry is the rig's, locked without RigOptions.RootPassword:
+	// the machine's root hash never reaches a host.
+	for i := range 2 {
+		root, err := r.ShadowEntry(i, "root")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Split(root, ":"); len(f) < 2 || f[1] != "*" {
+			t.Fatalf("host %d: root's shadow entry is not the rig's locked one", i)
+		}
+	}
 	before0, before1 := line(0), line(1)
 	if err := r.SetPassword(0, "Other-Pw-2025"); err != nil {
 		t.Fatal(err)
