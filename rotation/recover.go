@@ -125,9 +125,16 @@ func (x *run) reconcile(ctx context.Context) Result {
 		}()
 	}
 	wg.Wait()
+	if x.isFenced() {
+		return x.fencedResult()
+	}
 	if !x.all(atTarget) {
-		e.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.failureSummary(), "alert", true)
-		return x.result(fmt.Errorf("%w: %s", ErrNeedsReconcile, x.failureSummary()))
+		why := x.failureSummary()
+		if u := x.uncertain(); u != "" {
+			why += "; hosts in doubt: " + u
+		}
+		e.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", why, "alert", true)
+		return x.result(fmt.Errorf("%w: %s", ErrNeedsReconcile, why))
 	}
 	st := StateRolledBack
 	if atTarget == HostChanged {
@@ -139,18 +146,22 @@ func (x *run) reconcile(ctx context.Context) Result {
 	return x.result(nil)
 }
 
+// reconcileHost brings host i to target, within the host's budget of
+// refused logins: a password it refused before (in this rotation, as the
+// journal records) is not sent again, and once the budget is spent only the
+// reconcile account may reset it.
 func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) error {
-	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
-	err := e.verify(ctx, h, user, target)
+	e := x.e
+	err := x.tryVerify(ctx, i, target)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrHostKey) {
+	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrFenced) {
 		return err
 	}
-	var errs []string
+	errs := []string{"vault's password: " + err.Error()}
 	for _, c := range others {
-		sess, err := e.login(ctx, h, user, c)
+		sess, err := x.tryLogin(ctx, i, c)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
@@ -163,13 +174,18 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 		out := sess.ChangePassword(ctx, c, target)
 		release()
 		_ = sess.Close()
-		if out.Kind == OutcomeChanged && e.verify(ctx, h, user, target) == nil {
-			return nil
+		if out.Kind == OutcomeChanged {
+			if _, err := x.confirm(ctx, i, target); err == nil {
+				return nil
+			}
 		}
 		errs = append(errs, "passwd: "+out.String())
 		break
 	}
-	if err := e.forceSet(ctx, h, user, target); err != nil {
+	if x.isFenced() {
+		return errFencedOff
+	}
+	if _, err := x.forceSet(ctx, i, target); err != nil {
 		errs = append(errs, err.Error())
 		return errors.New(strings.Join(errs, "; "))
 	}
