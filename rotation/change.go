@@ -803,7 +803,7 @@ func (x *run) rollbackErr(ctx context.Context, cause error) Result {
 		if err := x.journalError(); err != nil {
 			// Every host and the vault hold the old password, but the
 			// journal may still say otherwise: the next recovery checks.
-			cause = fmt.Errorf("%w; the journal could not record it (%w); the next recovery checks hosts %s again",
+			cause = fmt.Errorf("%w; not journaled (%w): the journal may still list as changed %s; the next recovery checks them",
 				cause, err, x.touched())
 		}
 		return x.result(fmt.Errorf("%w: %w", ErrRolledBack, cause))
@@ -846,9 +846,9 @@ func (x *run) touched() string {
 		case HostPending, HostFailed:
 			continue
 		case HostReverted:
-			parts = append(parts, h.Host.String()+" (old)")
+			parts = append(parts, h.Host.String()+" (holds the old password again)")
 		case HostChanged:
-			parts = append(parts, h.Host.String()+" (new)")
+			parts = append(parts, h.Host.String()+" (holds the new password)")
 		default:
 			parts = append(parts, h.Host.String()+" ("+x.mayHold(h)+")")
 		}
