@@ -33,7 +33,7 @@ type run struct {
 
 	mu         sync.Mutex
 	journalErr error // a journal write failed: start no more host work
-	fenced     bool  // a journal write was fenced off (ErrFenced): touch no host and not the vault
+	fencedOff  bool  // the journal refused a write with ErrFenced: touch no host and not the vault
 	failedHost bool  // a host failed in this fan-out: start no more (all or nothing)
 	rejected   []string
 	wroteVault bool     // a vault write was attempted: the vault may hold the new password
@@ -97,8 +97,8 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		x.rejected = nil
 		x.failedHost = false
 		x.fanOut(work, stop)
-		if x.isFenced() {
-			return x.fencedResult()
+		if x.fenced() {
+			return x.abandon()
 		}
 		if x.all(HostChanged) && !x.journalFailed() {
 			return x.commit(work)
@@ -153,22 +153,22 @@ func (x *run) noteJournalErr(err error) {
 		x.journalErr = err
 	}
 	if errors.Is(err, ErrFenced) {
-		x.fenced = true
+		x.fencedOff = true
 	}
 }
 
-// isFenced reports whether the journal fenced this process off: another
+// fenced reports whether the journal fenced this process off: another
 // holder has the lease and recovers the rotation, so no host and not the
 // vault may be touched any more.
-func (x *run) isFenced() bool {
+func (x *run) fenced() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.fenced
+	return x.fencedOff
 }
 
-// fencedResult is the result of a rotation given up because the journal
+// abandon is the result of a rotation given up because the journal
 // fenced it off. It names the hosts in doubt; the new holder settles them.
-func (x *run) fencedResult() Result {
+func (x *run) abandon() Result {
 	x.e.log.Error("rotation stopped: lease lost", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.uncertain(), "alert", true)
 	err := fmt.Errorf("%w: stopped touching hosts and the vault; the new holder recovers it", ErrFenced)
 	if u := x.uncertain(); u != "" {
@@ -277,7 +277,7 @@ func (x *run) noteTook(ctx context.Context, i int, pw secret.Value) {
 // process off. A refusal, or a login whose outcome is unknown, is recorded.
 func (x *run) tryLogin(ctx context.Context, i int, pw secret.Value) (HostSession, error) {
 	switch {
-	case x.isFenced():
+	case x.fenced():
 		return nil, errFencedOff
 	case x.refusedBefore(i, pw):
 		return nil, errRefusedBefore
@@ -455,7 +455,7 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	}
 	faultPoint("host-changing")
 	out := x.passwd(ctx, i, x.r.Old, x.r.New)
-	if x.isFenced() {
+	if x.fenced() {
 		return // the host stays changing: the new holder probes it
 	}
 	switch out.Kind {
@@ -486,7 +486,7 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 // lifeline once with a fresh login with from.
 func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome {
 	e := x.e
-	if x.isFenced() {
+	if x.fenced() {
 		return Outcome{Kind: OutcomeUnexpected, Err: errFencedOff}
 	}
 	release, err := e.slot(ctx)
@@ -521,7 +521,7 @@ func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome 
 // again, and no login is tried once the host's budget of refused logins is
 // spent: the host then stays in doubt (needs-reconcile).
 func (x *run) probe(ctx context.Context, i int, why string) {
-	if x.isFenced() {
+	if x.fenced() {
 		return
 	}
 	errNew := x.tryVerify(ctx, i, x.r.New)
@@ -536,7 +536,7 @@ func (x *run) probe(ctx context.Context, i int, why string) {
 // old password logs in (nothing changed) or the host needs reconcile.
 func (x *run) probeOld(ctx context.Context, i int, why string, errNew error) {
 	errOld := x.tryVerify(ctx, i, x.r.Old)
-	if x.isFenced() {
+	if x.fenced() {
 		return
 	}
 	if errOld == nil {
@@ -585,10 +585,10 @@ func (x *run) revertAll(ctx context.Context) bool {
 // not count, and root's passwd asks for none.
 func (x *run) revertHost(ctx context.Context, i int) {
 	prev := x.r.Hosts[i]
-	if x.isFenced() {
+	if x.fenced() {
 		return
 	}
-	if x.setHost(ctx, i, HostReverting, "") != nil && x.isFenced() {
+	if x.setHost(ctx, i, HostReverting, "") != nil && x.fenced() {
 		x.r.Hosts[i] = prev
 		return
 	}
@@ -606,7 +606,7 @@ func (x *run) revertHost(ctx context.Context, i int) {
 	}
 	faultPoint("host-reverting")
 	out := x.passwd(ctx, i, x.r.New, x.r.Old)
-	if x.isFenced() {
+	if x.fenced() {
 		return
 	}
 	switch out.Kind {
@@ -637,7 +637,7 @@ func (x *run) revertedIfOld(ctx context.Context, i int, prev HostRecord, why str
 		_ = x.setHost(ctx, i, HostReverted, prev.Error)
 		return
 	}
-	if x.isFenced() {
+	if x.fenced() {
 		return
 	}
 	x.forceOld(ctx, i, why+"; old password: "+err.Error())
@@ -654,7 +654,7 @@ func joinNotes(a, b string) string {
 // reconcile account, if one is configured; otherwise, or if that fails,
 // the host is marked needs-reconcile.
 func (x *run) forceOld(ctx context.Context, i int, why string) {
-	if x.isFenced() {
+	if x.fenced() {
 		return
 	}
 	note, err := x.forceSet(ctx, i, x.r.Old)
@@ -713,8 +713,8 @@ func (x *run) commit(ctx context.Context) Result {
 	ctx, cancel := x.phase(ctx)
 	defer cancel()
 	x.setState(ctx, StateCommitting, "")
-	if x.isFenced() {
-		return x.fencedResult()
+	if x.fenced() {
+		return x.abandon()
 	}
 	if err := x.journalError(); err != nil {
 		// The journal cannot record a commit: put the hosts back.
@@ -729,8 +729,8 @@ func (x *run) commit(ctx context.Context) Result {
 			return x.rollbackErr(ctx, fmt.Errorf("%w: %s; not overwritten", ErrSecretChanged, why))
 		}
 		faultPoint("before-vault-write")
-		if x.isFenced() {
-			return x.fencedResult()
+		if x.fenced() {
+			return x.abandon()
 		}
 		x.wroteVault = true
 		werr := e.vault.Write(ctx, cur, x.r.New, e.cfg.Comment)
@@ -784,13 +784,13 @@ func (x *run) rollbackErr(ctx context.Context, cause error) Result {
 	e := x.e
 	ctx, cancel := x.phase(ctx)
 	defer cancel()
-	if x.isFenced() {
-		return x.fencedResult()
+	if x.fenced() {
+		return x.abandon()
 	}
 	x.setState(ctx, StateRollingBack, cause.Error())
 	hostsOK := x.revertAll(ctx)
-	if x.isFenced() {
-		return x.fencedResult()
+	if x.fenced() {
+		return x.abandon()
 	}
 	vaultOK := true
 	if x.wroteVault {

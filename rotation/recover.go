@@ -125,8 +125,8 @@ func (x *run) reconcile(ctx context.Context) Result {
 		}()
 	}
 	wg.Wait()
-	if x.isFenced() {
-		return x.fencedResult()
+	if x.fenced() {
+		return x.abandon()
 	}
 	if !x.all(atTarget) {
 		why := x.failureSummary()
@@ -182,7 +182,7 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 		errs = append(errs, "passwd: "+out.String())
 		break
 	}
-	if x.isFenced() {
+	if x.fenced() {
 		return errFencedOff
 	}
 	if _, err := x.forceSet(ctx, i, target); err != nil {
