@@ -238,9 +238,9 @@ func (e *Engine) login(ctx context.Context, h Host, user string, pw secret.Value
 		if err == nil {
 			return s, nil
 		}
+		// Only a login that never sent the password is tried again: one
+		// whose answer never came may have been refused already.
 		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrLoginUnknown) {
-			// A password that was sent and refused, or sent with no
-			// answer, is never sent again blindly.
 			return nil, err
 		}
 	}

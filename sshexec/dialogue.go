@@ -24,7 +24,8 @@ var (
 type dialogueMode int
 
 const (
-	// modeSelf: the logged-in user changes its own password (current, new, retype).
+	// modeSelf: the logged-in user changes its own password (current, new,
+	// retype); passwd may skip the current password (root changing its own).
 	modeSelf dialogueMode = iota
 	// modeOther: a privileged login sets another user's password (new, retype),
 	// possibly after answering sudo's marked prompt.
@@ -129,9 +130,11 @@ func (d *dialogue) feed(p []byte) (answer []byte, done bool) {
 		d.sentCurrent++
 		ans = d.old
 	case promptNew:
-		if d.mode == modeSelf && d.sentCurrent == 0 {
-			return nil, d.end(rotation.OutcomeUnexpected, "", ErrUnexpectedOutput)
-		}
+		// In modeSelf passwd may open with the new password: root changing
+		// its own (pam_unix and BusyBox ask root no current password), or a
+		// PAM stack that skips the check for this account. The answer is
+		// the new password; the old one is never sent to a new-password
+		// prompt.
 		if d.sentNew > 0 {
 			// Asked again: the policy refused the password or the retype
 			// did not match. Sending the same password again cannot help.

@@ -81,8 +81,11 @@ func New(cfg Config, log *slog.Logger) (*Dialer, error) {
 // Login opens an authenticated connection to h as user: password
 // authentication, then keyboard-interactive answering every prompt with pw.
 // The host key is checked before any authentication. Errors satisfy
-// rotation.ErrHostKey (a *HostKeyError), rotation.ErrAuthFailed or
-// rotation.ErrUnreachable. The connection, its handshake and
+// rotation.ErrHostKey (a *HostKeyError), rotation.ErrAuthFailed,
+// rotation.ErrUnreachable (no password was sent) or
+// rotation.ErrLoginUnknown (the password was sent, and the connection
+// ended or Config.ConnectTimeout passed before the host answered: it may
+// have counted a refusal). The connection, its handshake and
 // authentication must finish within Config.ConnectTimeout.
 func (d *Dialer) Login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (rotation.HostSession, error) {
 	s, err := d.login(ctx, h, user, pw)
@@ -184,6 +187,11 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 			})
 		case keyChecked.Load() && authTried.Load() && !isNetError(err) && connectEnded(cctx, err) == nil:
 			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
+		case keyChecked.Load() && authTried.Load():
+			// The password is out and no verdict came (a PAM slower than the
+			// connect timeout, a host that died): trying it again could be
+			// one more refusal towards a lockout.
+			return nil, fmt.Errorf("login %s as %s: %w", addr, user, &loginUnknownError{err: unreachableWithin(cctx, err)})
 		default:
 			return nil, fmt.Errorf("login %s: %w", addr, unreachableWithin(cctx, err))
 		}
@@ -222,6 +230,17 @@ func unreachableWithin(cctx context.Context, err error) error {
 	}
 	return unreachable(err)
 }
+
+// loginUnknownError is a login whose password was sent but whose verdict
+// never came: rotation.ErrLoginUnknown, never rotation.ErrUnreachable
+// (which the engine retries), keeping the cause's text.
+type loginUnknownError struct{ err error }
+
+func (e *loginUnknownError) Error() string {
+	return rotation.ErrLoginUnknown.Error() + " (" + e.err.Error() + ")"
+}
+
+func (e *loginUnknownError) Is(target error) bool { return target == rotation.ErrLoginUnknown }
 
 // errPasswordRefused stops authentication after the password was refused once.
 var errPasswordRefused = errors.New("password refused")

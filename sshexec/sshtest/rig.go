@@ -4,9 +4,11 @@
 // A Rig starts one sshd per host on 127.0.0.1, each on its own port with
 // its own host keys, inside a private mount namespace whose /etc is an
 // overlay over the machine's: every host has its own /etc/passwd and
-// /etc/shadow, so passwd run through one host changes only that host. The
-// machine's own files and PAM configuration are never written. A Rig needs
-// root, /usr/sbin/sshd and unshare(1); Available says whether it can run.
+// /etc/shadow, so passwd run through one host changes only that host, and
+// its own complete PAM configuration (/etc/pam.d, /etc/security), so the
+// machine's PAM stack decides nothing on a host. The machine's own files
+// and PAM configuration are never written. A Rig needs root,
+// /usr/sbin/sshd and unshare(1); Available says whether it can run.
 package sshtest
 
 import (
@@ -17,6 +19,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -32,6 +35,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -42,12 +46,17 @@ type Variant int
 
 // The host variants.
 const (
-	// Debian: shadow-utils passwd with the machine's PAM stack (pam_unix, yescrypt).
+	// Debian: shadow-utils passwd with Debian 12's default PAM stack
+	// (pam_unix, yescrypt, no pwquality), whatever the machine's is.
 	Debian Variant = iota
 	// BusyBox: a setuid BusyBox passwd applet; SHA-512 crypt hashes.
 	BusyBox
 	// PwQuality: shadow-utils passwd with pam_pwquality enforcing the policy.
 	PwQuality
+	// Faillock: Debian with pam_faillock in the auth stack: an account is
+	// locked (for a day) at its FaillockDeny-th refused password in a row;
+	// a password that logs in resets the count. Root is never locked.
+	Faillock
 )
 
 // String returns the variant's name: debian, busybox or pwquality.
@@ -59,6 +68,8 @@ func (v Variant) String() string {
 		return "busybox"
 	case PwQuality:
 		return "pwquality"
+	case Faillock:
+		return "faillock"
 	}
 	return "variant(" + strconv.Itoa(int(v)) + ")"
 }
@@ -69,6 +80,12 @@ type HostSpec struct {
 	// KbdInteractiveOnly turns password authentication off, so that only
 	// keyboard-interactive is offered.
 	KbdInteractiveOnly bool
+	// RefusalDelay makes PAM wait this long (pam_faildelay) before it
+	// refuses a password: a slow host. Logins that succeed are not delayed.
+	RefusalDelay time.Duration
+	// EmptyPasswords lets sshd accept an empty password
+	// (PermitEmptyPasswords), for accounts ClearPassword left without one.
+	EmptyPasswords bool
 }
 
 // RigOptions configure StartRig.
@@ -110,6 +127,8 @@ type rigHost struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	attempts int
+	refused  int           // connections in which sshd logged a failed attempt
+	lastFail string        // the client port of the last failed attempt
 	counted  chan struct{} // closed and replaced at each counted attempt
 	logTail  []string
 }
@@ -157,26 +176,6 @@ func RequireRig(tb testing.TB, variants ...Variant) {
 	}
 	tb.Skipf("real sshd rig unavailable: %v", err)
 }
-
-// pwqualityStack is the password stack of PwQuality hosts, written into
-// their own /etc/pam.d so the machine's stack stays as it is.
-const pwqualityStack = `password	requisite			pam_pwquality.so retry=3
-password	[success=1 default=ignore]	pam_unix.so obscure use_authtok try_first_pass yescrypt
-password	requisite			pam_deny.so
-password	required			pam_permit.so
-`
-
-// sshdStack is every host's sshd PAM stack: pam_unix without its 2 s delay
-// after a failure (tests fail logins on purpose), the machine's account and
-// password stacks, and no session modules that need a login manager.
-const sshdStack = `auth	[success=1 default=ignore]	pam_unix.so nullok nodelay
-auth	requisite			pam_deny.so
-auth	required			pam_permit.so
-account	required	pam_nologin.so
-@include common-account
-session	required	pam_unix.so
-@include common-password
-`
 
 // StartRig starts the hosts of opts and returns once every sshd listens.
 // On error, whatever was started is stopped again.
@@ -297,8 +296,10 @@ func hasVariant(hs []HostSpec, v Variant) bool {
 	return false
 }
 
-// makeTemplate creates the test account in an overlay whose upper layer is
-// dir/upper and returns its uid and gid. Passwords go to chpasswd on stdin.
+// makeTemplate writes the rig's own accounts and /etc files into dir/upper,
+// creates the test account in an overlay of that layer over the machine's
+// /etc, with the rig's PAM configuration, and returns its uid and gid.
+// Passwords go to chpasswd on stdin.
 func (r *Rig) makeTemplate(ctx context.Context, dir string, sha512 bool) (uid, gid int, err error) {
 	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
 	for _, d := range []string{upper, work} {
@@ -306,15 +307,30 @@ func (r *Rig) makeTemplate(ctx context.Context, dir string, sha512 bool) (uid, g
 			return 0, 0, fmt.Errorf("sshtest: %w", err)
 		}
 	}
+	if err := writeAccounts(upper); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: accounts: %w", err)
+	}
+	if err := writeTree(upper, etcFiles(sha512), 0o644); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: %w", err)
+	}
+	// UTC, also where tzdata is missing (glibc reads a dangling link as UTC).
+	if err := os.Symlink("/usr/share/zoneinfo/Etc/UTC", filepath.Join(upper, "localtime")); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: %w", err)
+	}
+	if err := writeConfig(dir, Debian, 0); err != nil {
+		return 0, 0, fmt.Errorf("sshtest: %w", err)
+	}
 	method := ""
 	if sha512 {
 		method = "-c SHA512"
 	}
 	script := `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc
-id -u "$3" >/dev/null 2>&1 || useradd -M -d "/home/$3" -s /bin/sh "$3"
+mount --bind "$4/pam.d" /etc/pam.d
+mount --bind "$4/security" /etc/security
+useradd -M -d "/home/$3" -s /bin/sh "$3"
 chpasswd ` + method + `
 id -u "$3"; id -g "$3"`
-	cmd := exec.CommandContext(ctx, "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh", upper, work, r.opts.User)
+	cmd := exec.CommandContext(ctx, "/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", script, "sh", upper, work, r.opts.User, dir)
 	in := r.opts.User + ":" + r.opts.Password + "\n"
 	if r.opts.RootPassword != "" {
 		in += "root:" + r.opts.RootPassword + "\n"
@@ -336,53 +352,49 @@ id -u "$3"; id -g "$3"`
 	return uid, gid, nil
 }
 
-// prepareHost writes host i's files: its /etc layer, home, keys and sshd_config.
+// prepareHost writes host i's files: its /etc layer, PAM configuration,
+// home, root's home, keys and sshd_config.
 func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (*rigHost, error) {
-	dir := filepath.Join(r.dir, fmt.Sprintf("host-%03d", i))
+	dir, err := filepath.Abs(filepath.Join(r.dir, fmt.Sprintf("host-%03d", i)))
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	if strings.ContainsAny(dir, " \t\n[]") {
+		// PAM module arguments name the host's tally directory.
+		return nil, fmt.Errorf("sshtest: rig directory %q: PAM arguments cannot hold it", dir)
+	}
 	upper := filepath.Join(dir, "upper")
 	home := filepath.Join(dir, "home", r.opts.User)
-	for _, d := range []string{filepath.Join(upper, "pam.d"), filepath.Join(dir, "work"), home} {
+	for _, d := range []string{filepath.Join(dir, "work"), home, filepath.Join(dir, "faillock"), filepath.Join(dir, "sudo")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("sshtest: %w", err)
 		}
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "root"), 0o700); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
 	if err := os.Chown(home, uid, gid); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
-	ents, err := os.ReadDir(filepath.Join(template, "upper"))
-	if err != nil {
+	if err := copyTree(filepath.Join(template, "upper"), upper); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		src := filepath.Join(template, "upper", e.Name())
-		fi, err := os.Stat(src)
-		if err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
-		if err := copyFile(src, filepath.Join(upper, e.Name()), fi.Mode().Perm()); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(upper, "pam.d", "sshd"), []byte(sshdStack), 0o644); err != nil {
+	if err := writeConfig(dir, spec.Variant, spec.RefusalDelay.Microseconds()); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
+	// The rig's own sudoers: no rule of the machine's applies, and sudo
+	// keeps its state in the host's directory and asks every time.
+	sudoers := "Defaults	env_reset\n" +
+		"Defaults	secure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n" +
+		"Defaults	timestamp_timeout=0, lecture=never, !requiretty\n" +
+		"Defaults	timestampdir=" + filepath.Join(dir, "sudo", "ts") + "\n" +
+		"Defaults	lecture_status_dir=" + filepath.Join(dir, "sudo", "lectured") + "\n" +
+		"root	ALL=(ALL:ALL) ALL\n"
 	if r.opts.Sudo {
-		sd := filepath.Join(upper, "sudoers.d")
-		if err := os.MkdirAll(sd, 0o755); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
-		rule := r.opts.User + " ALL=(ALL:ALL) ALL\n"
-		if err := os.WriteFile(filepath.Join(sd, r.opts.User), []byte(rule), 0o440); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
+		sudoers += r.opts.User + "	ALL=(ALL:ALL) ALL\n"
 	}
-	if spec.Variant == PwQuality {
-		if err := os.WriteFile(filepath.Join(upper, "pam.d", "common-password"), []byte(pwqualityStack), 0o644); err != nil {
-			return nil, fmt.Errorf("sshtest: %w", err)
-		}
+	if err := writeFile(filepath.Join(upper, "sudoers"), sudoers, 0o440); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
 	}
 	h := &rigHost{RigHost: RigHost{Name: "127.0.0.1", Variant: spec.Variant}, dir: dir}
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
@@ -431,6 +443,10 @@ func (r *Rig) assignPort(h *rigHost, spec HostSpec) error {
 	if spec.KbdInteractiveOnly {
 		passwordAuth = "no"
 	}
+	permitEmpty := "no"
+	if spec.EmptyPasswords {
+		permitEmpty = "yes"
+	}
 	permitRoot := "no"
 	if r.opts.RootPassword != "" {
 		permitRoot = "yes"
@@ -445,6 +461,7 @@ PasswordAuthentication %s
 KbdInteractiveAuthentication yes
 PubkeyAuthentication no
 PermitRootLogin %s
+PermitEmptyPasswords %s
 LogLevel VERBOSE
 MaxStartups 1000
 MaxSessions 100
@@ -453,7 +470,7 @@ StrictModes no
 UseDNS no
 PrintMotd no
 PrintLastLog no
-`, h.Port, h.keyFiles[0], h.keyFiles[1], passwordAuth, permitRoot)
+`, h.Port, h.keyFiles[0], h.keyFiles[1], passwordAuth, permitRoot, permitEmpty)
 	if err := os.WriteFile(filepath.Join(h.dir, "sshd_config"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("sshtest: %w", err)
 	}
@@ -506,6 +523,38 @@ func ephemeralLow() int {
 	return lo
 }
 
+// copyTree copies the regular files, directories and symbolic links under
+// src into dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case e.IsDir():
+			return os.MkdirAll(to, fi.Mode().Perm())
+		case e.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		case e.Type().IsRegular():
+			return copyFile(p, to, fi.Mode().Perm())
+		}
+		return nil // overlay whiteouts and the like: nothing of the template's
+	})
+}
+
 func copyFile(src, dst string, mode os.FileMode) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -521,11 +570,17 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // authentication attempt (LogLevel VERBOSE).
 var authRe = regexp.MustCompile(`(Accepted|Failed) (password|keyboard-interactive\S*) for `)
 
+// portRe finds the client's port in sshd's log line.
+var portRe = regexp.MustCompile(` port \d+ `)
+
 // start launches host h's sshd in a new mount namespace; the returned
 // channel yields nil once it listens, or why it did not.
 func (r *Rig) start(h *rigHost) (<-chan error, error) {
 	script := `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
+mount --bind "$1/pam.d" /etc/pam.d
+mount --bind "$1/security" /etc/security
 mount --bind "$1/home" /home
+mount --bind "$1/root" /root
 if [ -n "$2" ]; then mount --bind "$2" /usr/bin/passwd; fi
 exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 	bb := ""
@@ -561,8 +616,15 @@ exec /usr/sbin/sshd -D -e -f "$1/sshd_config"`
 			line := sc.Text()
 			fmt.Fprintln(logf, line)
 			h.mu.Lock()
-			if authRe.MatchString(line) {
+			if m := authRe.FindStringSubmatch(line); m != nil {
 				h.attempts++
+				// A client whose password was refused may go on with
+				// keyboard-interactive rounds that ask nothing (pam_faillock's
+				// preauth on a locked account): one refused login.
+				if port := portRe.FindString(line); m[1] == "Failed" && (port == "" || port != h.lastFail) {
+					h.refused++
+					h.lastFail = port
+				}
 				if h.counted != nil {
 					close(h.counted)
 					h.counted = nil
@@ -776,17 +838,41 @@ func (r *Rig) SetPassword(i int, pw string) error {
 }
 
 // ShadowLine returns the test account's line of host i's /etc/shadow.
-func (r *Rig) ShadowLine(i int) (string, error) {
+func (r *Rig) ShadowLine(i int) (string, error) { return r.ShadowEntry(i, r.opts.User) }
+
+// ShadowEntry returns user's line of host i's /etc/shadow (root's is the
+// rig's: the machine's root password never reaches a host).
+func (r *Rig) ShadowEntry(i int, user string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(r.hosts[i].dir, "upper", "shadow"))
 	if err != nil {
 		return "", fmt.Errorf("sshtest: %w", err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, r.opts.User+":") {
+		if strings.HasPrefix(l, user+":") {
 			return l, nil
 		}
 	}
-	return "", fmt.Errorf("sshtest: host %d: no shadow entry for %s", i, r.opts.User)
+	return "", fmt.Errorf("sshtest: host %d: no shadow entry for %s", i, user)
+}
+
+// ClearPassword leaves the test account on running host i without a
+// password (passwd -d in the host's namespace): passwd then asks it no
+// current password, and with HostSpec.EmptyPasswords sshd lets it log in
+// with an empty one.
+func (r *Rig) ClearPassword(i int) error {
+	h := r.hosts[i]
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("sshtest: host %d is stopped", i)
+	}
+	c := exec.Command("/usr/bin/nsenter", "-t", strconv.Itoa(cmd.Process.Pid), "-m", "/usr/bin/passwd", "-d", r.opts.User)
+	c.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("sshtest: clear password on host %d: %w: %s", i, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // AuthAttempts returns how many password or keyboard-interactive
@@ -797,6 +883,69 @@ func (r *Rig) AuthAttempts(i int) int {
 	defer h.mu.Unlock()
 	return h.attempts
 }
+
+// RefusedLogins returns in how many connections host i's sshd has logged a
+// failed password or keyboard-interactive authentication since the rig
+// started, for any account (see WaitAuthAttempts for when they show). On
+// a Faillock host, FaillockCount is what decides a lockout.
+func (r *Rig) RefusedLogins(i int) int {
+	h := r.hosts[i]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refused
+}
+
+// faillockRecord is the size of one record of pam_faillock's tally file:
+// source[52], reserved uint16, status uint16, time uint64.
+const faillockRecord = 64
+
+// FaillockCount returns how many refused passwords in a row pam_faillock
+// holds against user on Faillock host i (its valid tally records): the
+// account is locked once it reaches FaillockDeny. A login that succeeds
+// resets it to 0. It reads the tally in the host's own directory.
+func (r *Rig) FaillockCount(i int, user string) (int, error) {
+	h := r.hosts[i]
+	if h.Variant != Faillock {
+		return 0, fmt.Errorf("sshtest: host %d is %s, not faillock", i, h.Variant)
+	}
+	if !userNameRe.MatchString(user) {
+		return 0, fmt.Errorf("sshtest: invalid user name %q", user)
+	}
+	b, err := os.ReadFile(filepath.Join(h.dir, "faillock", user))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sshtest: %w", err)
+	}
+	n := 0
+	for off := 0; off+faillockRecord <= len(b); off += faillockRecord {
+		status := binary.NativeEndian.Uint16(b[off+54:])
+		if status&1 != 0 { // TALLY_STATUS_VALID
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ResetFaillock clears pam_faillock's tally of user on Faillock host i,
+// unlocking the account (faillock --reset).
+func (r *Rig) ResetFaillock(i int, user string) error {
+	h := r.hosts[i]
+	if h.Variant != Faillock {
+		return fmt.Errorf("sshtest: host %d is %s, not faillock", i, h.Variant)
+	}
+	if !userNameRe.MatchString(user) {
+		return fmt.Errorf("sshtest: invalid user name %q", user)
+	}
+	if err := os.Remove(filepath.Join(h.dir, "faillock", user)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sshtest: %w", err)
+	}
+	return nil
+}
+
+// userNameRe accepts account names that are safe as a file name.
+var userNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
 
 // WaitAuthAttempts waits until host i's sshd has logged at least n
 // password or keyboard-interactive authentications (sshd may log an
