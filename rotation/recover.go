@@ -163,7 +163,7 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 	for _, c := range others {
 		sess, err := x.tryLogin(ctx, i, c)
 		if err != nil {
-			errs = append(errs, err.Error())
+			errs = append(errs, x.candidateName(c)+": "+err.Error())
 			continue
 		}
 		release, err := e.slot(ctx)
@@ -190,4 +190,15 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// candidateName names pw among the rotation's passwords, never revealing it.
+func (x *run) candidateName(pw secret.Value) string {
+	switch {
+	case pw.Equal(x.r.New):
+		return "new password"
+	case pw.Equal(x.r.Old):
+		return "old password"
+	}
+	return "another password"
 }

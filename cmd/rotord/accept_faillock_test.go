@@ -25,9 +25,73 @@ func TestAcceptFaillockNoLockout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const rootPw = "Acc-Root-Pw-4410!"
-	const otherPw = "Agent-Set-Pw-2093x" // what the host ends up holding instead of the new one
+	l := faillockLab(t, ctx, rootPw)
+	out, errOut, code := l.rotateSwapped(t)
+	l.noSecrets(out+errOut, rootPw, faillockOtherPw)
+	if code != exitFailed {
+		t.Errorf("rotate exit %d, want %d (rolled back)", code, exitFailed)
+	}
+	l.requireTally(t, 2)
+	if got := l.password("app-user"); got != accPassword {
+		t.Error("Secret Server's password changed")
+	}
+	if !l.logsIn(ctx, 0, accPassword) {
+		t.Fatal("the old password does not log in afterwards")
+	}
+	if n := l.rig.RefusedLogins(0); n > 2 {
+		t.Errorf("sshd logged %d connections with a refused password, want at most 2", n)
+	}
+}
+
+// TestAcceptFaillockRecoverSendsNoRefusedPassword: the same host without a
+// reconcile account is left needs-reconcile after two refused logins, and
+// named with what it may hold. `rotord recover` then must not send either
+// refused password again (the journal records both refusals): the tally
+// stays below the lock.
+func TestAcceptFaillockRecoverSendsNoRefusedPassword(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := faillockLab(t, ctx, "")
+	out, errOut, code := l.rotateSwapped(t)
+	l.noSecrets(out+errOut, faillockOtherPw)
+	if code == 0 {
+		t.Fatalf("rotate succeeded\nstdout:\n%s", out)
+	}
+	addr := l.rig.Hosts()[0].Addr()
+	if !strings.Contains(out+errOut, addr+": old or new") {
+		t.Errorf("the output does not name %s with the candidates it may hold\nstdout:\n%s\nstderr:\n%s", addr, out, errOut)
+	}
+	l.requireTally(t, 2)
+	for range 2 {
+		out, errOut, code = l.rotord("recover")
+		t.Logf("recover: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		l.noSecrets(out+errOut, faillockOtherPw)
+		if code == 0 {
+			t.Errorf("recover reported success for a host it cannot reach a known state on")
+		}
+		l.requireTally(t, 2)
+	}
+	if got := l.password("app-user"); got != accPassword {
+		t.Error("Secret Server's password changed")
+	}
+	// The host holds the password set behind rotord's back, and is not locked.
+	if !l.logsIn(ctx, 0, faillockOtherPw) {
+		t.Fatal("the host's own password does not log in: the account is locked")
+	}
+}
+
+// faillockOtherPw is what a Faillock lab's host holds once passwd changed it.
+const faillockOtherPw = "Agent-Set-Pw-2093x"
+
+// faillockLab is a lab with one Faillock host behind secret app-user;
+// rootPw, if set, is root's password there and the reconcile account.
+func faillockLab(t *testing.T, ctx context.Context, rootPw string) *lab {
+	t.Helper()
 	l := newLab(t, ctx, labOptions{variants: []sshtest.Variant{sshtest.Faillock}, rootPass: rootPw,
 		groups: map[string][]int{"app-user": {0}}, schedule: "@weekly"})
+	if rootPw == "" {
+		return l
+	}
 	cfg, err := os.ReadFile(l.config)
 	if err != nil {
 		t.Fatal(err)
@@ -38,9 +102,15 @@ func TestAcceptFaillockNoLockout(t *testing.T) {
 		t.Fatal("no ssh section in the lab's configuration")
 	}
 	l.write("rotord.yaml", withReconcile)
+	return l
+}
 
-	// The shadow entry the host will be switched to once passwd changed it.
-	if err := l.rig.SetPassword(0, otherPw); err != nil {
+// rotateSwapped runs `rotord rotate app-user` while host 0's shadow entry
+// is replaced by faillockOtherPw's the moment passwd writes it, so that
+// passwd reports success and yet neither candidate logs in.
+func (l *lab) rotateSwapped(t *testing.T) (stdout, stderr string, code int) {
+	t.Helper()
+	if err := l.rig.SetPassword(0, faillockOtherPw); err != nil {
 		t.Fatal(err)
 	}
 	other, err := l.rig.ShadowLine(0)
@@ -57,35 +127,28 @@ func TestAcceptFaillockNoLockout(t *testing.T) {
 		// before rotord's fresh login with the new password reaches PAM.
 		swapErr = replaceShadowLine(shadow, other)
 	})
-
-	out, errOut, code := l.rotord("rotate", "app-user")
+	stdout, stderr, code = l.rotord("rotate", "app-user")
 	stop()
 	if _, ok := <-changed; !ok {
-		t.Fatalf("passwd never changed the host; rotate exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		t.Fatalf("passwd never changed the host; rotate exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 	if swapErr != nil {
 		t.Fatalf("replace the host's shadow entry: %v", swapErr)
 	}
-	t.Logf("rotate: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	l.noSecrets(out+errOut, rootPw, otherPw)
-	if code != exitFailed {
-		t.Errorf("rotate exit %d, want %d (rolled back)", code, exitFailed)
-	}
+	t.Logf("rotate: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	return stdout, stderr, code
+}
+
+// requireTally fails unless pam_faillock holds at most max refusals
+// against the account on host 0.
+func (l *lab) requireTally(t *testing.T, max int) {
+	t.Helper()
 	tally, err := l.rig.FaillockCount(0, accUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tally > 2 {
-		t.Errorf("pam_faillock holds %d refused logins against %s (deny=%d): rotord locked the account", tally, accUser, sshtest.FaillockDeny)
-	}
-	if got := l.password("app-user"); got != accPassword {
-		t.Error("Secret Server's password changed")
-	}
-	if !l.logsIn(ctx, 0, accPassword) {
-		t.Fatal("the old password does not log in afterwards")
-	}
-	if n := l.rig.RefusedLogins(0); n > 2 {
-		t.Errorf("sshd logged %d connections with a refused password, want at most 2", n)
+	if tally > max {
+		t.Fatalf("pam_faillock holds %d refused logins against %s (deny=%d), want at most %d", tally, accUser, sshtest.FaillockDeny, max)
 	}
 }
 
