@@ -235,3 +235,24 @@ func TestFencedJournalStopsHostAndVaultWork(t *testing.T) {
 		}
 	})
 }
+
+// A manual rollback is a journaled change like a rotation: a journal that
+// fills up after its canary host went back leaves every host and the vault
+// on the password they held before the rollback.
+func TestJournalFullDuringRollback(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 3, nil)
+	if r := f.engine.Rotate(ctx, spec, rotation.RotateOptions{}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	current := f.vault.password(f.id)
+	f.journal.writes, f.journal.failAfter, f.journal.writeErr = 0, 4, errDiskFull
+	res := f.engine.Rollback(ctx, spec, 0, "test")
+	if f.journal.writes != 4 {
+		t.Fatalf("journal took %d writes before filling up, want 4", f.journal.writes)
+	}
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "h00") {
+		t.Fatalf("rollback result does not name the host it touched: %v", res.Err)
+	}
+	f.assertAll(t, current)
+}
