@@ -666,7 +666,7 @@ func (x *run) forceOld(ctx context.Context, i int, why string) {
 }
 
 // errNoReconcileAccount: no privileged account is configured.
-var errNoReconcileAccount = errors.New("no reconcile account configured")
+var errNoReconcileAccount = errors.New("no reconcile account configured (set ssh.reconcile, then run `rotord recover`, to reset the host)")
 
 // forceSet sets the rotated user's password on host i to pw through the
 // reconcile account and confirms it (see confirm).
