@@ -35,7 +35,7 @@ type run struct {
 
 	mu         sync.Mutex
 	journalErr error // a journal write failed: start no more host work
-	fencedOff  bool  // the journal refused a write with ErrFenced
+	fencedOff  bool  // the journal refused a write with ErrFenced: touch no host and not the vault
 	failedHost bool  // a host failed in this fan-out: start no more (all or nothing)
 	rejected   []string
 	wroteVault bool     // a vault write was attempted: the vault may hold the new password
@@ -99,10 +99,16 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		x.rejected = nil
 		x.failedHost = false
 		x.fanOut(work, stop)
-		if x.all(HostChanged) {
+		if x.fenced() {
+			return x.abandon()
+		}
+		if x.all(HostChanged) && !x.journalFailed() {
 			return x.commit(work)
 		}
 		why := x.failureSummary()
+		if err := x.journalError(); err != nil {
+			why = strings.TrimSuffix("journal write failed: "+err.Error()+"; "+why, "; ")
+		}
 		if len(x.rejected) == 0 || req.fresh == nil || attempt >= e.cfg.PolicyRetries || interrupted() != "" || !x.onlyRejectedOrChanged() {
 			return x.rollback(work, why)
 		}
@@ -128,6 +134,12 @@ func (x *run) journalFailed() bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.journalErr != nil
+}
+
+func (x *run) journalError() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.journalErr
 }
 
 func (x *run) hostFailed() bool {
@@ -163,12 +175,151 @@ func (x *run) fenced() bool {
 	return x.fencedOff
 }
 
-// abandon ends a fenced run without touching anything more: the journal
-// keeps the rotation as far as it got, both passwords included.
+// abandon is the result of a rotation given up because the journal
+// fenced it off. It names the hosts in doubt; the new holder settles them.
 func (x *run) abandon() Result {
-	x.e.log.Error("rotation abandoned: the lease was lost; its next holder recovers it",
-		"secret", x.r.Secret, "rotation", x.r.ID, "state", string(x.r.State), "alert", true)
-	return x.result(fmt.Errorf("%w: rotation %d left %s for the lease's next holder to recover", ErrFenced, x.r.ID, x.r.State))
+	x.e.log.Error("rotation stopped: lease lost", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.uncertain(), "alert", true)
+	err := fmt.Errorf("%w: stopped touching hosts and the vault; the new holder recovers it", ErrFenced)
+	if u := x.uncertain(); u != "" {
+		err = fmt.Errorf("%w; hosts in doubt: %s", err, u)
+	}
+	return x.result(err)
+}
+
+// uncertain names each host that may hold a password the vault does not,
+// with the candidates it may hold ("web02: old or new"), never the
+// passwords themselves; "" if there is none.
+func (x *run) uncertain() string {
+	var parts []string
+	for _, h := range x.r.Hosts {
+		switch h.State {
+		case HostChanging, HostReverting, HostNeedsReconcile:
+			parts = append(parts, h.Host.String()+": "+x.mayHold(h))
+		case HostChanged:
+			if x.r.State != StateCommitted {
+				parts = append(parts, h.Host.String()+": new")
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mayHold says which candidates a host in doubt may hold.
+func (x *run) mayHold(h HostRecord) string {
+	switch {
+	case h.Refused.Old && h.Refused.New:
+		return "old or new (both refused a login)"
+	case h.Refused.Old:
+		return "new, or old (refused a login)"
+	case h.Refused.New:
+		return "old, or new (refused a login)"
+	}
+	return "old or new"
+}
+
+// errRefusedBefore: the host refused this password earlier in the
+// rotation (or an earlier run of it, as the journal records); it is not
+// sent to the host again.
+var errRefusedBefore = fmt.Errorf("%w earlier in this rotation; not sent again", ErrAuthFailed)
+
+// errBudgetSpent: the host's refused logins reached RefusalBudget; no
+// further password is sent to it in this rotation (pam_faillock would lock
+// the account).
+var errBudgetSpent = fmt.Errorf("no login tried: the host refused %d logins in this rotation, the most allowed", RefusalBudget)
+
+// errFencedOff stops host work once the journal fenced this process off.
+var errFencedOff = fmt.Errorf("%w: host not touched", ErrFenced)
+
+// refusedBefore reports whether host i refused pw earlier in the rotation.
+func (x *run) refusedBefore(i int, pw secret.Value) bool {
+	ref := x.r.Hosts[i].Refused
+	return (ref.Old && pw.Equal(x.r.Old)) || (ref.New && pw.Equal(x.r.New))
+}
+
+// noteRefused records that host i refused pw: in memory, then durably. A
+// refused login (or one whose outcome is unknown) counts against the
+// host's budget; passwd refusing pw as the current password does not
+// (pam_faillock counts logins, not passwd's own check) but marks pw as
+// refused all the same. A journal failure does not stop the caller; the
+// mark holds in memory.
+func (x *run) noteRefused(ctx context.Context, i int, pw secret.Value, login bool) {
+	h := &x.r.Hosts[i]
+	if login {
+		h.Refused.Count++
+	}
+	if pw.Equal(x.r.Old) {
+		h.Refused.Old = true
+	}
+	if pw.Equal(x.r.New) {
+		h.Refused.New = true
+	}
+	if err := x.e.journal.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
+		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
+		x.noteJournalErr(err)
+	}
+}
+
+// noteTook records that host i took pw by a confirmed passwd change: a
+// refusal of pw earlier no longer describes the host. The count of
+// refused logins stays; the budget is per rotation.
+func (x *run) noteTook(ctx context.Context, i int, pw secret.Value) {
+	h := &x.r.Hosts[i]
+	was := h.Refused
+	if pw.Equal(x.r.Old) {
+		h.Refused.Old = false
+	}
+	if pw.Equal(x.r.New) {
+		h.Refused.New = false
+	}
+	if h.Refused == was {
+		return
+	}
+	if err := x.e.journal.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
+		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
+		x.noteJournalErr(err)
+	}
+}
+
+// tryLogin logs into host i as the rotated user with pw, unless the host
+// refused pw before in this rotation (errRefusedBefore), its budget of
+// refused logins is spent (errBudgetSpent) or the journal fenced this
+// process off. A refusal, or a login whose outcome is unknown, is recorded.
+func (x *run) tryLogin(ctx context.Context, i int, pw secret.Value) (HostSession, error) {
+	switch {
+	case x.fenced():
+		return nil, errFencedOff
+	case x.refusedBefore(i, pw):
+		return nil, errRefusedBefore
+	case x.r.Hosts[i].Refused.Spent():
+		return nil, errBudgetSpent
+	}
+	sess, err := x.e.login(ctx, x.r.Hosts[i].Host, x.r.Username, pw)
+	if err != nil && (errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrLoginUnknown)) {
+		x.noteRefused(ctx, i, pw, true)
+	}
+	return sess, err
+}
+
+// tryVerify proves pw logs into host i with a fresh connection, within the
+// rules of tryLogin.
+func (x *run) tryVerify(ctx context.Context, i int, pw secret.Value) error {
+	s, err := x.tryLogin(ctx, i, pw)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// confirm proves host i holds pw after passwd reported setting it: a
+// fresh login, unless the host's budget of refused logins is spent, in
+// which case passwd's word is taken (note says so) rather than risk a
+// lockout.
+func (x *run) confirm(ctx context.Context, i int, pw secret.Value) (note string, err error) {
+	x.noteTook(ctx, i, pw)
+	if x.r.Hosts[i].Refused.Spent() {
+		return "not confirmed by a login: the host's budget of refused logins is spent", nil
+	}
+	return "", x.tryVerify(ctx, i, pw)
 }
 
 // setHost records host i's state in memory and in the journal.
@@ -293,7 +444,6 @@ func (x *run) fanOut(ctx context.Context, stop func() string) {
 // changeHost runs passwd on host i from the old password to the new one
 // and verifies the result with a fresh login.
 func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
-	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	if why := stop(); why != "" {
 		_ = x.setHost(ctx, i, HostFailed, notStartedPrefix+why)
 		return
@@ -301,23 +451,28 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	sess := x.lifelines[i]
 	if sess == nil {
 		var err error
-		if sess, err = e.login(ctx, h, user, x.r.Old); err != nil {
+		if sess, err = x.tryLogin(ctx, i, x.r.Old); err != nil {
 			_ = x.setHost(ctx, i, HostFailed, "login: "+err.Error())
 			return
 		}
 		x.lifelines[i] = sess
 	}
-	if x.setHost(ctx, i, HostChanging, "") != nil || x.fenced() {
-		return // not journaled, or not ours: do not touch the host
+	if x.setHost(ctx, i, HostChanging, "") != nil {
+		// Not journaled: do not touch the host, which holds the old password.
+		x.r.Hosts[i].State, x.r.Hosts[i].Error = HostFailed, notStartedPrefix+"journal write failed"
+		return
+	}
+	if x.fenced() {
+		return // not ours any more: do not touch the host
 	}
 	faultPoint("host-changing")
 	out := x.passwd(ctx, i, x.r.Old, x.r.New)
 	if x.fenced() {
-		return
+		return // the host stays changing: the new holder probes it
 	}
 	switch out.Kind {
 	case OutcomeChanged:
-		if err := e.verify(ctx, h, user, x.r.New); err != nil {
+		if err := x.tryVerify(ctx, i, x.r.New); err != nil {
 			why := "passwd reported success but the new password does not log in: " + err.Error()
 			if errors.Is(err, ErrAuthFailed) {
 				// Refused already: another try only feeds pam_faillock.
@@ -330,6 +485,7 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 		_ = x.setHost(ctx, i, HostChanged, "")
 		faultPoint("host-changed")
 	case OutcomeWrongCurrent:
+		x.noteRefused(ctx, i, x.r.Old, false)
 		_ = x.setHost(ctx, i, HostFailed, "passwd refused the current password")
 	case OutcomeRejected:
 		_ = x.setHost(ctx, i, HostFailed, rejectedPrefix+out.Reason)
@@ -342,6 +498,9 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 // lifeline once with a fresh login with from.
 func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome {
 	e := x.e
+	if x.fenced() {
+		return Outcome{Kind: OutcomeUnexpected, Err: errFencedOff}
+	}
 	release, err := e.slot(ctx)
 	if err != nil {
 		return Outcome{Kind: OutcomeUnexpected, Err: err}
@@ -352,7 +511,7 @@ func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome 
 		// The lifeline died before passwd said anything: nothing changed.
 		_ = x.lifelines[i].Close()
 		x.lifelines[i] = nil
-		sess, err := e.login(ctx, x.r.Hosts[i].Host, x.r.Username, from)
+		sess, err := x.tryLogin(ctx, i, from)
 		if err != nil {
 			return Outcome{Kind: OutcomeUnexpected, Err: err}
 		}
@@ -369,12 +528,15 @@ func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome 
 // probe settles a host whose passwd outcome is unknown by logging in with
 // the new password, then the old one: at most two failed logins, so that
 // pam_faillock does not lock the account.
+//
+// A password the host refused before (as the journal records) is not tried
+// again, and no login is tried once the host's budget of refused logins is
+// spent: the host then stays in doubt (needs-reconcile).
 func (x *run) probe(ctx context.Context, i int, why string) {
-	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	if x.fenced() {
 		return
 	}
-	errNew := e.verify(ctx, h, user, x.r.New)
+	errNew := x.tryVerify(ctx, i, x.r.New)
 	if errNew == nil {
 		_ = x.setHost(ctx, i, HostChanged, "")
 		return
@@ -385,11 +547,10 @@ func (x *run) probe(ctx context.Context, i int, why string) {
 // probeOld settles host i once the new password failed with errNew: the
 // old password logs in (nothing changed) or the host needs reconcile.
 func (x *run) probeOld(ctx context.Context, i int, why string, errNew error) {
-	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
+	errOld := x.tryVerify(ctx, i, x.r.Old)
 	if x.fenced() {
 		return
 	}
-	errOld := e.verify(ctx, h, user, x.r.Old)
 	if errOld == nil {
 		_ = x.setHost(ctx, i, HostFailed, why)
 		return
@@ -425,24 +586,30 @@ func (x *run) revertAll(ctx context.Context) bool {
 // revertHost puts host i back to the old password: passwd through the
 // lifeline (or a fresh login with the new password), then the reconcile
 // account if the host's policy refuses the old password.
+//
+// A journal write that fails does not stop a revert: both passwords have
+// been durable since the rotation began, and recovery probes whatever the
+// journal says. Only a fenced journal (another holder) stops it. A password
+// the host refused is not sent again in a login, and no login is tried past
+// the host's budget of refused logins. The lifeline's passwd may still be
+// given the new password as the current one even if a login refused it:
+// passwd checks it in its own PAM password stack, where pam_faillock does
+// not count, and root's passwd asks for none.
 func (x *run) revertHost(ctx context.Context, i int) {
-	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	prev := x.r.Hosts[i]
 	if x.fenced() {
 		return
 	}
-	if x.setHost(ctx, i, HostReverting, "") != nil {
+	if x.setHost(ctx, i, HostReverting, "") != nil && x.fenced() {
 		x.r.Hosts[i] = prev
 		return
 	}
 	if x.lifelines[i] == nil {
-		sess, err := e.login(ctx, h, user, x.r.New)
+		sess, err := x.tryLogin(ctx, i, x.r.New)
 		if err != nil {
 			if errors.Is(err, ErrAuthFailed) {
-				if e.verify(ctx, h, user, x.r.Old) == nil {
-					_ = x.setHost(ctx, i, HostReverted, prev.Error)
-					return
-				}
+				x.revertedIfOld(ctx, i, prev, "revert: login with the new password: "+err.Error())
+				return
 			}
 			x.forceOld(ctx, i, "revert: login with the new password: "+err.Error())
 			return
@@ -451,24 +618,48 @@ func (x *run) revertHost(ctx context.Context, i int) {
 	}
 	faultPoint("host-reverting")
 	out := x.passwd(ctx, i, x.r.New, x.r.Old)
+	if x.fenced() {
+		return
+	}
 	switch out.Kind {
-	case OutcomeChanged, OutcomeWrongCurrent:
-		// WrongCurrent: the host does not hold the new password; it may
-		// hold the old one already.
-		if err := e.verify(ctx, h, user, x.r.Old); err == nil {
-			_ = x.setHost(ctx, i, HostReverted, prev.Error)
+	case OutcomeChanged:
+		note, err := x.confirm(ctx, i, x.r.Old)
+		if err == nil {
+			_ = x.setHost(ctx, i, HostReverted, joinNotes(prev.Error, note))
 			return
 		}
-		x.forceOld(ctx, i, "revert: passwd outcome "+out.Kind.String()+" but the old password does not log in")
+		x.forceOld(ctx, i, "revert: passwd reported success but the old password does not log in: "+err.Error())
+	case OutcomeWrongCurrent:
+		// The host does not hold the new password; it may hold the old one already.
+		x.noteRefused(ctx, i, x.r.New, false)
+		x.revertedIfOld(ctx, i, prev, "revert: passwd refused the new password as the current one")
 	case OutcomeRejected:
 		x.forceOld(ctx, i, "revert refused by policy: "+out.Reason)
 	default:
-		if e.verify(ctx, h, user, x.r.Old) == nil {
-			_ = x.setHost(ctx, i, HostReverted, prev.Error)
-			return
-		}
-		x.forceOld(ctx, i, "revert outcome unknown: "+out.String())
+		x.revertedIfOld(ctx, i, prev, "revert outcome unknown: "+out.String())
 	}
+}
+
+// revertedIfOld marks host i reverted if the old password logs in (a login
+// within the rules of tryLogin), else resets it through the reconcile
+// account.
+func (x *run) revertedIfOld(ctx context.Context, i int, prev HostRecord, why string) {
+	err := x.tryVerify(ctx, i, x.r.Old)
+	if err == nil {
+		_ = x.setHost(ctx, i, HostReverted, prev.Error)
+		return
+	}
+	if x.fenced() {
+		return
+	}
+	x.forceOld(ctx, i, why+"; old password: "+err.Error())
+}
+
+func joinNotes(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "; " + b
 }
 
 // forceOld sets the old password on host i through the privileged
@@ -478,41 +669,44 @@ func (x *run) forceOld(ctx context.Context, i int, why string) {
 	if x.fenced() {
 		return
 	}
-	if err := x.e.forceSet(ctx, x.r.Hosts[i].Host, x.r.Username, x.r.Old); err != nil {
+	note, err := x.forceSet(ctx, i, x.r.Old)
+	if err != nil {
 		_ = x.setHost(ctx, i, HostNeedsReconcile, why+"; "+err.Error())
 		return
 	}
-	_ = x.setHost(ctx, i, HostReverted, why+"; reset through the reconcile account")
+	_ = x.setHost(ctx, i, HostReverted, joinNotes(why+"; reset through the reconcile account", note))
 }
 
 // errNoReconcileAccount: no privileged account is configured.
-var errNoReconcileAccount = errors.New("no reconcile account configured")
+var errNoReconcileAccount = errors.New("no reconcile account configured (set ssh.reconcile, then run `rotord recover`, to reset the host)")
 
-// forceSet sets user's password on h to pw through the reconcile account
-// and verifies it.
-func (e *Engine) forceSet(ctx context.Context, h Host, user string, pw secret.Value) error {
+// forceSet sets the rotated user's password on host i to pw through the
+// reconcile account and confirms it (see confirm).
+func (x *run) forceSet(ctx context.Context, i int, pw secret.Value) (note string, err error) {
+	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
 	acct := e.cfg.Reconcile
 	if acct == nil {
-		return errNoReconcileAccount
+		return "", errNoReconcileAccount
 	}
 	sess, err := e.login(ctx, h, acct.User, acct.Password)
 	if err != nil {
-		return fmt.Errorf("reconcile account login: %w", err)
+		return "", fmt.Errorf("reconcile account login: %w", err)
 	}
 	defer sess.Close()
 	release, err := e.slot(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	out := sess.SetPassword(ctx, user, pw)
 	release()
 	if out.Kind != OutcomeChanged {
-		return fmt.Errorf("reconcile account passwd: %s", out)
+		return "", fmt.Errorf("reconcile account passwd: %s", out)
 	}
-	if err := e.verify(ctx, h, user, pw); err != nil {
-		return fmt.Errorf("verify after reconcile: %w", err)
+	note, err = x.confirm(ctx, i, pw)
+	if err != nil {
+		return "", fmt.Errorf("verify after reconcile: %w", err)
 	}
-	return nil
+	return note, nil
 }
 
 // phase returns the context of a commit or a rollback: a deadline of its
@@ -534,6 +728,13 @@ func (x *run) commit(ctx context.Context) Result {
 		return x.abandon()
 	}
 	x.setState(ctx, StateCommitting, "")
+	if x.fenced() {
+		return x.abandon()
+	}
+	if err := x.journalError(); err != nil {
+		// The journal cannot record a commit: put the hosts back.
+		return x.rollback(ctx, "journal write failed: "+err.Error())
+	}
 	cur, err := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec))
 	if err != nil {
 		return x.rollback(ctx, "re-read before the vault write failed: "+err.Error())
@@ -618,16 +819,26 @@ func (x *run) rollbackErr(ctx context.Context, cause error) Result {
 		x.setState(ctx, StateRolledBack, cause.Error())
 		e.audit(ctx, Event{Secret: x.r.Secret, RotationID: x.r.ID, Actor: x.actor, Action: string(x.r.Kind), Detail: "rolled back: " + cause.Error()})
 		e.log.Warn("rotation rolled back", "secret", x.r.Secret, "rotation", x.r.ID, "reason", cause.Error())
+		if err := x.journalError(); err != nil {
+			// Every host and the vault hold the old password, but the
+			// journal may still say otherwise: the next recovery checks.
+			cause = fmt.Errorf("%w; not journaled (%w): the journal may still list as changed %s; the next recovery checks them",
+				cause, err, x.touched())
+		}
 		return x.result(fmt.Errorf("%w: %w", ErrRolledBack, cause))
 	}
-	why := cause.Error()
+	var extra string
 	if !vaultOK {
-		why += "; the vault's password could not be confirmed"
+		extra += "; the vault's password could not be confirmed"
 	}
+	if u := x.uncertain(); u != "" {
+		extra += "; hosts in doubt: " + u
+	}
+	why := cause.Error() + extra
 	x.setState(ctx, StateNeedsReconcile, why)
 	e.audit(ctx, Event{Secret: x.r.Secret, RotationID: x.r.ID, Actor: x.actor, Action: string(x.r.Kind), Detail: "needs reconcile: " + why})
 	e.log.Error("rotation needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "reason", why, "alert", true)
-	return x.result(fmt.Errorf("%w: %w", ErrNeedsReconcile, cause))
+	return x.result(fmt.Errorf("%w: %w%s", ErrNeedsReconcile, cause, extra))
 }
 
 // restoreVault makes sure the vault holds the old password after a write
@@ -642,6 +853,29 @@ func (x *run) restoreVault(ctx context.Context) bool {
 		return true // the write did not land (or someone else wrote since)
 	}
 	return e.vault.Write(ctx, cur, x.r.Old, e.cfg.Comment) == nil
+}
+
+// touched names the hosts whose password this rotation changed or may have
+// changed at some point (every host but those never started or certainly
+// unchanged), with the candidate each holds now.
+func (x *run) touched() string {
+	var parts []string
+	for _, h := range x.r.Hosts {
+		switch h.State {
+		case HostPending, HostFailed:
+			continue
+		case HostReverted:
+			parts = append(parts, h.Host.String()+" (holds the old password again)")
+		case HostChanged:
+			parts = append(parts, h.Host.String()+" (holds the new password)")
+		default:
+			parts = append(parts, h.Host.String()+" ("+x.mayHold(h)+")")
+		}
+	}
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (x *run) result(err error) Result {

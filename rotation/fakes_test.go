@@ -112,6 +112,13 @@ type fakeHost struct {
 	dieOnChange bool                // the connection breaks after passwd applied the change
 	onChange    func()              // called as passwd starts, outside the fleet's lock
 	failedAuth  int
+
+	// For the budget of refused logins (pam_faillock):
+	deny             int  // refuse every login of the user once failedAuth reaches deny (0: never)
+	sshBlocked       bool // refuse the user's logins even with the right password
+	blockAfterChange bool // set sshBlocked once passwd changed the password
+	unknownRefusal   bool // a refused login answers ErrLoginUnknown (a slow PAM refusal)
+	passwdTimeout    bool // passwd times out without changing anything
 }
 
 // fakeHosts is an in-memory fleet implementing rotation.HostChanger.
@@ -149,8 +156,11 @@ func (f *fakeHosts) Login(_ context.Context, h rotation.Host, user string, pw se
 	if user == f.admin && f.admin != "" {
 		return &fakeSession{f: f, h: fh, admin: true}, nil
 	}
-	if pw.Reveal() != fh.password {
+	if pw.Reveal() != fh.password || fh.sshBlocked || (fh.deny > 0 && fh.failedAuth >= fh.deny) {
 		fh.failedAuth++
+		if fh.unknownRefusal {
+			return nil, fmt.Errorf("%s: %w (%w)", h, rotation.ErrLoginUnknown, rotation.ErrUnreachable)
+		}
 		return nil, fmt.Errorf("%s: %w", h, rotation.ErrAuthFailed)
 	}
 	return &fakeSession{f: f, h: fh}, nil
@@ -177,6 +187,9 @@ func (s *fakeSession) ChangePassword(_ context.Context, old, new secret.Value) r
 	if s.h.down {
 		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Err: rotation.ErrUnreachable}
 	}
+	if s.h.passwdTimeout {
+		return rotation.Outcome{Kind: rotation.OutcomeTimeout, Transcript: "Current password: "}
+	}
 	if old.Reveal() != s.h.password {
 		return rotation.Outcome{Kind: rotation.OutcomeWrongCurrent}
 	}
@@ -194,6 +207,9 @@ func (s *fakeSession) ChangePassword(_ context.Context, old, new secret.Value) r
 		s.h.history = append(s.h.history, s.h.password)
 	}
 	s.h.password = new.Reveal()
+	if s.h.blockAfterChange {
+		s.h.sshBlocked = true
+	}
 	if s.h.dieOnChange {
 		s.h.down = true
 		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Transcript: "New password: ", Err: rotation.ErrUnreachable}
@@ -224,6 +240,12 @@ type memJournal struct {
 	ids       map[string]int
 	due       map[string]time.Time
 	failBegin error
+	// Writes after Begin (SetNew, SetState, SetHost, SetRefused, Audit)
+	// fail with writeErr once failAfter of them succeeded; writeErr nil:
+	// never (a full disk, or ErrFenced).
+	failAfter int
+	writeErr  error
+	writes    int
 }
 
 type lease struct {
@@ -289,6 +311,9 @@ func (j *memJournal) getFor(id, gen int64) (*rotation.Rotation, error) {
 func (j *memJournal) Adopt(_ context.Context, id, gen int64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.writeFault(); err != nil {
+		return err
+	}
 	r, err := j.get(id)
 	if err != nil {
 		return err
@@ -313,6 +338,9 @@ func (j *memJournal) expireLeases() {
 func (j *memJournal) SetNew(_ context.Context, id, gen int64, pw secret.Value) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.writeFault(); err != nil {
+		return err
+	}
 	r, err := j.getFor(id, gen)
 	if err != nil {
 		return err
@@ -324,6 +352,9 @@ func (j *memJournal) SetNew(_ context.Context, id, gen int64, pw secret.Value) e
 func (j *memJournal) SetState(_ context.Context, id, gen int64, st rotation.State, errText string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.writeFault(); err != nil {
+		return err
+	}
 	r, err := j.getFor(id, gen)
 	if err != nil {
 		return err
@@ -335,17 +366,53 @@ func (j *memJournal) SetState(_ context.Context, id, gen int64, st rotation.Stat
 func (j *memJournal) SetHost(_ context.Context, id, gen int64, h rotation.HostRecord) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.writeFault(); err != nil {
+		return err
+	}
 	r, err := j.getFor(id, gen)
 	if err != nil {
 		return err
 	}
 	for i := range r.Hosts {
 		if r.Hosts[i].Host.String() == h.Host.String() {
+			h.Refused = r.Hosts[i].Refused // recorded by SetRefused only
 			r.Hosts[i] = h
 			return nil
 		}
 	}
 	return fmt.Errorf("host %s not in rotation %d", h.Host, id)
+}
+
+func (j *memJournal) SetRefused(_ context.Context, id, gen int64, h rotation.Host, ref rotation.Refusals) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.writeFault(); err != nil {
+		return err
+	}
+	r, err := j.getFor(id, gen)
+	if err != nil {
+		return err
+	}
+	for i := range r.Hosts {
+		if r.Hosts[i].Host.String() == h.String() {
+			r.Hosts[i].Refused = ref
+			return nil
+		}
+	}
+	return fmt.Errorf("host %s not in rotation %d", h, id)
+}
+
+// writeFault returns the error a write meets once failAfter writes have
+// succeeded (failAfter < 0: never); the caller holds j.mu.
+func (j *memJournal) writeFault() error {
+	if j.failAfter < 0 || j.writeErr == nil {
+		return nil
+	}
+	if j.writes >= j.failAfter {
+		return j.writeErr
+	}
+	j.writes++
+	return nil
 }
 
 func (j *memJournal) Get(_ context.Context, id int64) (rotation.Rotation, error) {
@@ -403,6 +470,9 @@ func (j *memJournal) History(_ context.Context, q rotation.HistoryQuery) ([]rota
 func (j *memJournal) Audit(_ context.Context, e rotation.Event) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.writeFault(); err != nil {
+		return err
+	}
 	j.events = append(j.events, e)
 	return nil
 }

@@ -131,9 +131,16 @@ func (x *run) reconcile(ctx context.Context) Result {
 		}()
 	}
 	wg.Wait()
+	if x.fenced() {
+		return x.abandon()
+	}
 	if !x.all(atTarget) {
-		e.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.failureSummary(), "alert", true)
-		return x.result(fmt.Errorf("%w: %s", ErrNeedsReconcile, x.failureSummary()))
+		why := x.failureSummary()
+		if u := x.uncertain(); u != "" {
+			why += "; hosts in doubt: " + u
+		}
+		e.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", why, "alert", true)
+		return x.result(fmt.Errorf("%w: %s", ErrNeedsReconcile, why))
 	}
 	st := StateRolledBack
 	if atTarget == HostChanged {
@@ -145,23 +152,27 @@ func (x *run) reconcile(ctx context.Context) Result {
 	return x.result(nil)
 }
 
+// reconcileHost brings host i to target, within the host's budget of
+// refused logins: a password it refused before (in this rotation, as the
+// journal records) is not sent again, and once the budget is spent only the
+// reconcile account may reset it.
 func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) error {
-	e, h, user := x.e, x.r.Hosts[i].Host, x.r.Username
+	e := x.e
 	if x.fenced() {
 		return ErrFenced
 	}
-	err := e.verify(ctx, h, user, target)
+	err := x.tryVerify(ctx, i, target)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrHostKey) {
+	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrFenced) {
 		return err
 	}
-	var errs []string
+	errs := []string{"vault's password: " + err.Error()}
 	for _, c := range others {
-		sess, err := e.login(ctx, h, user, c)
+		sess, err := x.tryLogin(ctx, i, c)
 		if err != nil {
-			errs = append(errs, err.Error())
+			errs = append(errs, x.candidateName(c)+": "+err.Error())
 			continue
 		}
 		release, err := e.slot(ctx)
@@ -172,15 +183,31 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 		out := sess.ChangePassword(ctx, c, target)
 		release()
 		_ = sess.Close()
-		if out.Kind == OutcomeChanged && e.verify(ctx, h, user, target) == nil {
-			return nil
+		if out.Kind == OutcomeChanged {
+			if _, err := x.confirm(ctx, i, target); err == nil {
+				return nil
+			}
 		}
 		errs = append(errs, "passwd: "+out.String())
 		break
 	}
-	if err := e.forceSet(ctx, h, user, target); err != nil {
+	if x.fenced() {
+		return errFencedOff
+	}
+	if _, err := x.forceSet(ctx, i, target); err != nil {
 		errs = append(errs, err.Error())
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// candidateName names pw among the rotation's passwords, never revealing it.
+func (x *run) candidateName(pw secret.Value) string {
+	switch {
+	case pw.Equal(x.r.New):
+		return "new password"
+	case pw.Equal(x.r.Old):
+		return "old password"
+	}
+	return "another password"
 }

@@ -289,12 +289,48 @@ const (
 	HostNeedsReconcile HostState = "needs-reconcile" // neither password known to work
 )
 
+// RefusalBudget is the most refused logins a rotation (revert, recovery
+// and reconcile included) makes on one host: pam_faillock commonly locks
+// an account at the third.
+const RefusalBudget = 2
+
+// Refusals is what one host refused in one rotation: which of the
+// rotation's two passwords, and how many logins in all. A login whose
+// outcome is unknown (ErrLoginUnknown) counts as refused. A refused
+// password is never sent to that host again in the rotation.
+type Refusals struct {
+	Old, New bool
+	Count    int
+}
+
+// Spent reports whether the host's budget of refused logins is used up.
+func (r Refusals) Spent() bool { return r.Count >= RefusalBudget }
+
+// String returns "", "old", "new" or "old,new" and the count, e.g.
+// "old,new (2 refused logins)"; it never holds a password.
+func (r Refusals) String() string {
+	var s string
+	switch {
+	case r.Old && r.New:
+		s = "old,new"
+	case r.Old:
+		s = "old"
+	case r.New:
+		s = "new"
+	}
+	if r.Count == 0 {
+		return s
+	}
+	return fmt.Sprintf("%s (%d refused logins)", s, r.Count)
+}
+
 // HostRecord is the journal's view of one host of a rotation.
 type HostRecord struct {
 	Host     Host
 	State    HostState
 	Attempts int
-	Error    string // never holds a password
+	Error    string   // never holds a password
+	Refused  Refusals // what the host refused in this rotation
 }
 
 // SecretKey returns the canonical identity of the secret a configured name
@@ -368,8 +404,12 @@ type Journal interface {
 	// SetState moves rotation id to st, recording errText ("" to clear).
 	SetState(ctx context.Context, id, gen int64, st State, errText string) error
 	// SetHost records the state of one host of rotation id (matched by
-	// Host.String()).
+	// Host.String()). It does not record h.Refused: SetRefused does.
 	SetHost(ctx context.Context, id, gen int64, h HostRecord) error
+	// SetRefused records what host h of rotation id refused, so that no
+	// later step of the rotation (revert, recovery, reconcile) sends a
+	// refused password to it again or passes its budget of refused logins.
+	SetRefused(ctx context.Context, id, gen int64, h Host, r Refusals) error
 	// Get returns rotation id with its passwords; ErrNotFound if none.
 	Get(ctx context.Context, id int64) (Rotation, error)
 	// Unfinished returns, oldest first, every rotation not in a terminal state.

@@ -47,6 +47,8 @@ type hostRow struct {
 	Attempts   int    `gorm:"column:attempts"`
 	LastError  string `gorm:"column:last_error"`
 	ChangedNS  int64  `gorm:"column:updated_at"`
+	Refused    string `gorm:"column:refused;->"`  // written by SetRefused only
+	Refusals   int    `gorm:"column:refusals;->"` // written by SetRefused only
 }
 
 func (hostRow) TableName() string { return "rotation_hosts" }
@@ -360,6 +362,58 @@ func (db *DB) SetHost(ctx context.Context, id, gen int64, h rotation.HostRecord)
 	return nil
 }
 
+// SetRefused records what host h of rotation id refused: which candidate
+// passwords (never the passwords themselves) and how many logins. It
+// returns ErrNotFound if the rotation has no such host and ErrFinalState
+// if the rotation is committed or rolled back; like SetHost, it is fenced
+// by the writer's lease generation gen.
+func (db *DB) SetRefused(ctx context.Context, id, gen int64, h rotation.Host, r rotation.Refusals) error {
+	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		st, err := lockRotation(tx, id, gen)
+		if err != nil {
+			return err
+		}
+		if final(st) {
+			return fmt.Errorf("%w (%s)", ErrFinalState, st)
+		}
+		now := db.nowNS()
+		res := tx.Exec(`UPDATE rotation_hosts SET refused = ?, refusals = ?, updated_at = ?
+			WHERE rotation_id = ? AND host = ?`, refusedColumn(r), r.Count, now, id, h.String())
+		if res.Error != nil {
+			return fmt.Errorf("update host: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return fmt.Errorf("no such host: %w", rotation.ErrNotFound)
+		}
+		return tx.Exec(`UPDATE rotations SET updated_at = ? WHERE id = ?`, now, id).Error
+	})
+	if err != nil {
+		return fmt.Errorf("record refusals of host %s of rotation %d: %w", h, id, err)
+	}
+	return nil
+}
+
+// refusedColumn returns the refused column's value for r.
+func refusedColumn(r rotation.Refusals) string {
+	switch {
+	case r.Old && r.New:
+		return "old,new"
+	case r.Old:
+		return "old"
+	case r.New:
+		return "new"
+	}
+	return ""
+}
+
+func refusalsFromRow(refused string, count int) rotation.Refusals {
+	return rotation.Refusals{
+		Old:   refused == "old" || refused == "old,new",
+		New:   refused == "new" || refused == "old,new",
+		Count: count,
+	}
+}
+
 // Get returns rotation id with its hosts and passwords. It returns an error
 // satisfying errors.Is(err, rotation.ErrNotFound) if there is none, and
 // ErrUnseal if its passwords cannot be unsealed.
@@ -488,6 +542,7 @@ func loadHosts(tx *gorm.DB, ids []int64) (map[int64][]rotation.HostRecord, error
 			State:    rotation.HostState(h.State),
 			Attempts: h.Attempts,
 			Error:    h.LastError,
+			Refused:  refusalsFromRow(h.Refused, h.Refusals),
 		})
 	}
 	return out, nil

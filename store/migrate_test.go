@@ -74,18 +74,31 @@ func TestMigrateUpgrade(t *testing.T) {
 			}
 			_ = old.Close()
 			raw := rawSQL(t, path)
+			// Before version 3 rotord kept a secret's rows under the name
+			// as configured, so one secret could have several spellings;
+			// from version 3 on every row is under its canonical key.
+			secretsRows := fmt.Sprintf(`INSERT INTO secrets (name, vault_id, next_due, last_rotation_id, last_rotated_at)
+					VALUES ('Web', NULL, %d, %d, 1), ('WEB', 77, NULL, NULL, NULL)`, due.UnixNano(), id)
+			leaseRows := `INSERT INTO leases (secret, holder, acquired_at, expires_at) VALUES ('Web', 'gone', 1, 2), ('WEB', 'gone', 1, 3)`
+			spellA, spellB := "Web", "WEB"
+			if v >= 3 {
+				spellA, spellB = "web", "web"
+				secretsRows = fmt.Sprintf(`INSERT INTO secrets (name, vault_id, next_due, last_rotation_id, last_rotated_at)
+					VALUES ('web', 77, %d, %d, 1)`, due.UnixNano(), id)
+				leaseRows = `INSERT INTO leases (secret, holder, acquired_at, expires_at) VALUES ('web', 'gone', 1, 3)`
+			}
 			stmts := []string{
 				`ATTACH DATABASE '` + filepath.Join(dir, "scratch.db") + `' AS s`,
-				fmt.Sprintf(`INSERT INTO secrets (name, vault_id, next_due, last_rotation_id, last_rotated_at)
-					VALUES ('Web', NULL, %d, %d, 1), ('WEB', 77, NULL, NULL, NULL)`, due.UnixNano(), id),
+				secretsRows,
 				`INSERT INTO rotations (id, secret, secret_id, username, kind, state, error, rollback_of, started_at, updated_at)
-					SELECT id, 'Web', secret_id, username, kind, state, error, rollback_of, started_at, updated_at FROM s.rotations`,
-				`INSERT INTO rotation_hosts SELECT * FROM s.rotation_hosts`,
+					SELECT id, '`+spellA+`', secret_id, username, kind, state, error, rollback_of, started_at, updated_at FROM s.rotations`,
+				`INSERT INTO rotation_hosts (rotation_id, host, position, name, port, state, attempts, last_error, updated_at)
+					SELECT rotation_id, host, position, name, port, state, attempts, last_error, updated_at FROM s.rotation_hosts`,
 				`INSERT INTO sealed_passwords SELECT * FROM s.sealed_passwords`,
-				`INSERT INTO leases (secret, holder, acquired_at, expires_at) VALUES ('Web', 'gone', 1, 2), ('WEB', 'gone', 1, 3)`,
+				leaseRows,
 			}
 			if v >= 2 {
-				stmts = append(stmts, `INSERT INTO audit_events (at, secret, actor, action) VALUES (1, 'WEB', 'test', 'rotate')`)
+				stmts = append(stmts, `INSERT INTO audit_events (at, secret, actor, action) VALUES (1, '`+spellB+`', 'test', 'rotate')`)
 			}
 			for _, q := range stmts {
 				if _, err := raw.Exec(q); err != nil {

@@ -56,6 +56,7 @@ type labOptions struct {
 	groups   map[string][]int
 	schedule string
 	extra    string // appended to the configuration file
+	rootPass string // if set, root may log into the hosts with it (a reconcile account)
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -70,7 +71,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	for i, v := range variants {
 		specs[i] = sshtest.HostSpec{Variant: v}
 	}
-	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(l.dir, "hosts"), Hosts: specs, User: accUser, Password: accPassword})
+	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(l.dir, "hosts"), Hosts: specs, User: accUser, Password: accPassword, RootPassword: o.rootPass})
 	if err != nil {
 		t.Fatalf("start rig: %v", err)
 	}
