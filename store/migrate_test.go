@@ -91,7 +91,7 @@ func TestMigrateUpgrade(t *testing.T) {
 				`ATTACH DATABASE '` + filepath.Join(dir, "scratch.db") + `' AS s`,
 				secretsRows,
 				`INSERT INTO rotations (id, secret, secret_id, username, kind, state, error, rollback_of, started_at, updated_at)
-					SELECT id, '`+spellA+`', secret_id, username, kind, state, error, rollback_of, started_at, updated_at FROM s.rotations`,
+					SELECT id, '` + spellA + `', secret_id, username, kind, state, error, rollback_of, started_at, updated_at FROM s.rotations`,
 				`INSERT INTO rotation_hosts (rotation_id, host, position, name, port, state, attempts, last_error, updated_at)
 					SELECT rotation_id, host, position, name, port, state, attempts, last_error, updated_at FROM s.rotation_hosts`,
 				`INSERT INTO sealed_passwords SELECT * FROM s.sealed_passwords`,
