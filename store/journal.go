@@ -337,25 +337,8 @@ func (db *DB) SetHost(ctx context.Context, id, gen int64, h rotation.HostRecord)
 	if !slices.Contains(validHostStates, h.State) {
 		return fmt.Errorf("set host %s of rotation %d: unknown state %q", h.Host, id, h.State)
 	}
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		st, err := lockRotation(tx, id, gen)
-		if err != nil {
-			return err
-		}
-		if final(st) {
-			return fmt.Errorf("%w (%s)", ErrFinalState, st)
-		}
-		now := db.nowNS()
-		res := tx.Exec(`UPDATE rotation_hosts SET state = ?, attempts = ?, last_error = ?, updated_at = ?
-			WHERE rotation_id = ? AND host = ?`, string(h.State), h.Attempts, h.Error, now, id, h.Host.String())
-		if res.Error != nil {
-			return fmt.Errorf("update host: %w", res.Error)
-		}
-		if res.RowsAffected == 0 {
-			return fmt.Errorf("no such host: %w", rotation.ErrNotFound)
-		}
-		return tx.Exec(`UPDATE rotations SET updated_at = ? WHERE id = ?`, now, id).Error
-	})
+	err := db.updateHost(ctx, id, gen, h.Host, `state = ?, attempts = ?, last_error = ?`,
+		string(h.State), h.Attempts, h.Error)
 	if err != nil {
 		return fmt.Errorf("set host %s of rotation %d: %w", h.Host, id, err)
 	}
@@ -368,7 +351,18 @@ func (db *DB) SetHost(ctx context.Context, id, gen int64, h rotation.HostRecord)
 // if the rotation is committed or rolled back; like SetHost, it is fenced
 // by the writer's lease generation gen.
 func (db *DB) SetRefused(ctx context.Context, id, gen int64, h rotation.Host, r rotation.Refusals) error {
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.updateHost(ctx, id, gen, h, `refused = ?, refusals = ?`, refusedColumn(r), r.Count)
+	if err != nil {
+		return fmt.Errorf("record refusals of host %s of rotation %d: %w", h, id, err)
+	}
+	return nil
+}
+
+// updateHost sets columns of host h's row of rotation id (set: the
+// "col = ?, ..." list, args its values), fenced by lease generation gen,
+// refused once the rotation is final.
+func (db *DB) updateHost(ctx context.Context, id, gen int64, h rotation.Host, set string, args ...any) error {
+	return db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		st, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
@@ -377,8 +371,8 @@ func (db *DB) SetRefused(ctx context.Context, id, gen int64, h rotation.Host, r 
 			return fmt.Errorf("%w (%s)", ErrFinalState, st)
 		}
 		now := db.nowNS()
-		res := tx.Exec(`UPDATE rotation_hosts SET refused = ?, refusals = ?, updated_at = ?
-			WHERE rotation_id = ? AND host = ?`, refusedColumn(r), r.Count, now, id, h.String())
+		res := tx.Exec(`UPDATE rotation_hosts SET `+set+`, updated_at = ? WHERE rotation_id = ? AND host = ?`,
+			append(args, now, id, h.String())...)
 		if res.Error != nil {
 			return fmt.Errorf("update host: %w", res.Error)
 		}
@@ -387,10 +381,6 @@ func (db *DB) SetRefused(ctx context.Context, id, gen int64, h rotation.Host, r 
 		}
 		return tx.Exec(`UPDATE rotations SET updated_at = ? WHERE id = ?`, now, id).Error
 	})
-	if err != nil {
-		return fmt.Errorf("record refusals of host %s of rotation %d: %w", h, id, err)
-	}
-	return nil
 }
 
 // refusedColumn returns the refused column's value for r.

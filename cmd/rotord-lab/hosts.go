@@ -60,15 +60,23 @@ func startRealHosts(ctx context.Context, dir string) (*mixedHosts, error) {
 		}
 	}
 	for _, i := range standInAt {
-		s, err := sshtest.NewServer(sshtest.ServerOptions{User: labUser, Password: labPassword})
-		if err != nil {
+		if err := h.startStandIn(i); err != nil {
 			_ = h.Close()
 			return nil, err
 		}
-		h.servers = append(h.servers, s)
-		h.addrs[i] = s.Addr()
 	}
 	return h, nil
+}
+
+// startStandIn starts an in-process stand-in as lab host i.
+func (h *mixedHosts) startStandIn(i int) error {
+	s, err := sshtest.NewServer(sshtest.ServerOptions{User: labUser, Password: labPassword})
+	if err != nil {
+		return err
+	}
+	h.servers = append(h.servers, s)
+	h.addrs[i] = s.Addr()
+	return nil
 }
 
 // startInProcessHosts starts in-process stand-ins for every lab host, for
@@ -76,13 +84,10 @@ func startRealHosts(ctx context.Context, dir string) (*mixedHosts, error) {
 func startInProcessHosts() (*mixedHosts, error) {
 	h := &mixedHosts{addrs: make([]string, len(labVariants))}
 	for i := range labVariants {
-		s, err := sshtest.NewServer(sshtest.ServerOptions{User: labUser, Password: labPassword})
-		if err != nil {
+		if err := h.startStandIn(i); err != nil {
 			_ = h.Close()
 			return nil, err
 		}
-		h.servers = append(h.servers, s)
-		h.addrs[i] = s.Addr()
 	}
 	return h, nil
 }

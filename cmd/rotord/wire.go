@@ -149,10 +149,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
 		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
 	}
-	vault, err := secretserver.New(secretserver.Config{
-		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
-		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
-	}, log)
+	vault, err := secretserver.New(vaultConfig(cfg, cache), log)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -200,10 +197,7 @@ func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*ser
 			cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
 		}
 	}
-	vault, err := secretserver.New(secretserver.Config{
-		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
-		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
-	}, log)
+	vault, err := secretserver.New(vaultConfig(cfg, cache), log)
 	if err != nil {
 		return nil, err
 	}
@@ -309,4 +303,14 @@ func (k *keyInspector) Inspect(ctx context.Context, h rotation.Host, defaultPort
 	}
 	return hostCheck{Reachable: true, KeyStatus: keyUnknown,
 		Err: fmt.Errorf("%s's key is not in known_hosts: run `rotord hostkeys scan %s`, compare the fingerprints with the host's, and add the line to %s", addr, addr, k.knownHosts)}
+}
+
+// vaultConfig is the Secret Server client's configuration from cfg, with
+// the token cache to use (nil: none).
+func vaultConfig(cfg *Config, cache *secretserver.TokenCache) secretserver.Config {
+	ss := cfg.SecretServer
+	return secretserver.Config{
+		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
+		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
+	}
 }
