@@ -52,12 +52,18 @@ type Config struct {
 	PolicyRetries  int           // fresh passwords after a policy rejection (3)
 	HostRetries    int           // attempts per login on transient network errors (3)
 	RetryBase      time.Duration // first backoff between such attempts (500ms)
-	HostsField     string        // default hosts field slug ("" leaves it to the vault)
-	Comment        string        // comment for restricted secrets ("rotord password rotation")
-	Holder         string        // lease holder name, an instance id (DefaultHolder)
-	Reconcile      *Account      // optional privileged account for reverts and reconcile
-	Specs          []SecretSpec  // the configured secrets, for recovery of their settings
-	Now            func() time.Time
+	// Settle is how long a host's passwd may go on after the connection
+	// to it broke (5s): recovery probes a host whose dialogue was cut off
+	// no sooner than this after the rotation's last journal write, so that
+	// a change still landing on the host does not make its probes refuse
+	// both passwords.
+	Settle     time.Duration
+	HostsField string       // default hosts field slug ("" leaves it to the vault)
+	Comment    string       // comment for restricted secrets ("rotord password rotation")
+	Holder     string       // lease holder name, an instance id (DefaultHolder)
+	Reconcile  *Account     // optional privileged account for reverts and reconcile
+	Specs      []SecretSpec // the configured secrets, for recovery of their settings
+	Now        func() time.Time
 
 	// Progress, if set, is called as hosts finish during a change.
 	Progress func(secretName string, done, total, failed int)
@@ -87,6 +93,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HostRetries <= 0 {
 		c.HostRetries = 3
+	}
+	if c.Settle <= 0 {
+		c.Settle = 5 * time.Second
 	}
 	if c.RetryBase <= 0 {
 		c.RetryBase = 500 * time.Millisecond

@@ -119,6 +119,18 @@ type fakeHost struct {
 	blockAfterChange bool // set sshBlocked once passwd changed the password
 	unknownRefusal   bool // a refused login answers ErrLoginUnknown (a slow PAM refusal)
 	passwdTimeout    bool // passwd times out without changing anything
+
+	// A passwd cut off mid-dialogue that still writes landing at landsAt.
+	landing string
+	landsAt time.Time
+}
+
+// land applies a cut-off passwd's change once its time has come. The
+// caller holds the fleet's lock.
+func (fh *fakeHost) land() {
+	if fh.landing != "" && !time.Now().Before(fh.landsAt) {
+		fh.password, fh.landing = fh.landing, ""
+	}
 }
 
 // fakeHosts is an in-memory fleet implementing rotation.HostChanger.
@@ -142,6 +154,9 @@ func (f *fakeHosts) add(name, pw string) *fakeHost {
 func (f *fakeHosts) pw(name string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if fh := f.hosts[name]; fh.landing != "" {
+		return fh.landing // it lands whatever happens meanwhile
+	}
 	return f.hosts[name].password
 }
 
@@ -153,6 +168,7 @@ func (f *fakeHosts) Login(_ context.Context, h rotation.Host, user string, pw se
 	if !ok || fh.down {
 		return nil, fmt.Errorf("dial %s: %w", h, rotation.ErrUnreachable)
 	}
+	fh.land()
 	if user == f.admin && f.admin != "" {
 		return &fakeSession{f: f, h: fh, admin: true}, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rotord/rotord/rotation/secret"
 )
@@ -65,7 +66,11 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) 
 	if r.State == StateNeedsReconcile {
 		return x.reconcile(work)
 	}
-	// Hosts whose state the journal does not pin down are probed.
+	// Hosts whose state the journal does not pin down are probed, once a
+	// dialogue cut off by the interruption can no longer change them.
+	if err := x.awaitCutOffDialogues(work); err != nil {
+		return x.result(fmt.Errorf("recovery interrupted before probing: %w", err))
+	}
 	var wg sync.WaitGroup
 	for i, h := range x.r.Hosts {
 		switch h.State {
@@ -210,4 +215,35 @@ func (x *run) candidateName(pw secret.Value) string {
 		return "old password"
 	}
 	return "another password"
+}
+
+// awaitCutOffDialogues waits, when a host's passwd dialogue was cut off moments ago, until
+// Settle has passed since the rotation's last journal write: the host's
+// passwd may still be hashing and writing the password it was given, and a
+// probe made meanwhile would see the old password refused after the new
+// one was, spending the host's budget of refused logins on a change in
+// flight. A rotation interrupted longer ago (a restart after a crash, a
+// recovery by hand) is probed at once.
+func (x *run) awaitCutOffDialogues(ctx context.Context) error {
+	inFlight := false
+	for _, h := range x.r.Hosts {
+		inFlight = inFlight || h.State == HostChanging || h.State == HostReverting
+	}
+	if !inFlight || x.r.Updated.IsZero() {
+		return nil
+	}
+	d := x.r.Updated.Add(x.e.cfg.Settle).Sub(x.e.cfg.Now())
+	if d <= 0 {
+		return nil
+	}
+	d = min(d, x.e.cfg.Settle)
+	x.e.log.Info("waiting for a cut-off passwd dialogue to settle before probing", "secret", x.r.Secret, "rotation", x.r.ID, "wait", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
