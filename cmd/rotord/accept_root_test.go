@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
-	"github.com/rotord/rotord/secretserver/sstest"
-	"github.com/rotord/rotord/sshexec"
 	"github.com/rotord/rotord/sshexec/sshtest"
 )
 
@@ -24,65 +19,12 @@ const accRootPassword = "Acc-Root-Pw-5520"
 // each host's own sshd, and each host's root entry is the rig's.
 func newRootLab(t *testing.T, ctx context.Context, variants ...sshtest.Variant) *lab {
 	t.Helper()
-	sshtest.RequireRig(t, variants...)
-	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: map[string][]int{}}
-	specs := make([]sshtest.HostSpec, len(variants))
-	for i, v := range variants {
-		specs[i] = sshtest.HostSpec{Variant: v}
-		l.groups["hosts-root"] = append(l.groups["hosts-root"], i)
+	all := make([]int, len(variants))
+	for i := range all {
+		all[i] = i
 	}
-	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(l.dir, "hosts"), Hosts: specs,
-		User: accUser, Password: accPassword, RootPassword: accRootPassword})
-	if err != nil {
-		t.Fatalf("start rig: %v", err)
-	}
-	t.Cleanup(func() { _ = rig.Close() })
-	l.rig = rig
-	l.ss = sstest.New()
-	t.Cleanup(l.ss.Close)
-	l.ss.AddUser(accSSUser, "", accSSPassword)
-	var hs []string
-	for _, h := range rig.Hosts() {
-		hs = append(hs, h.Addr())
-	}
-	l.ids["hosts-root"] = l.ss.AddSecret(sstest.SecretSeed{Name: "hosts-root", Folder: `\Lab\Linux`, Username: "root",
-		Password: accRootPassword, Notes: strings.Join(hs, ", ")})
-	l.write("ca.pem", string(l.ss.CACertPEM()))
-	l.write("ss-password", accSSPassword+"\n")
-	kh, err := os.ReadFile(rig.KnownHostsFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.write("known_hosts", string(kh))
-	l.config = l.write("rotord.yaml", fmt.Sprintf(`secret_server:
-  url: %s
-  username: %s
-  password_file: %s
-  ca_file: %s
-  token_cache: %s
-store:
-  path: %s
-  key_file: %s
-ssh:
-  known_hosts: %s
-  connect_timeout: 30s
-  step_timeout: 30s
-schedule: "@weekly"
-jitter: 0s
-metrics:
-  listen: ""
-secrets:
-  - name: hosts-root
-`, l.ss.URL, accSSUser, l.path("ss-password"), l.path("ca.pem"), l.path("token.cache"), l.path("rotord.db"),
-		l.path("store-key"), l.path("known_hosts")))
-	if _, errOut, code := runBin(t, nil, "keygen", l.path("store-key")); code != 0 {
-		t.Fatalf("rotord keygen: exit %d: %s", code, errOut)
-	}
-	l.dialer, err = sshexec.New(sshexec.Config{KnownHosts: rig.KnownHostsFile(), StepTimeout: 10 * time.Second}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return newLab(t, ctx, labOptions{variants: variants, groups: map[string][]int{"hosts-root": all},
+		schedule: "@weekly", rootPass: accRootPassword, asRoot: true})
 }
 
 // TestAcceptRotateRoot: `rotord rotate` changes root's own password on

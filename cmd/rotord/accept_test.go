@@ -5,12 +5,9 @@ package main
 // SQLite journal file, and real signals.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +54,7 @@ type labOptions struct {
 	schedule string
 	extra    string // appended to the configuration file
 	rootPass string // if set, root may log into the hosts with it (a reconcile account)
+	asRoot   bool   // the secrets hold root's account (rootPass) instead of accUser's
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -87,8 +85,12 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 		for _, i := range idx {
 			hs = append(hs, rig.Hosts()[i].Addr())
 		}
-		l.ids[name] = l.ss.AddSecret(sstest.SecretSeed{Name: name, Folder: `\Lab\Linux`, Username: accUser,
-			Password: accPassword, Notes: strings.Join(hs, ", ")})
+		user, pw := accUser, accPassword
+		if o.asRoot {
+			user, pw = "root", o.rootPass
+		}
+		l.ids[name] = l.ss.AddSecret(sstest.SecretSeed{Name: name, Folder: `\Lab\Linux`, Username: user,
+			Password: pw, Notes: strings.Join(hs, ", ")})
 	}
 	slices.Sort(names)
 	l.write("ca.pem", string(l.ss.CACertPEM()))
@@ -242,51 +244,7 @@ type daemon struct {
 
 func (l *lab) startDaemon() *daemon {
 	l.t.Helper()
-	cmd := exec.Command(rotordBin, "run", "--config", l.config, "--log-format", "json", "--log-level", "debug")
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + l.dir}, l.env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	d := &daemon{t: l.t, cmd: cmd, records: make(chan map[string]any, 10000), exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			d.mu.Lock()
-			d.log.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) != nil {
-				rec = map[string]any{"msg": sc.Text()}
-			}
-			d.records <- rec
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-		case errors.As(err, &ee):
-			d.code = ee.ExitCode()
-		default:
-			d.code = -1
-		}
-		close(d.records)
-		close(d.exited)
-	}()
-	l.t.Cleanup(func() {
-		select {
-		case <-d.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-d.exited
-		}
-	})
-	return d
+	return l.startRotord("run")
 }
 
 func (d *daemon) logged() string {
