@@ -490,6 +490,12 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	case OutcomeRejected:
 		_ = x.setHost(ctx, i, HostFailed, rejectedPrefix+out.Reason)
 	default:
+		// passwd may still be writing what it was given (a step that
+		// timed out, a connection that broke): let it land before probing.
+		if err := x.pause(ctx, x.e.cfg.Settle); err != nil {
+			_ = x.setHost(ctx, i, HostNeedsReconcile, "passwd outcome unknown: "+out.String()+"; not probed: "+err.Error())
+			return
+		}
 		x.probe(ctx, i, "passwd outcome unknown: "+out.String())
 	}
 }

@@ -52,11 +52,12 @@ type Config struct {
 	PolicyRetries  int           // fresh passwords after a policy rejection (3)
 	HostRetries    int           // attempts per login on transient network errors (3)
 	RetryBase      time.Duration // first backoff between such attempts (500ms)
-	// Settle is how long a host's passwd may go on after the connection
-	// to it broke (5s): recovery probes a host whose dialogue was cut off
-	// no sooner than this after the rotation's last journal write, so that
-	// a change still landing on the host does not make its probes refuse
-	// both passwords.
+	// Settle is how long a host's passwd may go on after its dialogue
+	// ended without an answer (5s): a host whose passwd outcome is unknown
+	// (a step timed out, the connection broke, rotord was killed) is probed
+	// no sooner than this after, so that a change still landing on the host
+	// does not make its probes refuse both passwords, or find the old one
+	// just before the new one lands.
 	Settle     time.Duration
 	HostsField string       // default hosts field slug ("" leaves it to the vault)
 	Comment    string       // comment for restricted secrets ("rotord password rotation")

@@ -32,7 +32,7 @@ func newFixture(t *testing.T, n int, mod func(*rotation.Config)) *fixture {
 		f.hosts.add(name, oldPw)
 	}
 	f.id = f.vault.add("prod-root", "root", oldPw, f.names...)
-	cfg := rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer}
+	cfg := rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer, Settle: time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
 	}

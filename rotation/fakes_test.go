@@ -123,6 +123,8 @@ type fakeHost struct {
 	// A passwd cut off mid-dialogue that still writes landing at landsAt.
 	landing string
 	landsAt time.Time
+	// passwd times out, but writes the new password this long after.
+	landsLate time.Duration
 }
 
 // land applies a cut-off passwd's change once its time has come. The
@@ -205,6 +207,10 @@ func (s *fakeSession) ChangePassword(_ context.Context, old, new secret.Value) r
 	}
 	if s.h.passwdTimeout {
 		return rotation.Outcome{Kind: rotation.OutcomeTimeout, Transcript: "Current password: "}
+	}
+	if s.h.landsLate > 0 && old.Reveal() == s.h.password {
+		s.h.landing, s.h.landsAt = new.Reveal(), time.Now().Add(s.h.landsLate)
+		return rotation.Outcome{Kind: rotation.OutcomeTimeout, Transcript: "Retype new password: "}
 	}
 	if old.Reveal() != s.h.password {
 		return rotation.Outcome{Kind: rotation.OutcomeWrongCurrent}

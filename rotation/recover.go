@@ -238,6 +238,11 @@ func (x *run) awaitCutOffDialogues(ctx context.Context) error {
 	}
 	d = min(d, x.e.cfg.Settle)
 	x.e.log.Info("waiting for a cut-off passwd dialogue to settle before probing", "secret", x.r.Secret, "rotation", x.r.ID, "wait", d)
+	return x.pause(ctx, d)
+}
+
+// pause waits d, or until ctx ends.
+func (x *run) pause(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

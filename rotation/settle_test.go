@@ -44,3 +44,26 @@ func TestRecoveryWaitsForACutOffDialogue(t *testing.T) {
 	}
 	f.assertAll(t, newPw)
 }
+
+// passwd's step timed out from rotord's side, but the host's passwd goes
+// on and writes the new password moments later. Probing at once would find
+// the old password, roll back, and leave the host on the new one while
+// Secret Server keeps the old; the engine waits Settle, then probes.
+func TestUnknownOutcomeWaitsBeforeProbing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, 1, func(c *rotation.Config) { c.Settle = 300 * time.Millisecond })
+	h := f.hosts.hosts["h00"]
+	h.deny = 3
+	h.landsLate = 100 * time.Millisecond
+	res := f.engine.Rotate(ctx, spec, rotation.RotateOptions{})
+	if res.State != rotation.StateCommitted {
+		t.Fatalf("state %s err %v", res.State, res.Err)
+	}
+	if h.failedAuth != 0 {
+		t.Errorf("%d refused logins probing a change in flight, want none", h.failedAuth)
+	}
+	f.assertAll(t, f.vault.password(f.id))
+	if f.vault.password(f.id) == oldPw {
+		t.Errorf("the vault kept the old password")
+	}
+}
