@@ -62,6 +62,13 @@ func (a *app) history(ctx context.Context, name string, limit int, before int64,
 	if err != nil {
 		return fmt.Errorf("read history: %w", err)
 	}
+	// The journal keys secrets by their canonical (lower-case) identity;
+	// show the spelling the configuration uses where there is one.
+	for i := range rs {
+		if s, ok := a.cfg.Spec(rs[i].Secret); ok {
+			rs[i].Secret = s.Name
+		}
+	}
 	if asJSON {
 		out := make([]jsonRotation, 0, len(rs))
 		for _, r := range rs {

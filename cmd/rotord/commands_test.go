@@ -470,3 +470,24 @@ func TestRunRotatesOnScheduleReloadsAndStops(t *testing.T) {
 		}
 	}
 }
+
+// The journal keys a secret by its lower-case identity; history shows the
+// name as the configuration spells it.
+func TestHistoryShowsConfiguredSpelling(t *testing.T) {
+	svc := services4(&fakeEngine{})
+	svc.journal = &fakeJournal{rotations: []rotation.Rotation{
+		{ID: 3, Secret: "prod-web", Username: "root", Kind: rotation.KindRotate, State: rotation.StateCommitted},
+		{ID: 2, Secret: "gone", Username: "root", Kind: rotation.KindRotate, State: rotation.StateCommitted},
+	}}
+	ta := newTestApp(t, strings.Replace(threeSecrets, "  - name: web\n", "  - name: Prod-Web\n", 1), svc)
+	if code := ta.run(context.Background(), "history", "--json"); code != exitOK {
+		t.Fatalf("exit %d: %s", code, ta.err)
+	}
+	var got []jsonRotation
+	if err := json.Unmarshal(ta.out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Secret != "Prod-Web" || got[1].Secret != "gone" {
+		t.Fatalf("history names %+v, want Prod-Web (configured) and gone (no longer configured)", got)
+	}
+}
