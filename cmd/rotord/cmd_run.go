@@ -81,6 +81,7 @@ func (a *app) run(ctx context.Context) error {
 		History:      svc.journal,
 		Run: func(_ context.Context, spec rotation.SecretSpec) error {
 			met.inFlight.Inc()
+			started := clock.Now()
 			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
 			met.inFlight.Dec()
 			if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
@@ -88,16 +89,19 @@ func (a *app) run(ctx context.Context) error {
 				// and alerts if it is missed in the end.
 				return r.Err
 			}
-			met.observe(r, clock.Now())
+			met.observe(r, started, clock.Now())
+			a.refreshMetrics(work, met, svc.journal, true)
 			a.logResult("rotation finished", r)
 			alerts.rotations(work, r)
 			alerts.operatorNeeded(work, r)
 			return r.Err
 		},
 		OnPark: func(spec rotation.SecretSpec, err error) {
+			met.park(spec.Name)
 			alerts.parked(work, spec.Name, err)
 		},
 		OnMissed: func(spec rotation.SecretSpec, due time.Time, err error) {
+			met.missed(spec.Name, clock.Now())
 			a.slotMissed(work, svc.journal, spec.Name, due, err)
 		},
 		// Rotations another process left unfinished (a `rotord rotate`
@@ -112,6 +116,7 @@ func (a *app) run(ctx context.Context) error {
 				a.logResult("recovered rotation", r)
 				alerts.rotations(work, r)
 			}
+			a.refreshMetrics(work, met, svc.journal, false)
 		},
 		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
 		Clock:      clock,
@@ -121,6 +126,7 @@ func (a *app) run(ctx context.Context) error {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
 	met.setSecrets(a.cfg.Specs())
+	a.refreshMetrics(work, met, svc.journal, false)
 	if a.cfg.Metrics.Listen != "" {
 		addr, err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log)
 		if err != nil {
@@ -145,12 +151,15 @@ func (a *app) run(ctx context.Context) error {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				if a.reload(ctx, sched) {
+				a.reload(ctx, sched, func(ok bool) {
+					if !ok {
+						met.reloads.WithLabelValues("rejected").Inc()
+						return
+					}
 					met.reloads.WithLabelValues("ok").Inc()
 					met.setSecrets(a.cfg.Specs())
-				} else {
-					met.reloads.WithLabelValues("rejected").Inc()
-				}
+					a.refreshMetrics(work, met, svc.journal, false)
+				})
 			case !stopping:
 				stopping = true
 				a.log.Info("stopping: no new rotation starts; waiting for those in flight", "signal", sig.String())
@@ -163,19 +172,19 @@ func (a *app) run(ctx context.Context) error {
 }
 
 // reload re-reads the configuration file on SIGHUP. An invalid file is
-// rejected and the running configuration kept; it reports whether the new
-// file was taken.
-func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) bool {
+// rejected and the running configuration kept; taken is told whether the
+// new file was taken, before tests hear of the reload.
+func (a *app) reload(ctx context.Context, sched *rotation.Scheduler, taken func(ok bool)) {
 	err := a.tryReload(ctx, sched)
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running one", "config", a.cfg.Path(), "err", err)
 	} else {
 		a.log.Info("configuration reloaded", "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets))
 	}
+	taken(err == nil)
 	if a.reloaded != nil {
 		a.reloaded <- err
 	}
-	return err == nil
 }
 
 func (a *app) tryReload(ctx context.Context, sched *rotation.Scheduler) error {
@@ -218,4 +227,21 @@ func (a *app) slotMissed(ctx context.Context, j historyReader, secretName string
 		a.log.Warn("missed slot not recorded in the journal", "secret", secretName, "err", err)
 	}
 	a.notifier().missed(ctx, secretName, due, cause)
+}
+
+// refreshMetrics brings the metrics' journal-derived series up to date
+// (see metrics.refresh; only needs-reconcile when reconcileOnly). A journal
+// that cannot be read leaves them as they were, with a warning.
+func (a *app) refreshMetrics(ctx context.Context, met *metrics, j historyReader, reconcileOnly bool) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var err error
+	if reconcileOnly {
+		err = met.refreshReconcile(rctx, j)
+	} else {
+		err = met.refresh(rctx, j)
+	}
+	if err != nil {
+		a.log.Warn("metrics not refreshed from the journal", "err", err)
+	}
 }
