@@ -151,15 +151,13 @@ func (a *app) run(ctx context.Context) error {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				a.reload(ctx, sched, func(ok bool) {
-					if !ok {
-						met.reloads.WithLabelValues("rejected").Inc()
-						return
-					}
+				if a.reload(ctx, sched) {
 					met.reloads.WithLabelValues("ok").Inc()
 					met.setSecrets(a.cfg.Specs())
 					a.refreshMetrics(work, met, svc.journal, false)
-				})
+				} else {
+					met.reloads.WithLabelValues("rejected").Inc()
+				}
 			case !stopping:
 				stopping = true
 				a.log.Info("stopping: no new rotation starts; waiting for those in flight", "signal", sig.String())
@@ -172,19 +170,19 @@ func (a *app) run(ctx context.Context) error {
 }
 
 // reload re-reads the configuration file on SIGHUP. An invalid file is
-// rejected and the running configuration kept; taken is told whether the
-// new file was taken, before tests hear of the reload.
-func (a *app) reload(ctx context.Context, sched *rotation.Scheduler, taken func(ok bool)) {
+// rejected and the running configuration kept; it reports whether the new
+// file was taken.
+func (a *app) reload(ctx context.Context, sched *rotation.Scheduler) bool {
 	err := a.tryReload(ctx, sched)
 	if err != nil {
 		a.log.Error("configuration reload rejected; keeping the running one", "config", a.cfg.Path(), "err", err)
 	} else {
 		a.log.Info("configuration reloaded", "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets))
 	}
-	taken(err == nil)
 	if a.reloaded != nil {
 		a.reloaded <- err
 	}
+	return err == nil
 }
 
 func (a *app) tryReload(ctx context.Context, sched *rotation.Scheduler) error {
