@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/store"
 )
 
 // Final states rotord_rotations_total counts, each with a series per
@@ -261,6 +262,9 @@ func (m *metrics) heartbeatResult(r rotation.HeartbeatResult) {
 type reconcileLister interface {
 	NeedsReconcile(ctx context.Context) ([]rotation.Rotation, error)
 }
+
+// The daemon's journal lists them: without it the gauge would stay 0.
+var _ reconcileLister = (*store.DB)(nil)
 
 // historyPages bounds how far back refresh looks for a secret's last
 // committed rotation: beyond it, the secret has failed for thousands of
