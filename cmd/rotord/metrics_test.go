@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/store"
 )
 
 func scrape(t *testing.T, m *metrics) string {
@@ -235,4 +238,66 @@ func httpScrape(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The metrics read what the daemon's own journal holds: last success and
+// attempt of each secret, and which secret has a rotation in
+// needs-reconcile.
+func TestMetricsRefreshFromStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := store.WriteNewKey(filepath.Join(dir, "key")); err != nil {
+		t.Fatal(err)
+	}
+	key, err := store.LoadKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 20, 3, 0, 0, 0, time.UTC)
+	db, err := store.Open(ctx, filepath.Join(dir, "rotord.db"), store.NewKeyring(key), store.WithNow(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	journal := func(name string, st rotation.State, at time.Time) {
+		t.Helper()
+		now = at
+		id, err := db.Begin(ctx, rotation.Rotation{Secret: name, Kind: rotation.KindRotate, Username: "root",
+			Old: secret.New("Old-Pass-1"), New: secret.New("New-Pass-2"), Hosts: []rotation.HostRecord{{Host: rotation.Host{Name: "h1"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetState(ctx, id, 0, st, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Date(2026, 11, 20, 3, 0, 0, 0, time.UTC)
+	journal("Web", rotation.StateCommitted, t0)
+	journal("Web", rotation.StateRolledBack, t0.Add(time.Hour))
+	journal("db", rotation.StateCommitted, t0.Add(2*time.Hour))
+	journal("db", rotation.StateNeedsReconcile, t0.Add(3*time.Hour))
+
+	m := newMetrics(func(string) (time.Time, bool) { return time.Time{}, false })
+	m.setSecrets([]rotation.SecretSpec{{Name: "Web"}, {Name: "db"}, {Name: "mail"}})
+	if err := m.refresh(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		fmt.Sprintf(`rotord_last_success_timestamp_seconds{secret="Web"} %g`, float64(t0.Unix())),
+		fmt.Sprintf(`rotord_last_attempt_timestamp_seconds{secret="Web"} %g`, float64(t0.Add(time.Hour).Unix())),
+		fmt.Sprintf(`rotord_last_success_timestamp_seconds{secret="db"} %g`, float64(t0.Add(2*time.Hour).Unix())),
+		fmt.Sprintf(`rotord_last_attempt_timestamp_seconds{secret="db"} %g`, float64(t0.Add(3*time.Hour).Unix())),
+		`rotord_last_success_timestamp_seconds{secret="mail"} 0`,
+		`rotord_needs_reconcile{secret="db"} 1`,
+		`rotord_needs_reconcile{secret="Web"} 0`,
+		`rotord_needs_reconcile{secret="mail"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, "Pass-") {
+		t.Error("a password shows in the metrics")
+	}
 }
