@@ -5,7 +5,7 @@ PKGS    := ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test demo bench lint fuzz clean
+.PHONY: build test demo bench lint fuzz clean deb
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
@@ -40,3 +40,22 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# The Debian package, bin/rotord_VERSION-1_ARCH.deb (see packaging/): the
+# binary built for it (PIE, stripped, full RELRO), man pages and shell
+# completions generated from the command definitions, a changelog for the
+# version, staged in bin/deb (named in packaging/nfpm.yaml). nfpm is pinned
+# in go.mod (tool directive).
+DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$${v\#v}" | sed 's/-/+/g' || echo "0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d).$$(git rev-parse --short HEAD)")
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_STAGE   := bin/deb
+deb:
+	rm -rf $(DEB_STAGE) && mkdir -p $(DEB_STAGE)/man
+	CGO_LDFLAGS="-Wl,-z,relro,-z,now" $(GO) build -trimpath -buildmode=pie \
+		-ldflags "$(LDFLAGS) -s -w -linkmode=external" -o $(DEB_STAGE)/rotord ./cmd/rotord
+	$(DEB_STAGE)/rotord man $(DEB_STAGE)/man
+	for sh in bash zsh fish; do $(DEB_STAGE)/rotord completion $$sh >$(DEB_STAGE)/rotord.$$sh; done
+	printf 'rotord (%s-1) unstable; urgency=medium\n\n  * Package built from %s.\n\n -- rotord maintainers <rotord@example.org>  %s\n' \
+		'$(DEB_VERSION)' "$$(git rev-parse --short HEAD)" "$$(git log -1 --format=%cD)" | gzip -9n >$(DEB_STAGE)/changelog.Debian.gz
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH=$(DEB_ARCH) \
+		$(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(BIN)/

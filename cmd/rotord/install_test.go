@@ -158,7 +158,7 @@ func installInNamespaces(t *testing.T, dir string) {
 				t.Fatalf("hostkeys scan printed %d known_hosts lines:\n%s\nstderr:\n%s", n, stdout.String(), stderr.String())
 			}
 			steps++
-		case strings.HasPrefix(line, "rotord check"):
+		case strings.Contains(line, "rotord rotord check"):
 			if !strings.Contains(stdout.String(), "no problems found") {
 				t.Fatalf("rotord check:\n%s", stdout.String())
 			}
@@ -184,12 +184,17 @@ func installInNamespaces(t *testing.T, dir string) {
 	if _, err := os.Stat("/etc/systemd/system/rotord.service"); err != nil {
 		t.Fatal(err)
 	}
+	// The commands ran as the service's user: the journal is the daemon's.
+	out, err := exec.Command("stat", "-c", "%U %a", "/var/lib/rotord/rotord.db").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "rotord 600" {
+		t.Fatalf("/var/lib/rotord/rotord.db: %s %v; want owned by rotord, mode 0600", out, err)
+	}
 }
 
 // installBlock returns the command lines of the README's Install block.
 func installBlock(t *testing.T, readme string) []string {
 	t.Helper()
-	m := regexp.MustCompile("(?s)\n## Install\n\n```sh\n(.*?)```").FindStringSubmatch(readme)
+	m := regexp.MustCompile("(?s)\n## Install\n(?:[^\n]*\n)*?```sh\n(.*?)```").FindStringSubmatch(readme)
 	if m == nil {
 		t.Fatal("README has no ```sh block under ## Install")
 	}

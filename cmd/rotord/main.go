@@ -125,6 +125,7 @@ $ROTORD_CONFIG, else ` + defaultConfigPath + `.`,
 		a.heartbeatCmd(), a.checkCmd(), a.hostkeysCmd(), a.tokenCmd(), a.migrateCmd(),
 		a.keygenCmd(), a.rekeyCmd(), a.versionCmd(),
 	)
+	root.AddCommand(a.manCmd()) // hidden: the package build's man pages
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}
