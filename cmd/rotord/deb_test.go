@@ -75,6 +75,10 @@ func TestDebPackageInstallCheckPurge(t *testing.T) {
 				t.Errorf("cleanup: dpkg --purge rotord: %v\n%s", err, o)
 			}
 		}
+		// Neither existed before the test (checked above); a purge keeps
+		// a journal and its key.
+		_ = os.RemoveAll("/var/lib/rotord")
+		_ = os.RemoveAll("/etc/rotord")
 		if !userBefore {
 			_ = exec.Command("userdel", "rotord").Run()
 		}
@@ -177,7 +181,26 @@ func TestDebPackageInstallCheckPurge(t *testing.T) {
 
 	// Purge: the package's files, its configuration and its state go; the
 	// user and group may stay.
-	run(t, "/", "dpkg", "--purge", "rotord")
+	purge := exec.Command("dpkg", "--purge", "rotord")
+	po, err := purge.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dpkg --purge rotord: %v\n%s", err, po)
+	}
+	// A journal and its key are kept, and the administrator told so.
+	if !strings.Contains(string(po), "kept /var/lib/rotord") {
+		t.Errorf("purge did not say it kept the journal:\n%s", po)
+	}
+	for _, p := range []string{"/var/lib/rotord/rotord.db", "/etc/rotord/credentials/store-key"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("purge removed %s, which may hold the only copy of a host's password: %v", p, err)
+		}
+	}
+	if err := os.RemoveAll("/var/lib/rotord"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll("/etc/rotord"); err != nil {
+		t.Fatal(err)
+	}
 	if exec.Command("dpkg-query", "-W", "rotord").Run() == nil {
 		if st := run(t, "/", "dpkg-query", "-W", "-f", "${db:Status-Status}", "rotord"); st != "not-installed" {
 			t.Errorf("after purge dpkg knows rotord as %q", st)
