@@ -286,3 +286,36 @@ func TestPolicyRetriesZeroMeansNone(t *testing.T) {
 		t.Fatalf("PolicyRetries = %d, want 2", got)
 	}
 }
+
+// TestLoadConfigSMTP: notify.smtp fills its defaults (STARTTLS on 587, a
+// one-hour dedupe window) and reads its password like the other
+// credentials: from a file only its owner may read, or the environment.
+func TestLoadConfigSMTP(t *testing.T) {
+	path, dir := writeConfig(t, minimal+"notify:\n  smtp:\n    host: mail.example.com\n    username: alerts\n"+
+		"    password_file: {{dir}}/ss-password\n    from: rotord@example.com\n    to: [a@example.com, b@example.com]\n")
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := c.Notify.SMTP
+	if sm.Port != 587 || sm.TLS != "starttls" || sm.DedupeWindow.D() != time.Hour || sm.Password().Reveal() != testPassword || sm.roots != nil {
+		t.Errorf("smtp %+v: want port 587, starttls, 1h window, the file's password, the system CAs", sm)
+	}
+	if err := os.Chmod(filepath.Join(dir, "ss-password"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadConfig(path, testEnv(nil))
+	if err == nil || !strings.Contains(err.Error(), "notify.smtp.password_file: ") || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a group-readable smtp password file: %v", err)
+	}
+
+	path, _ = writeConfig(t, minimal+"notify:\n  smtp:\n    host: mail.example.com\n    tls: implicit\n    username: alerts\n"+
+		"    password_env: SMTP_PW\n    from: rotord@example.com\n    to: [a@example.com]\n    dedupe_window: 10m\n")
+	c, err = LoadConfig(path, testEnv(map[string]string{"SMTP_PW": "env-pw"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sm := c.Notify.SMTP; sm.Port != 465 || sm.Password().Reveal() != "env-pw" || sm.DedupeWindow.D() != 10*time.Minute {
+		t.Errorf("smtp %+v: want port 465, the environment's password, a 10m window", sm)
+	}
+}

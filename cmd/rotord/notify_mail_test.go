@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/secretserver/sstest"
 )
 
 // testClock is a settable clock for the dedupe window.
@@ -168,5 +170,64 @@ func TestMailAlertUntrustedCertificate(t *testing.T) {
 		if strings.Contains(out, m.pass) {
 			t.Fatal("the log holds the relay's password")
 		}
+	}
+}
+
+// TestWallMailAlerts: through the binary, a rotation that rolls back (Secret
+// Server refused the new password) and a heartbeat that finds drift each
+// send one mail over STARTTLS with AUTH, naming the secret and state and
+// holding no password.
+func TestWallMailAlerts(t *testing.T) {
+	m := newMailServer(t, false)
+	web, drifted := sshHost(t, accPassword), sshHost(t, "Drifted-Pw-5521x")
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, "smtp-password"), []byte(m.pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, "mail-ca.pem"), []byte(m.caPEM), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newWallLab(t, []wallSecret{
+		{name: "prod-web-root", hosts: []string{web.Addr()}},
+		{name: "drifted-root", hosts: []string{drifted.Addr()}},
+	}, web.KnownHostsLine()+"\n"+drifted.KnownHostsLine()+"\n",
+		"notify:\n"+m.smtpSection(false, filepath.Join(creds, "mail-ca.pem"), filepath.Join(creds, "smtp-password")))
+
+	l.ss.FailNext(sstest.EndpointPutField, 1000, 500, `{"errorCode":"API_InternalError","message":"The database is unavailable."}`)
+	out, errOut, code := l.rotord("rotate", "prod-web-root")
+	l.ss.FailNext(sstest.EndpointPutField, 0, 0, "")
+	if code != exitFailed {
+		t.Fatalf("failing rotate: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if web.Password() != accPassword {
+		t.Fatal("the host was not reverted to the password Secret Server holds")
+	}
+	got := m.mails()
+	if len(got) != 1 {
+		t.Fatalf("%d mails after a rolled-back rotation, want 1; stderr:\n%s", len(got), errOut)
+	}
+	msg, body := parseMail(t, got[0].data)
+	hist := l.history("prod-web-root")
+	if s := msg.Header.Get("Subject"); s != "rotord: prod-web-root rolled-back" || !got[0].tls || got[0].user != m.user ||
+		!strings.Contains(body, "secret:   prod-web-root\r\n") || !strings.Contains(body, "state:    rolled-back\r\n") ||
+		!strings.Contains(body, "rotation: "+strconv.FormatInt(hist[0].ID, 10)+"\r\n") {
+		t.Fatalf("mail %+v, Subject %q, body:\n%s", got[0], s, body)
+	}
+
+	out, errOut, code = l.rotord("heartbeat", "drifted-root")
+	if code != exitFailed {
+		t.Fatalf("heartbeat: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	got = m.mails()
+	if len(got) != 2 {
+		t.Fatalf("%d mails after a heartbeat drift, want 2; stderr:\n%s", len(got), errOut)
+	}
+	msg, body = parseMail(t, got[1].data)
+	if s := msg.Header.Get("Subject"); s != "rotord: drifted-root drift" || !strings.Contains(body, "state:    drift\r\n") ||
+		!strings.Contains(body, drifted.Addr()) {
+		t.Fatalf("Subject %q, body:\n%s", s, body)
+	}
+	for _, r := range got {
+		l.noSecrets(r.data, m.pass, "Drifted-Pw-5521x")
 	}
 }
