@@ -641,7 +641,7 @@ func (v *validator) smtp(sm *SMTPConfig, getenv func(string) string) {
 	const p = "notify.smtp"
 	if sm.Host == "" {
 		v.errf(p+".host", "required: the mail relay's name (its certificate must match it)")
-	} else if strings.ContainsAny(sm.Host, " /:\r\n") {
+	} else if strings.ContainsAny(sm.Host, " /:[]\r\n") && net.ParseIP(sm.Host) == nil {
 		v.errf(p+".host", "want a host name or address without port, got %q", sm.Host)
 	}
 	switch sm.TLS {

@@ -309,7 +309,7 @@ func TestLoadConfigSMTP(t *testing.T) {
 		t.Fatalf("a group-readable smtp password file: %v", err)
 	}
 
-	path, _ = writeConfig(t, minimal+"notify:\n  smtp:\n    host: mail.example.com\n    tls: implicit\n    username: alerts\n"+
+	path, _ = writeConfig(t, minimal+"notify:\n  smtp:\n    host: \"::1\"\n    tls: implicit\n    username: alerts\n"+
 		"    password_env: SMTP_PW\n    from: rotord@example.com\n    to: [a@example.com]\n    dedupe_window: 10m\n")
 	c, err = LoadConfig(path, testEnv(map[string]string{"SMTP_PW": "env-pw"}))
 	if err != nil {

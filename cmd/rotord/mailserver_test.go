@@ -33,8 +33,9 @@ type mailServer struct {
 	user  string
 	pass  string
 
-	mu  sync.Mutex
-	got []receivedMail
+	mu     sync.Mutex
+	got    []receivedMail
+	reject bool // refuse every message at DATA (a relay failing)
 }
 
 // receivedMail is one message the server accepted.
@@ -74,6 +75,13 @@ func newMailServer(t *testing.T, implicit bool) *mailServer {
 	go func() { _ = s.Serve(ln) }()
 	t.Cleanup(func() { _ = s.Close() })
 	return m
+}
+
+// setReject makes the server refuse (or accept again) every message.
+func (m *mailServer) setReject(r bool) {
+	m.mu.Lock()
+	m.reject = r
+	m.mu.Unlock()
 }
 
 // mails returns the messages accepted so far.
@@ -129,8 +137,11 @@ func (s *mailSession) Data(r io.Reader) error {
 	_, s.cur.tls = s.conn.TLSConnectionState()
 	s.cur.data = string(b)
 	s.srv.mu.Lock()
+	defer s.srv.mu.Unlock()
+	if s.srv.reject {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	}
 	s.srv.got = append(s.srv.got, s.cur)
-	s.srv.mu.Unlock()
 	return nil
 }
 

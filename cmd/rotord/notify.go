@@ -208,10 +208,10 @@ func (n *notifier) deliver(ctx context.Context, a alert) {
 		return
 	}
 	if err := n.send(ctx, a); err != nil {
-		n.log.Error("alert not delivered", "secret", a.Secret, "rotation", a.Rotation, "state", a.State, "err", err)
+		n.log.Error("alert not delivered", "via", "webhook", "secret", a.Secret, "rotation", a.Rotation, "state", a.State, "err", err)
 		return
 	}
-	n.log.Info("alert delivered", "secret", a.Secret, "rotation", a.Rotation, "state", a.State)
+	n.log.Info("alert delivered", "via", "webhook", "secret", a.Secret, "rotation", a.Rotation, "state", a.State)
 }
 
 // send POSTs a to the webhook. It runs even when ctx is cancelled (the

@@ -82,23 +82,36 @@ var errDuplicate = errors.New("same secret and state mailed within the dedupe wi
 func (m *mailer) send(ctx context.Context, a alert) error {
 	key := mailKey{a.Secret, a.State}
 	now := m.now()
+	// Claim the slot before sending, so that two alerts at once for the
+	// same secret and state send one mail; give it back if the mail fails.
 	m.mu.Lock()
 	last, seen := m.sent[key]
-	m.mu.Unlock()
 	if seen && now.Sub(last) < m.window {
+		m.mu.Unlock()
 		return errDuplicate
 	}
+	m.sent[key] = now
+	m.mu.Unlock()
+	err := m.mail(ctx, a, now)
+	if err != nil {
+		m.mu.Lock()
+		if seen {
+			m.sent[key] = last
+		} else {
+			delete(m.sent, key)
+		}
+		m.mu.Unlock()
+	}
+	return err
+}
+
+// mail builds and transmits the message of a.
+func (m *mailer) mail(ctx context.Context, a alert, now time.Time) error {
 	msg, err := m.message(a, now)
 	if err != nil {
 		return err
 	}
-	if err := m.transmit(ctx, msg); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.sent[key] = now
-	m.mu.Unlock()
-	return nil
+	return m.transmit(ctx, msg)
 }
 
 // message returns the RFC 5322 message of a: a subject naming the secret

@@ -126,6 +126,27 @@ func TestMailAlertSTARTTLSAuth(t *testing.T) {
 	}
 }
 
+// TestMailAlertFailedMailDoesNotCount: a mail the relay refused is logged
+// as not delivered and does not open the dedupe window: the next alert of
+// the same secret and state is mailed.
+func TestMailAlertFailedMailDoesNotCount(t *testing.T) {
+	m := newMailServer(t, false)
+	n, logs := mailNotifier(t, m, func(dir string) string {
+		return m.smtpSection(false, dir+"/mail-ca.pem", dir+"/smtp-password")
+	}, &testClock{now: time.Now()})
+	drift := rotation.HeartbeatResult{Secret: "prod-web-root", Err: rotation.ErrDrift}
+	m.setReject(true)
+	n.heartbeats(context.Background(), drift)
+	if !strings.Contains(logs.String(), `msg="alert not delivered" via=mail`) || !strings.Contains(logs.String(), "451") {
+		t.Fatalf("a refused mail is not logged as not delivered:\n%s", logs)
+	}
+	m.setReject(false)
+	n.heartbeats(context.Background(), drift)
+	if got := m.mails(); len(got) != 1 {
+		t.Fatalf("%d mails after a refused one and a retry, want 1; log:\n%s", len(got), logs)
+	}
+}
+
 // TestMailAlertImplicitTLS: tls: implicit speaks TLS from the first byte.
 func TestMailAlertImplicitTLS(t *testing.T) {
 	m := newMailServer(t, true)
