@@ -5,6 +5,8 @@ go 1.26.6
 require (
 	github.com/Azure/go-ntlmssp v0.1.1
 	github.com/DelineaXPM/tss-sdk-go/v3 v3.1.0
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.25.1
 	github.com/mattn/go-sqlite3 v1.14.22
 	github.com/pressly/goose/v3 v3.29.0
 	github.com/prometheus/client_golang v1.25.0

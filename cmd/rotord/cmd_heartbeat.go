@@ -19,7 +19,7 @@ is named) with the password Secret Server holds, and report the hosts where
 it no longer works: drift (the host refused the password) apart from
 unreachable (the host could not be reached to check) and hosts whose key is
 not trusted (no password sent). Each is alerted with its own state when
-notify.webhook_url is set. Nothing changes.`,
+notify.webhook_url or notify.smtp is set. Nothing changes.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.heartbeat(cmd.Context(), args, asJSON)
 		},

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"reflect"
@@ -129,13 +131,32 @@ type NotifyConfig struct {
 	SMTP       SMTPConfig `yaml:"smtp"`
 }
 
-// SMTPConfig is a mail relay for alerts. Mail alerts are not supported
-// yet: validation rejects a non-empty section.
+// SMTPConfig is the mail relay alerts are sent through. An empty section
+// sends no mail.
 type SMTPConfig struct {
-	Address string   `yaml:"address"`
-	From    string   `yaml:"from"`
-	To      []string `yaml:"to"`
+	Host         string   `yaml:"host"`
+	Port         int      `yaml:"port"`     // default 465 for tls implicit, 587 for starttls
+	TLS          string   `yaml:"tls"`      // implicit | starttls (default); never plain text
+	CAFile       string   `yaml:"ca_file"`  // optional extra CA bundle (PEM)
+	Username     string   `yaml:"username"` // optional: AUTH PLAIN with the password below
+	PasswordFile string   `yaml:"password_file"`
+	PasswordEnv  string   `yaml:"password_env"`
+	From         string   `yaml:"from"`
+	To           []string `yaml:"to"`
+	DedupeWindow Duration `yaml:"dedupe_window"` // one mail per secret and state within it; default 1h
+
+	password secret.Value
+	roots    *x509.CertPool // system CAs plus CAFile; nil for the system's
 }
+
+// Enabled reports whether the section is set: mail alerts are wanted.
+func (c SMTPConfig) Enabled() bool {
+	return c.Host != "" || c.Port != 0 || c.TLS != "" || c.CAFile != "" || c.Username != "" ||
+		c.PasswordFile != "" || c.PasswordEnv != "" || c.From != "" || len(c.To) > 0 || c.DedupeWindow != 0
+}
+
+// Password returns the AUTH password read at load; empty without AUTH.
+func (c SMTPConfig) Password() secret.Value { return c.password }
 
 // Duration is a time.Duration written as "30s", "10m" or "1h30m".
 type Duration time.Duration
@@ -605,10 +626,77 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 			v.errf("notify.webhook_url", "not an http(s) URL: %q", w)
 		}
 	}
-	if sm := c.Notify.SMTP; sm.Address != "" || sm.From != "" || len(sm.To) > 0 {
-		v.errf("notify.smtp", "mail alerts are not supported yet: remove the section and use notify.webhook_url")
+	if c.Notify.SMTP.Enabled() {
+		v.smtp(&c.Notify.SMTP, getenv)
 	}
 	return v.errs
+}
+
+// defaultDedupeWindow is notify.smtp.dedupe_window when not given.
+const defaultDedupeWindow = Duration(time.Hour)
+
+// smtp checks notify.smtp, fills its defaults and reads its password and
+// CA file.
+func (v *validator) smtp(sm *SMTPConfig, getenv func(string) string) {
+	const p = "notify.smtp"
+	if sm.Host == "" {
+		v.errf(p+".host", "required: the mail relay's name (its certificate must match it)")
+	} else if strings.ContainsAny(sm.Host, " /:[]\r\n") && net.ParseIP(sm.Host) == nil {
+		v.errf(p+".host", "want a host name or address without port, got %q", sm.Host)
+	}
+	switch sm.TLS {
+	case "":
+		sm.TLS = "starttls"
+	case "implicit", "starttls":
+	default:
+		v.errf(p+".tls", "must be implicit or starttls (mail is never sent in plain text), got %q", sm.TLS)
+	}
+	if sm.Port == 0 {
+		sm.Port = 587
+		if sm.TLS == "implicit" {
+			sm.Port = 465
+		}
+	}
+	v.port(p+".port", sm.Port, false)
+	if sm.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(sm.CAFile); err != nil {
+			v.errf(p+".ca_file", "cannot read: %v", unwrapPath(err))
+		} else if !pool.AppendCertsFromPEM(pem) {
+			v.errf(p+".ca_file", "%s holds no PEM certificate", sm.CAFile)
+		} else {
+			sm.roots = pool
+		}
+	}
+	switch {
+	case sm.Username != "":
+		sm.password = v.credential(p, sm.PasswordFile, sm.PasswordEnv, true, getenv)
+		sm.PasswordFile = expandCredentials(sm.PasswordFile, getenv)
+	case sm.PasswordFile != "" || sm.PasswordEnv != "":
+		v.errf(p+".username", "required with a password (AUTH needs both)")
+	}
+	if sm.From == "" {
+		v.errf(p+".from", "required: the sender address")
+	} else if _, err := mail.ParseAddress(sm.From); err != nil {
+		v.errf(p+".from", "not a mail address: %q", sm.From)
+	}
+	if len(sm.To) == 0 {
+		v.errf(p+".to", "required: at least one recipient address")
+	}
+	for i, to := range sm.To {
+		if _, err := mail.ParseAddress(to); err != nil {
+			v.errf(fmt.Sprintf("%s.to[%d]", p, i), "not a mail address: %q", to)
+		}
+	}
+	switch {
+	case sm.DedupeWindow < 0:
+		v.errf(p+".dedupe_window", "must not be negative, got %s", sm.DedupeWindow.D())
+	case sm.DedupeWindow == 0:
+		sm.DedupeWindow = defaultDedupeWindow
+	}
 }
 
 // scheduleProblem strips the quoting ParseSchedule adds: the field name

@@ -160,10 +160,26 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"FILE:4: secret_server.password_env: environment variable ROTORD_NOPE is empty or not set"}},
 		{"NoPassword", strings.Replace(minimal, "  password_file: {{dir}}/ss-password\n", "", 1),
 			[]string{"FILE:1: secret_server: password_file or password_env is required (passwords are never given on the command line)"}},
-		{"MappingForList", minimal + "notify:\n  smtp:\n    to: root@example.com\n    address: mail:25\n    from: r@example.com\n",
+		{"MappingForList", minimal + "notify:\n  smtp:\n    to: root@example.com\n    host: mail.example.com\n    from: r@example.com\n",
 			[]string{`FILE:9: notify.smtp.to: want a list, got "root@example.com"`}},
-		{"SMTPNotSupported", minimal + "notify:\n  smtp:\n    address: mail:25\n    from: r@example.com\n    to: [root@example.com]\n",
-			[]string{"FILE:8: notify.smtp: mail alerts are not supported yet: remove the section and use notify.webhook_url"}},
+		{"SMTPBad", minimal + "notify:\n  smtp:\n    host: mail:25\n    tls: plain\n    username: alerts\n    from: nobody\n    to: [ops@example.com, \"x y\"]\n    dedupe_window: -1m\n",
+			[]string{
+				"FILE:8: notify.smtp: password_file or password_env is required (passwords are never given on the command line)",
+				`FILE:9: notify.smtp.host: want a host name or address without port, got "mail:25"`,
+				`FILE:10: notify.smtp.tls: must be implicit or starttls (mail is never sent in plain text), got "plain"`,
+				`FILE:12: notify.smtp.from: not a mail address: "nobody"`,
+				`FILE:13: notify.smtp.to[1]: not a mail address: "x y"`,
+				"FILE:14: notify.smtp.dedupe_window: must not be negative, got -1m0s",
+			}},
+		{"SMTPIncomplete", minimal + "notify:\n  smtp:\n    dedupe_window: 1h\n    ca_file: {{dir}}/nope.pem\n",
+			[]string{
+				"FILE:8: notify.smtp.host: required: the mail relay's name (its certificate must match it)",
+				"FILE:8: notify.smtp.from: required: the sender address",
+				"FILE:8: notify.smtp.to: required: at least one recipient address",
+				"FILE:10: notify.smtp.ca_file: cannot read: no such file or directory",
+			}},
+		{"SMTPPasswordWithoutUser", minimal + "notify:\n  smtp:\n    host: mail.example.com\n    password_env: SMTP_PW\n    from: r@example.com\n    to: [ops@example.com]\n",
+			[]string{"FILE:8: notify.smtp.username: required with a password (AUTH needs both)"}},
 		{"ListForScalar", minimal + "hosts_field: [a, b]\n",
 			[]string{"FILE:7: hosts_field: want text, got a list"}},
 		{"Syntax", minimal + "ssh:\n port: 22\n  known_hosts: x\n",
@@ -268,5 +284,38 @@ func TestPolicyRetriesZeroMeansNone(t *testing.T) {
 	}
 	if got := c.EngineConfig("h").PolicyRetries; got != 2 {
 		t.Fatalf("PolicyRetries = %d, want 2", got)
+	}
+}
+
+// TestLoadConfigSMTP: notify.smtp fills its defaults (STARTTLS on 587, a
+// one-hour dedupe window) and reads its password like the other
+// credentials: from a file only its owner may read, or the environment.
+func TestLoadConfigSMTP(t *testing.T) {
+	path, dir := writeConfig(t, minimal+"notify:\n  smtp:\n    host: mail.example.com\n    username: alerts\n"+
+		"    password_file: {{dir}}/ss-password\n    from: rotord@example.com\n    to: [a@example.com, b@example.com]\n")
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := c.Notify.SMTP
+	if sm.Port != 587 || sm.TLS != "starttls" || sm.DedupeWindow.D() != time.Hour || sm.Password().Reveal() != testPassword || sm.roots != nil {
+		t.Errorf("smtp %+v: want port 587, starttls, 1h window, the file's password, the system CAs", sm)
+	}
+	if err := os.Chmod(filepath.Join(dir, "ss-password"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadConfig(path, testEnv(nil))
+	if err == nil || !strings.Contains(err.Error(), "notify.smtp.password_file: ") || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a group-readable smtp password file: %v", err)
+	}
+
+	path, _ = writeConfig(t, minimal+"notify:\n  smtp:\n    host: \"::1\"\n    tls: implicit\n    username: alerts\n"+
+		"    password_env: SMTP_PW\n    from: rotord@example.com\n    to: [a@example.com]\n    dedupe_window: 10m\n")
+	c, err = LoadConfig(path, testEnv(map[string]string{"SMTP_PW": "env-pw"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sm := c.Notify.SMTP; sm.Port != 465 || sm.Password().Reveal() != "env-pw" || sm.DedupeWindow.D() != 10*time.Minute {
+		t.Errorf("smtp %+v: want port 465, the environment's password, a 10m window", sm)
 	}
 }

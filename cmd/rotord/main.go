@@ -59,10 +59,11 @@ type app struct {
 }
 
 // notifier returns the alert sender of the configuration; nil (sends
-// nothing) when no webhook is configured. Call it after setup.
+// nothing) when neither a webhook nor mail is configured. Call it after
+// setup.
 func (a *app) notifier() *notifier {
 	if a.alerts == nil && a.cfg != nil {
-		a.alerts = newNotifier(a.cfg.Notify, a.log)
+		a.alerts = newNotifier(a.cfg.Notify, a.log, a.alertClock())
 	}
 	return a.alerts
 }

@@ -1,6 +1,7 @@
 package main
 
-// This file sends alerts to notify.webhook_url: a rotation that ended
+// This file sends alerts to notify.webhook_url and, through notify.smtp
+// (notify_mail.go), by mail: a rotation that ended
 // rolled back or needs-reconcile, a secret parked, a scheduled rotation
 // that needs an operator, and what a heartbeat found (drift, unreachable).
 
@@ -45,33 +46,34 @@ type alert struct {
 	Time     time.Time `json:"time"`
 }
 
-// notifier posts alerts to a webhook. A nil *notifier sends nothing.
-// Neither its logs nor its errors show the webhook URL, which may hold a
-// token.
+// notifier posts alerts to a webhook and mails them; each is optional and
+// independent of the other. A nil *notifier sends nothing. Neither its
+// logs nor its errors show the webhook URL, which may hold a token.
 type notifier struct {
-	url    string
+	url    string // "" when no webhook is configured
 	client *http.Client
+	mail   *mailer // nil when no mail is configured
 	log    *slog.Logger
+	now    func() time.Time
 }
 
-// newNotifier returns the notifier of cfg, or nil when no webhook is set.
-// The webhook's certificate is verified against the system's CAs
-// ($SSL_CERT_FILE and $SSL_CERT_DIR select others); $HTTPS_PROXY is
-// honoured.
-func newNotifier(cfg NotifyConfig, log *slog.Logger) *notifier {
-	if cfg.WebhookURL == "" {
+// newNotifier returns the notifier of cfg, or nil when neither a webhook
+// nor mail is configured. The webhook's certificate is verified against
+// the system's CAs ($SSL_CERT_FILE and $SSL_CERT_DIR select others);
+// $HTTPS_PROXY is honoured. now stamps the alerts and is the clock of the
+// mail dedupe window.
+func newNotifier(cfg NotifyConfig, log *slog.Logger, now func() time.Time) *notifier {
+	n := &notifier{url: cfg.WebhookURL, mail: newMailer(cfg.SMTP, now), log: log, now: now}
+	if n.url == "" && n.mail == nil {
 		return nil
 	}
-	return &notifier{
-		url: cfg.WebhookURL,
-		client: &http.Client{
-			Transport: http.DefaultTransport.(*http.Transport).Clone(),
-			Timeout:   webhookTimeout,
-			// A redirect could lead the alert somewhere unverified.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		log: log,
+	n.client = &http.Client{
+		Transport: http.DefaultTransport.(*http.Transport).Clone(),
+		Timeout:   webhookTimeout,
+		// A redirect could lead the alert somewhere unverified.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	return n
 }
 
 // rotationAlert returns the alert a rotation result calls for, if any.
@@ -95,7 +97,7 @@ func (n *notifier) rotations(ctx context.Context, rs ...rotation.Result) {
 		return
 	}
 	for _, r := range rs {
-		if a, ok := rotationAlert(r, time.Now()); ok {
+		if a, ok := rotationAlert(r, n.now()); ok {
 			n.deliver(ctx, a)
 		}
 	}
@@ -131,7 +133,7 @@ func (n *notifier) operatorNeeded(ctx context.Context, r rotation.Result) {
 		return
 	}
 	n.deliver(ctx, alert{Secret: r.Secret, State: alertNeedsOperator,
-		Error: "not retried; the secret waits for its next scheduled slot: " + r.Err.Error(), Time: time.Now().UTC()})
+		Error: "not retried; the secret waits for its next scheduled slot: " + r.Err.Error(), Time: n.now().UTC()})
 }
 
 // parked alerts that the scheduler parked a secret after its transient
@@ -141,7 +143,7 @@ func (n *notifier) parked(ctx context.Context, secretName string, cause error) {
 		return
 	}
 	n.deliver(ctx, alert{Secret: secretName, State: alertParked,
-		Error: "retries spent; parked until the next scheduled slot: " + cause.Error(), Time: time.Now().UTC()})
+		Error: "retries spent; parked until the next scheduled slot: " + cause.Error(), Time: n.now().UTC()})
 }
 
 // missed alerts that the scheduler gave a slot up: the secret's lease
@@ -151,7 +153,7 @@ func (n *notifier) missed(ctx context.Context, secretName string, due time.Time,
 		return
 	}
 	n.deliver(ctx, alert{Secret: secretName, State: alertMissed,
-		Error: "scheduled slot due " + due.UTC().Format(time.RFC3339) + " missed: " + cause.Error(), Time: time.Now().UTC()})
+		Error: "scheduled slot due " + due.UTC().Format(time.RFC3339) + " missed: " + cause.Error(), Time: n.now().UTC()})
 }
 
 // heartbeats alerts on every heartbeat that found a problem: one alert per
@@ -160,7 +162,7 @@ func (n *notifier) heartbeats(ctx context.Context, hs ...rotation.HeartbeatResul
 	if n == nil {
 		return
 	}
-	now := time.Now().UTC()
+	now := n.now().UTC()
 	for _, h := range hs {
 		for _, a := range heartbeatAlerts(h, now) {
 			n.deliver(ctx, a)
@@ -199,11 +201,17 @@ func heartbeatState(err error) string {
 }
 
 func (n *notifier) deliver(ctx context.Context, a alert) {
-	if err := n.send(ctx, a); err != nil {
-		n.log.Error("alert not delivered", "secret", a.Secret, "rotation", a.Rotation, "state", a.State, "err", err)
+	if n.mail != nil {
+		n.mail.deliver(ctx, n.log, a)
+	}
+	if n.url == "" {
 		return
 	}
-	n.log.Info("alert delivered", "secret", a.Secret, "rotation", a.Rotation, "state", a.State)
+	if err := n.send(ctx, a); err != nil {
+		n.log.Error("alert not delivered", "via", "webhook", "secret", a.Secret, "rotation", a.Rotation, "state", a.State, "err", err)
+		return
+	}
+	n.log.Info("alert delivered", "via", "webhook", "secret", a.Secret, "rotation", a.Rotation, "state", a.State)
 }
 
 // send POSTs a to the webhook. It runs even when ctx is cancelled (the

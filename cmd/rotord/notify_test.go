@@ -133,7 +133,7 @@ func TestRotationAlert(t *testing.T) {
 
 func TestNotifierVerifiesTLSAndHidesURL(t *testing.T) {
 	w := newWebhook(t) // its certificate is in no pool this process trusts
-	n := newNotifier(NotifyConfig{WebhookURL: w.url + "/hooks/S3CRET-TOKEN"}, slog.New(slog.DiscardHandler))
+	n := newNotifier(NotifyConfig{WebhookURL: w.url + "/hooks/S3CRET-TOKEN"}, slog.New(slog.DiscardHandler), time.Now)
 	err := n.send(context.Background(), alert{Secret: "a", State: "rolled-back", Time: time.Now()})
 	if err == nil {
 		t.Fatal("alert sent to a server with an untrusted certificate")
@@ -163,7 +163,7 @@ func TestNotifierVerifiesTLSAndHidesURL(t *testing.T) {
 		t.Fatalf("send to a 404: %v", err)
 	}
 
-	if newNotifier(NotifyConfig{}, nil) != nil {
+	if newNotifier(NotifyConfig{}, nil, time.Now) != nil {
 		t.Fatal("a notifier without a webhook URL")
 	}
 	var none *notifier // sends nothing, without panicking
@@ -181,7 +181,7 @@ func TestNotifierParked(t *testing.T) {
 		got <- a
 	}))
 	defer srv.Close()
-	n := newNotifier(NotifyConfig{WebhookURL: srv.URL}, slog.New(slog.DiscardHandler))
+	n := newNotifier(NotifyConfig{WebhookURL: srv.URL}, slog.New(slog.DiscardHandler), time.Now)
 	n.parked(context.Background(), "web-root", errors.New("host unreachable"))
 	a := <-got
 	if a.Secret != "web-root" || a.State != alertParked || !strings.Contains(a.Error, "host unreachable") {
