@@ -29,6 +29,7 @@ An existing file is never overwritten; to change keys use rotord rekey.`,
 			if err := a.adapters.writeNewKey(path); err != nil {
 				return err
 			}
+			a.created = append(a.created, path)
 			fmt.Fprintf(a.stdout, "new key written to %s\n", path)
 			return nil
 		},

@@ -56,6 +56,8 @@ type app struct {
 	clock rotation.Clock // tests: the daemon's clock; nil for the wall clock
 
 	alerts *notifier // built from cfg by notifier
+
+	created []string // files a command wrote outside stateFiles, to hand over
 }
 
 // notifier returns the alert sender of the configuration; nil (sends
@@ -80,6 +82,7 @@ func (a *app) main(ctx context.Context, args []string) int {
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	err := root.ExecuteContext(ctx)
+	handOver(append(a.stateFiles(), a.created...)...)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("%w: %w", errInterrupted, err)
 	}
