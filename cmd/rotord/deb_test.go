@@ -10,8 +10,8 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/rotord/rotord/secretserver/sstest"
+	"github.com/rotord/rotord/sshexec/sshtest"
 )
 
 func TestDebPackageInstallCheckPurge(t *testing.T) {
@@ -137,18 +138,18 @@ func TestDebPackageInstallCheckPurge(t *testing.T) {
 	}
 	t.Logf("exposure %s", m[1])
 
-	// rotord check as the service's user, against the emulator and a host.
+	// rotord check as the service's user, against the emulator and a rig host.
 	ss := sstest.New()
 	defer ss.Close()
 	const ssUser, ssPassword = "svc-rotord", "Deb-Svc-Pw-4242!"
 	ss.AddUser(ssUser, "", ssPassword)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	rig, err := sshtest.StartRig(context.Background(), sshtest.RigOptions{
+		Hosts: []sshtest.HostSpec{{Variant: sshtest.Debian}}, Password: "Deb-Rig-Pw-7781"})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start rig: %v", err)
 	}
-	host := l.Addr().String()
-	_ = l.Close()
-	keyOnlySSH(t, host)
+	defer rig.Close()
+	host := rig.Hosts()[0].Addr()
 	ss.AddSecret(sstest.SecretSeed{Name: "prod-web-root", Folder: `\Prod\Linux`, Username: "root", Password: "Web-Root-Pw-0001", Notes: host})
 	ss.AddSecret(sstest.SecretSeed{Name: "prod-db-root", Folder: `\Prod\Linux`, Username: "root", Password: "Db-Root-Pw-00002", Notes: host})
 
