@@ -62,12 +62,14 @@ func (a *app) run(ctx context.Context) error {
 	defer svc.close()
 
 	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
+	sd := newSDNotifier(a.getenv, a.log)
 	alerts := a.notifier()
 	for _, r := range svc.engine.Recover(work, "daemon") {
 		a.logResult("recovered rotation", r)
 		alerts.rotations(work, r)
 	}
 	if ctx.Err() != nil {
+		sd.stopping()
 		a.log.Info("rotord stopped")
 		return nil
 	}
@@ -114,6 +116,10 @@ func (a *app) run(ctx context.Context) error {
 			}
 		},
 		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
+		// systemd's watchdog (WatchdogSec=) is fed from the scheduler's
+		// loop, so a stuck scheduler gets the daemon restarted.
+		Alive:      alive(sd),
+		AliveEvery: sd.watchdogEvery(),
 		Clock:      clock,
 		Log:        a.log,
 	})
@@ -133,10 +139,15 @@ func (a *app) run(ctx context.Context) error {
 
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
+	// Start-up recovery is over: systemd may consider the service started.
+	sd.ready()
 	stopping := false
 	for {
 		select {
 		case err := <-done:
+			if !stopping {
+				sd.stopping()
+			}
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 				a.log.Info("rotord stopped")
 				return nil
@@ -145,7 +156,10 @@ func (a *app) run(ctx context.Context) error {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				if a.reload(ctx, sched) {
+				sd.reloading()
+				ok := a.reload(ctx, sched)
+				sd.ready()
+				if ok {
 					met.reloads.WithLabelValues("ok").Inc()
 					met.setSecrets(a.cfg.Specs())
 				} else {
@@ -153,6 +167,7 @@ func (a *app) run(ctx context.Context) error {
 				}
 			case !stopping:
 				stopping = true
+				sd.stopping()
 				a.log.Info("stopping: no new rotation starts; waiting for those in flight", "signal", sig.String())
 			default:
 				a.log.Warn("second signal: interrupting rotations in flight; they revert", "signal", sig.String())
@@ -160,6 +175,15 @@ func (a *app) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// alive is the scheduler's watchdog ping: nil when systemd runs no
+// watchdog on the service.
+func alive(sd *sdNotifier) func() {
+	if sd.watchdogEvery() <= 0 {
+		return nil
+	}
+	return sd.alive
 }
 
 // reload re-reads the configuration file on SIGHUP. An invalid file is
