@@ -634,6 +634,14 @@ func RotatedSince(ctx context.Context, j HistoryReader, secretName string, due t
 	}
 }
 
+// Claim marks a secret as busy (a heartbeat checking it) unless the
+// scheduler is rotating it or it is claimed already: until release is
+// called, no scheduled rotation of it starts. ok is false, and release
+// nil, when it is refused.
+func (s *Scheduler) Claim(secretName string) (release func(), ok bool) {
+	return s.claim(secretName)
+}
+
 // claim marks a secret as being recovered by a sweep, unless the scheduler
 // is rotating it or another sweep has it. Until release is called, no
 // scheduled rotation of it starts.
