@@ -127,6 +127,19 @@ func (a *app) run(ctx context.Context) error {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
 	met.setSecrets(a.cfg.Specs())
+	hb, err := rotation.NewHeartbeatScheduler(rotation.HeartbeatSchedulerConfig{
+		HeartbeatPlan: a.cfg.HeartbeatPlan(),
+		Check:         svc.engine.ScheduledHeartbeat,
+		Claim:         sched.Claim,
+		OnResult: func(spec rotation.SecretSpec, before rotation.HeartbeatState, r rotation.HeartbeatResult) {
+			a.heartbeatResult(ctx, before, r)
+		},
+		Clock: clock,
+		Log:   a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start heartbeats: %w", err)
+	}
 	if a.cfg.Metrics.Listen != "" {
 		addr, err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log)
 		if err != nil {
@@ -139,6 +152,8 @@ func (a *app) run(ctx context.Context) error {
 
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
+	hbDone := make(chan struct{})
+	go func() { _ = hb.Run(ctx); close(hbDone) }()
 	// Start-up recovery is over: systemd may consider the service started.
 	sd.ready()
 	stopping := false
@@ -147,6 +162,9 @@ func (a *app) run(ctx context.Context) error {
 		case err := <-done:
 			if !stopping {
 				sd.stopping()
+			}
+			if ctx.Err() != nil {
+				<-hbDone
 			}
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 				a.log.Info("rotord stopped")
@@ -160,6 +178,9 @@ func (a *app) run(ctx context.Context) error {
 				ok := a.reload(ctx, sched)
 				sd.ready()
 				if ok {
+					if err := hb.Reload(a.cfg.HeartbeatPlan()); err != nil {
+						a.log.Error("heartbeat schedules not reloaded", "err", err)
+					}
 					met.reloads.WithLabelValues("ok").Inc()
 					met.setSecrets(a.cfg.Specs())
 				} else {
@@ -174,6 +195,33 @@ func (a *app) run(ctx context.Context) error {
 				interrupt()
 			}
 		}
+	}
+}
+
+// heartbeatResult logs a scheduled heartbeat's result and alerts when the
+// secret's state changed: on entering drift, unreachable or failed (from
+// any other state, or at the first check), and on recovering to ok. A
+// state that persists alerts once. The journal's audit trail holds every
+// result (the engine records it).
+func (a *app) heartbeatResult(ctx context.Context, before rotation.HeartbeatState, r rotation.HeartbeatResult) {
+	state := r.State()
+	attrs := []any{"secret", r.Secret, "state", string(state), "before", string(before), "hosts", len(r.Hosts)}
+	switch {
+	case state == rotation.HeartbeatOK:
+		a.log.Info("heartbeat", attrs...)
+	case state == before:
+		a.log.Warn("heartbeat", append(attrs, "err", r.Err)...)
+	default:
+		a.log.Error("heartbeat", append(attrs, "err", r.Err, "alert", true)...)
+	}
+	if state == before {
+		return
+	}
+	switch {
+	case state != rotation.HeartbeatOK:
+		a.notifier().heartbeats(ctx, r)
+	case before != "":
+		a.notifier().heartbeatRecovered(ctx, r.Secret, before)
 	}
 }
 
