@@ -27,6 +27,16 @@ left unfinished (a "rotord rotate" killed part way) once their lease is free.
 A slot that finds the secret's lease held (a rollback, a dry run, a recovery
 in progress) is retried every minute for an hour, then missed with an alert.
 
+With heartbeat.schedule (or a secret's heartbeat) set, it also checks that
+the password Secret Server holds logs into every host of each secret on
+that schedule, records each result (rotord history --heartbeats), and
+alerts when a secret enters drift, unreachable or failed and when it is ok
+again.
+
+Under systemd (Type=notify) it reports READY=1 once start-up recovery is
+done, RELOADING=1 around a reload and STOPPING=1, and pings the watchdog
+(WatchdogSec=) from the scheduler's loop.
+
 Signals:
   SIGHUP           reload the configuration file; an invalid one is
                    rejected (logged) and the running one kept. Schedules and
