@@ -123,6 +123,7 @@ type Engine struct {
 	ids     ScheduleState
 	log     *slog.Logger
 	slots   chan struct{}
+	refused refusedMemo // what scheduled heartbeats found refused
 }
 
 // New returns an engine over the given adapters. ids may be nil, in which

@@ -101,6 +101,12 @@ type HeartbeatResult struct {
 // refused) apart from hosts it could not check (unreachable, or an
 // untrusted host key). It changes nothing but the audit trail.
 func (e *Engine) Heartbeat(ctx context.Context, spec SecretSpec) HeartbeatResult {
+	return e.heartbeat(ctx, spec, nil)
+}
+
+// heartbeat is Heartbeat; with memo, a host is not offered a password it
+// refused before, and each host's refusal is remembered.
+func (e *Engine) heartbeat(ctx context.Context, spec SecretSpec, memo *refusedMemo) HeartbeatResult {
 	res := HeartbeatResult{Secret: spec.Name}
 	s, err := e.readSecret(ctx, spec)
 	if err != nil {
@@ -113,7 +119,14 @@ func (e *Engine) Heartbeat(ctx context.Context, spec SecretSpec) HeartbeatResult
 	for i, h := range s.Hosts {
 		go func() {
 			defer func() { done <- struct{}{} }()
+			if memo != nil && memo.refused(spec.Name, h, s.Password) {
+				errs[i] = ErrRefusedBefore
+				return
+			}
 			errs[i] = e.verify(ctx, h, s.Username, s.Password)
+			if memo != nil {
+				memo.set(spec.Name, h, s.Password, errors.Is(errs[i], ErrAuthFailed))
+			}
 		}()
 	}
 	for range s.Hosts {

@@ -126,6 +126,11 @@ type SchedulerConfig struct {
 	// until release is called the scheduler starts no rotation of it.
 	Sweep      func(ctx context.Context, claim func(secretName string) (release func(), ok bool))
 	SweepEvery time.Duration
+	// Alive, if set, is called from the scheduler's loop when Run starts
+	// and then at least every AliveEvery until it returns: a watchdog's
+	// ping (systemd's WATCHDOG=1), which stops when the loop is stuck.
+	Alive      func()
+	AliveEvery time.Duration
 	// Clock defaults to WallClock.
 	Clock Clock
 	// Rand returns a uniform random int64 in [0, n); defaults to math/rand/v2.
@@ -157,6 +162,8 @@ type Scheduler struct {
 	history    HistoryReader
 	sweep      func(ctx context.Context, claim func(string) (func(), bool))
 	sweepEvery time.Duration
+	alive      func()
+	aliveEvery time.Duration
 
 	mu      sync.Mutex
 	plan    SchedulePlan
@@ -198,6 +205,8 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 		wake:   make(chan struct{}, 1),
 
 		onMissed:   cfg.OnMissed,
+		alive:      cfg.Alive,
+		aliveEvery: cfg.AliveEvery,
 		history:    cfg.History,
 		sweep:      cfg.Sweep,
 		sweepEvery: cfg.SweepEvery,
@@ -395,8 +404,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer wg.Wait()
 	nextSweep := s.clock.Now().Add(s.sweepEvery)
 	sweeping := make(chan struct{}, 1) // full while a sweep runs
+	var nextAlive time.Time
 	for {
 		wait := s.startDue(ctx, &wg)
+		if s.alive != nil && ctx.Err() == nil {
+			now := s.clock.Now()
+			if !now.Before(nextAlive) {
+				s.alive()
+				nextAlive = now.Add(s.aliveEvery)
+			}
+			if d := nextAlive.Sub(now); s.aliveEvery > 0 && (wait < 0 || d < wait) {
+				wait = max(d, 0)
+			}
+		}
 		if s.sweep != nil && ctx.Err() == nil {
 			now := s.clock.Now()
 			if !now.Before(nextSweep) {
@@ -612,6 +632,14 @@ func RotatedSince(ctx context.Context, j HistoryReader, secretName string, due t
 		}
 		before = rs[len(rs)-1].ID
 	}
+}
+
+// Claim marks a secret as busy (a heartbeat checking it) unless the
+// scheduler is rotating it or it is claimed already: until release is
+// called, no scheduled rotation of it starts. ok is false, and release
+// nil, when it is refused.
+func (s *Scheduler) Claim(secretName string) (release func(), ok bool) {
+	return s.claim(secretName)
 }
 
 // claim marks a secret as being recovered by a sweep, unless the scheduler

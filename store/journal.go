@@ -633,6 +633,7 @@ func (db *DB) Audit(ctx context.Context, e rotation.Event) error {
 // AuditQuery selects audit events, newest first.
 type AuditQuery struct {
 	Secret   string // "" for all
+	Action   string // "" for all; else only events of this action ("heartbeat", ...)
 	BeforeID int64  // 0 for the newest; else only events with smaller ids
 	Limit    int    // defaults to DefaultHistoryLimit, capped at MaxHistoryLimit
 }
@@ -658,6 +659,9 @@ func (db *DB) AuditLog(ctx context.Context, q AuditQuery) ([]AuditEvent, error) 
 	g := db.gdb.WithContext(ctx).Where("id < ?", before)
 	if q.Secret != "" {
 		g = g.Where("secret = ?", rotation.SecretKey(q.Secret))
+	}
+	if q.Action != "" {
+		g = g.Where("action = ?", q.Action)
 	}
 	var rows []auditRow
 	if err := g.Order("id DESC").Limit(limit).Find(&rows).Error; err != nil {

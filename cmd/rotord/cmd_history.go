@@ -2,39 +2,54 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/store"
 )
 
 func (a *app) historyCmd() *cobra.Command {
 	var (
-		asJSON bool
-		limit  int
-		before int64
+		asJSON     bool
+		heartbeats bool
+		limit      int
+		before     int64
 	)
 	cmd := &cobra.Command{
 		Use:   "history [NAME]",
 		Short: "List journaled rotations, newest first",
 		Long: `List the rotations in the journal, newest first, of one secret or of all:
 their id (for rollback --to), kind, state, hosts changed, and why a rotation
-did not commit. Passwords are never shown.`,
+did not commit. Passwords are never shown.
+
+With --heartbeats it lists heartbeat results instead (from the journal's
+audit trail): each check's time, who ran it (heartbeat: the daemon's
+schedule or rotord heartbeat) and what it found: ok, or the drift,
+unreachable or other problem with the hosts it concerns.`,
 		Example: `  rotord history
   rotord history prod-web-root --limit 5
-  rotord history --json | jq '.[] | select(.state != "committed")'`,
+  rotord history --json | jq '.[] | select(.state != "committed")'
+  rotord history prod-web-root --heartbeats`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {
 				name = args[0]
 			}
+			if heartbeats {
+				return a.heartbeatHistory(cmd.Context(), name, limit, before, asJSON)
+			}
 			return a.history(cmd.Context(), name, limit, before, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "write rotations as JSON")
 	cmd.Flags().IntVar(&limit, "limit", 50, "list at most `N` rotations")
+	cmd.Flags().BoolVar(&heartbeats, "heartbeats", false, "list heartbeat results instead of rotations")
 	cmd.Flags().Int64Var(&before, "before", 0, "list only rotations with an id below `ID` (paging)")
 	return cmd
 }
@@ -81,4 +96,61 @@ func (a *app) history(ctx context.Context, name string, limit int, before int64,
 		return nil
 	}
 	return renderHistory(a.stdout, rs)
+}
+
+// auditLogReader is the journal's audit trail (*store.DB).
+type auditLogReader interface {
+	AuditLog(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error)
+}
+
+// jsonHeartbeatEvent is a recorded heartbeat result in JSON output.
+type jsonHeartbeatEvent struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Secret string    `json:"secret"`
+	Result string    `json:"result"`
+}
+
+// heartbeatHistory lists recorded heartbeat results, newest first.
+func (a *app) heartbeatHistory(ctx context.Context, name string, limit int, before int64, asJSON bool) error {
+	if limit < 1 {
+		return usagef("--limit: want at least 1, got %d", limit)
+	}
+	if err := a.setupLocal(); err != nil {
+		return err
+	}
+	svc, _, err := a.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	j, ok := svc.journal.(auditLogReader)
+	if !ok {
+		return errors.New("read heartbeats: this journal keeps no audit trail")
+	}
+	evs, err := j.AuditLog(ctx, store.AuditQuery{Secret: name, Action: "heartbeat", BeforeID: before, Limit: limit})
+	if err != nil {
+		return fmt.Errorf("read heartbeats: %w", err)
+	}
+	out := make([]jsonHeartbeatEvent, 0, len(evs))
+	for _, ev := range evs {
+		secretName := ev.Secret
+		if s, ok := a.cfg.Spec(secretName); ok {
+			secretName = s.Name
+		}
+		out = append(out, jsonHeartbeatEvent{ID: ev.ID, Time: ev.Time.UTC(), Secret: secretName, Result: ev.Detail})
+	}
+	if asJSON {
+		return writeJSON(a.stdout, out)
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(a.stdout, "no heartbeats in the journal")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tSECRET\tRESULT")
+	for _, e := range out {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.ID, e.Time.Format(time.RFC3339), e.Secret, e.Result)
+	}
+	return tw.Flush()
 }

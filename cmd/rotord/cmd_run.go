@@ -27,6 +27,16 @@ left unfinished (a "rotord rotate" killed part way) once their lease is free.
 A slot that finds the secret's lease held (a rollback, a dry run, a recovery
 in progress) is retried every minute for an hour, then missed with an alert.
 
+With heartbeat.schedule (or a secret's heartbeat) set, it also checks that
+the password Secret Server holds logs into every host of each secret on
+that schedule, records each result (rotord history --heartbeats), and
+alerts when a secret enters drift, unreachable or failed and when it is ok
+again.
+
+Under systemd (Type=notify) it reports READY=1 once start-up recovery is
+done, RELOADING=1 around a reload and STOPPING=1, and pings the watchdog
+(WatchdogSec=) from the scheduler's loop.
+
 Signals:
   SIGHUP           reload the configuration file; an invalid one is
                    rejected (logged) and the running one kept. Schedules and
@@ -62,12 +72,14 @@ func (a *app) run(ctx context.Context) error {
 	defer svc.close()
 
 	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
+	sd := newSDNotifier(a.getenv, a.log)
 	alerts := a.notifier()
 	for _, r := range svc.engine.Recover(work, "daemon") {
 		a.logResult("recovered rotation", r)
 		alerts.rotations(work, r)
 	}
 	if ctx.Err() != nil {
+		sd.stopping()
 		a.log.Info("rotord stopped")
 		return nil
 	}
@@ -119,6 +131,10 @@ func (a *app) run(ctx context.Context) error {
 			a.refreshMetrics(work, met, svc.journal, false)
 		},
 		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
+		// systemd's watchdog (WatchdogSec=) is fed from the scheduler's
+		// loop, so a stuck scheduler gets the daemon restarted.
+		Alive:      alive(sd),
+		AliveEvery: sd.watchdogEvery(),
 		Clock:      clock,
 		Log:        a.log,
 	})
@@ -127,6 +143,20 @@ func (a *app) run(ctx context.Context) error {
 	}
 	met.setSecrets(a.cfg.Specs())
 	a.refreshMetrics(work, met, svc.journal, false)
+	hb, err := rotation.NewHeartbeatScheduler(rotation.HeartbeatSchedulerConfig{
+		HeartbeatPlan: a.cfg.HeartbeatPlan(),
+		Check:         svc.engine.ScheduledHeartbeat,
+		Claim:         sched.Claim,
+		OnResult: func(spec rotation.SecretSpec, before rotation.HeartbeatState, r rotation.HeartbeatResult) {
+			met.heartbeatResult(r)
+			a.heartbeatResult(ctx, before, r)
+		},
+		Clock: clock,
+		Log:   a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start heartbeats: %w", err)
+	}
 	if a.cfg.Metrics.Listen != "" {
 		addr, err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log)
 		if err != nil {
@@ -139,10 +169,20 @@ func (a *app) run(ctx context.Context) error {
 
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
+	hbDone := make(chan struct{})
+	go func() { _ = hb.Run(ctx); close(hbDone) }()
+	// Start-up recovery is over: systemd may consider the service started.
+	sd.ready()
 	stopping := false
 	for {
 		select {
 		case err := <-done:
+			if !stopping {
+				sd.stopping()
+			}
+			if ctx.Err() != nil {
+				<-hbDone
+			}
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 				a.log.Info("rotord stopped")
 				return nil
@@ -151,7 +191,13 @@ func (a *app) run(ctx context.Context) error {
 		case sig := <-sigs:
 			switch {
 			case sig == syscall.SIGHUP:
-				if a.reload(ctx, sched) {
+				sd.reloading()
+				ok := a.reload(ctx, sched)
+				sd.ready()
+				if ok {
+					if err := hb.Reload(a.cfg.HeartbeatPlan()); err != nil {
+						a.log.Error("heartbeat schedules not reloaded", "err", err)
+					}
 					met.reloads.WithLabelValues("ok").Inc()
 					met.setSecrets(a.cfg.Specs())
 					a.refreshMetrics(work, met, svc.journal, false)
@@ -160,6 +206,7 @@ func (a *app) run(ctx context.Context) error {
 				}
 			case !stopping:
 				stopping = true
+				sd.stopping()
 				a.log.Info("stopping: no new rotation starts; waiting for those in flight", "signal", sig.String())
 			default:
 				a.log.Warn("second signal: interrupting rotations in flight; they revert", "signal", sig.String())
@@ -167,6 +214,42 @@ func (a *app) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// heartbeatResult logs a scheduled heartbeat's result and alerts when the
+// secret's state changed: on entering drift, unreachable or failed (from
+// any other state, or at the first check), and on recovering to ok. A
+// state that persists alerts once. The journal's audit trail holds every
+// result (the engine records it).
+func (a *app) heartbeatResult(ctx context.Context, before rotation.HeartbeatState, r rotation.HeartbeatResult) {
+	state := r.State()
+	attrs := []any{"secret", r.Secret, "state", string(state), "before", string(before), "hosts", len(r.Hosts)}
+	switch {
+	case state == rotation.HeartbeatOK:
+		a.log.Info("heartbeat", attrs...)
+	case state == before:
+		a.log.Warn("heartbeat", append(attrs, "err", r.Err)...)
+	default:
+		a.log.Error("heartbeat", append(attrs, "err", r.Err, "alert", true)...)
+	}
+	if state == before {
+		return
+	}
+	switch {
+	case state != rotation.HeartbeatOK:
+		a.notifier().heartbeats(ctx, r)
+	case before != "":
+		a.notifier().heartbeatRecovered(ctx, r.Secret, before)
+	}
+}
+
+// alive is the scheduler's watchdog ping: nil when systemd runs no
+// watchdog on the service.
+func alive(sd *sdNotifier) func() {
+	if sd.watchdogEvery() <= 0 {
+		return nil
+	}
+	return sd.alive
 }
 
 // reload re-reads the configuration file on SIGHUP. An invalid file is

@@ -67,6 +67,10 @@ func (e *fakeEngine) Heartbeat(_ context.Context, spec rotation.SecretSpec) rota
 	return rotation.HeartbeatResult{Secret: spec.Name, Hosts: []rotation.HostResult{{Host: rotation.Host{Name: "web01"}, State: rotation.HostPending, Outcome: "ok"}}}
 }
 
+func (e *fakeEngine) ScheduledHeartbeat(ctx context.Context, spec rotation.SecretSpec) rotation.HeartbeatResult {
+	return e.Heartbeat(ctx, spec)
+}
+
 type fakeVault struct {
 	ids     map[string]int
 	errs    map[string]error

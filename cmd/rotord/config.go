@@ -45,6 +45,7 @@ type Config struct {
 	Secrets      []SecretConfig     `yaml:"secrets"`
 	Metrics      MetricsConfig      `yaml:"metrics"`
 	Notify       NotifyConfig       `yaml:"notify"`
+	Heartbeat    HeartbeatConfig    `yaml:"heartbeat"`
 
 	path  string
 	lines map[string]int // field path → line, for validation errors
@@ -118,6 +119,16 @@ type SecretConfig struct {
 	Generator  string `yaml:"generator"`
 	HostsField string `yaml:"hosts_field"`
 	Port       int    `yaml:"port"`
+	// Heartbeat overrides heartbeat.schedule for this secret ("off": none).
+	Heartbeat string `yaml:"heartbeat"`
+}
+
+// HeartbeatConfig schedules heartbeats in rotord run: a login to every
+// host of a secret with the password Secret Server holds.
+type HeartbeatConfig struct {
+	// Schedule is a cron spec like schedule's; "" or "off" (the default)
+	// runs no scheduled heartbeat.
+	Schedule string `yaml:"schedule"`
 }
 
 // MetricsConfig says where Prometheus metrics are served.
@@ -585,6 +596,7 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 	if c.Rotation.HostRetries < 1 {
 		v.errf("rotation.host_retries", "must be at least 1")
 	}
+	validHeartbeat(v, "heartbeat.schedule", c.Heartbeat.Schedule)
 	v.length("password.length", c.Password.Length, false)
 	v.generator("password.generator", c.Password.Generator, false)
 	if c.HostsField == "" {
@@ -611,6 +623,7 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 				v.errf(p+".schedule", "%v", scheduleProblem(err))
 			}
 		}
+		validHeartbeat(v, p+".heartbeat", s.Heartbeat)
 		v.length(p+".length", s.Length, true)
 		v.generator(p+".generator", s.Generator, true)
 		v.port(p+".port", s.Port, true)
@@ -851,6 +864,25 @@ func (c *Config) SchedulePlan() rotation.SchedulePlan {
 		p.Secrets = append(p.Secrets, rotation.ScheduledSecret{Spec: s, Schedule: c.Secrets[i].Schedule})
 	}
 	return p
+}
+
+// HeartbeatPlan returns what the daemon's heartbeat scheduler runs.
+func (c *Config) HeartbeatPlan() rotation.HeartbeatPlan {
+	p := rotation.HeartbeatPlan{DefaultSchedule: c.Heartbeat.Schedule}
+	for i, s := range c.Specs() {
+		p.Secrets = append(p.Secrets, rotation.ScheduledSecret{Spec: s, Schedule: c.Secrets[i].Heartbeat})
+	}
+	return p
+}
+
+// validHeartbeat checks a heartbeat schedule: "", "off" or a cron spec.
+func validHeartbeat(v *validator, field, spec string) {
+	if spec == "" || strings.EqualFold(strings.TrimSpace(spec), "off") {
+		return
+	}
+	if _, err := rotation.ParseSchedule(spec); err != nil {
+		v.errf(field, "%v (or \"off\")", scheduleProblem(err))
+	}
 }
 
 // EngineConfig returns the engine's settings. holder names this process

@@ -133,7 +133,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		want []string // each a whole error line, with FILE for the path
 	}{
 		{"UnknownKey", minimal + "sssh:\n  port: 22\n",
-			[]string{"FILE:7: sssh: unknown field (known here: hosts_field, jitter, metrics, notify, password, rotation, schedule, secret_server, secrets, ssh, store)"}},
+			[]string{"FILE:7: sssh: unknown field (known here: heartbeat, hosts_field, jitter, metrics, notify, password, rotation, schedule, secret_server, secrets, ssh, store)"}},
 		{"UnknownNestedKey", minimal + "ssh:\n  prot: 2222\n",
 			[]string{"FILE:8: ssh.prot: unknown field (known here: concurrency, connect_timeout, known_hosts, port, reconcile, step_timeout)"}},
 		{"WrongType", minimal + "ssh:\n  port: twenty-two\n",

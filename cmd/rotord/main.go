@@ -30,6 +30,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	a := newApp(os.Stdout, os.Stderr, os.Getenv, defaultAdapters())
 	a.stderrTTY = isTerminal(os.Stderr)
+	a.journal = journalStream(os.Stderr, os.Getenv)
 	code := a.main(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -40,6 +41,7 @@ func main() {
 type app struct {
 	stdout, stderr io.Writer
 	stderrTTY      bool // progress is shown only on a terminal
+	journal        bool // stderr is journald's: lines carry priority prefixes
 	getenv         func(string) string
 	adapters       adapters
 
@@ -87,7 +89,11 @@ func (a *app) main(ctx context.Context, args []string) int {
 		err = fmt.Errorf("%w: %w", errInterrupted, err)
 	}
 	if err != nil {
-		fmt.Fprintf(a.stderr, "rotord: %s\n", err)
+		prefix := ""
+		if a.journal {
+			prefix = journalPriority(slog.LevelError)
+		}
+		fmt.Fprintf(a.stderr, "%srotord: %s\n", prefix, err)
 	}
 	return exitCode(err)
 }
@@ -190,13 +196,21 @@ func (a *app) setupLog() error {
 		return usagef("--log-level: want debug, info, warn or error, got %q", a.logLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var mk func(io.Writer) slog.Handler
 	switch strings.ToLower(a.logFormat) {
 	case "text":
-		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
+		mk = func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
+		mk = func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) }
 	default:
 		return usagef("--log-format: want text or json, got %q", a.logFormat)
+	}
+	if a.journal {
+		// journald reads the sd-daemon(3) prefix as the line's priority,
+		// so `journalctl -u rotord -p err` finds errors.
+		a.log = slog.New(newJournalHandler(a.stderr, mk))
+	} else {
+		a.log = slog.New(mk(a.stderr))
 	}
 	return nil
 }

@@ -28,7 +28,8 @@ const (
 	alertDrift       = "drift"       // heartbeat: a host refuses the password Secret Server holds
 	alertUnreachable = "unreachable" // heartbeat: a host (or Secret Server) could not be reached to check it
 	alertParked      = "parked"      // no rotation until a reconcile, or until the next slot after repeated transient failures
-	alertMissed      = "missed"      // a scheduled slot given up: the secret's lease stayed held by another holder
+	alertMissed      = "missed"
+	alertHeartbeatOK = "ok" // a scheduled slot given up: the secret's lease stayed held by another holder
 	// alertNeedsOperator: a failure no retry mends (a refused password, an
 	// untrusted host key, a bad hosts field, an ambiguous name...): a
 	// scheduled rotation waits for its next slot unless someone acts; a
@@ -168,6 +169,17 @@ func (n *notifier) heartbeats(ctx context.Context, hs ...rotation.HeartbeatResul
 			n.deliver(ctx, a)
 		}
 	}
+}
+
+// heartbeatRecovered alerts that a secret's scheduled heartbeat found
+// every host taking Secret Server's password again, after it found
+// before (drift, unreachable or failed).
+func (n *notifier) heartbeatRecovered(ctx context.Context, secretName string, before rotation.HeartbeatState) {
+	if n == nil {
+		return
+	}
+	n.deliver(ctx, alert{Secret: secretName, State: alertHeartbeatOK,
+		Error: "heartbeat ok again after " + string(before), Time: time.Now().UTC()})
 }
 
 // heartbeatAlerts returns the alerts a heartbeat result calls for: drift

@@ -28,6 +28,7 @@ type rotationEngine interface {
 	Recover(ctx context.Context, actor string) []rotation.Result
 	RecoverUnfinished(ctx context.Context, actor string, claim func(secretName string) (release func(), ok bool)) []rotation.Result
 	Heartbeat(ctx context.Context, spec rotation.SecretSpec) rotation.HeartbeatResult
+	ScheduledHeartbeat(ctx context.Context, spec rotation.SecretSpec) rotation.HeartbeatResult
 }
 
 var _ rotationEngine = (*rotation.Engine)(nil)
