@@ -55,6 +55,7 @@ type labOptions struct {
 	extra    string // appended to the configuration file
 	rootPass string // if set, root may log into the hosts with it (a reconcile account)
 	asRoot   bool   // the secrets hold root's account (rootPass) instead of accUser's
+	metrics  string // metrics.listen ("" serves none)
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -120,10 +121,10 @@ ssh:
 schedule: %q
 jitter: 0s
 metrics:
-  listen: ""
+  listen: %q
 %ssecrets:
 %s`, l.ss.URL, accSSUser, l.path("ss-password"), l.path("ca.pem"), l.path("token.cache"), l.path("rotord.db"),
-		l.path("store-key"), l.path("known_hosts"), o.schedule, o.extra, secrets.String()))
+		l.path("store-key"), l.path("known_hosts"), o.schedule, o.metrics, o.extra, secrets.String()))
 	if _, errOut, code := runBin(t, nil, "keygen", l.path("store-key")); code != 0 {
 		t.Fatalf("rotord keygen: exit %d: %s", code, errOut)
 	}
