@@ -246,15 +246,7 @@ func (m *metrics) heartbeat(secretName, state string) {
 // every host took the password, drift when any host refused it (even if
 // others could not be checked), else unreachable.
 func (m *metrics) heartbeatResult(r rotation.HeartbeatResult) {
-	state := heartbeatOK
-	switch {
-	case r.Err == nil:
-	case errors.Is(r.Err, rotation.ErrDrift):
-		state = alertDrift
-	default:
-		state = alertUnreachable
-	}
-	m.heartbeat(r.Secret, state)
+	m.heartbeat(r.Secret, string(r.State()))
 }
 
 // reconcileLister is what the metrics read of a journal besides its

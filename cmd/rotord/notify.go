@@ -202,14 +202,10 @@ func heartbeatAlerts(h rotation.HeartbeatResult, now time.Time) []alert {
 
 // heartbeatState names what a heartbeat's error means for the alert.
 func heartbeatState(err error) string {
-	switch {
-	case errors.Is(err, rotation.ErrDrift):
-		return alertDrift
-	case errors.Is(err, rotation.ErrUnreachable), errors.Is(err, rotation.ErrVaultUnavailable):
-		return alertUnreachable
-	default:
-		return alertNeedsOperator
+	if st := (rotation.HeartbeatResult{Err: err}).State(); st != rotation.HeartbeatFailed {
+		return string(st) // drift or unreachable: the alert states of the same names
 	}
+	return alertNeedsOperator
 }
 
 func (n *notifier) deliver(ctx context.Context, a alert) {
