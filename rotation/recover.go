@@ -29,19 +29,7 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 		if ctx.Err() != nil {
 			break
 		}
-		l, err := e.lease(ctx, r.Secret)
-		if err != nil {
-			results = append(results, Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err})
-			continue
-		}
-		// Re-read: the lease holder before us may have finished it.
-		cur, err := e.journal.Get(ctx, r.ID)
-		if err == nil && (!cur.State.Terminal() || cur.State == StateNeedsReconcile) {
-			results = append(results, e.resume(ctx, cur, actor, l))
-		} else if err != nil {
-			results = append(results, Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err})
-		}
-		l.release()
+		results = append(results, e.recoverOne(ctx, r, actor, true)...)
 	}
 	return results
 }
@@ -51,6 +39,25 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 // left r unfinished can write no more of it. Its Result.Err is nil when the rotation ends committed or cleanly
 // rolled back (the reason is then among the warnings). Every host is put in a known state: the new password everywhere
 // (roll forward) or the old one everywhere (roll back), and the vault ends
+// recoverOne takes r's lease and, if r is still unfinished (or, with
+// reconcile, needs reconcile), resumes it.
+func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string, reconcile bool) []Result {
+	l, err := e.lease(ctx, r.Secret)
+	if err != nil {
+		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
+	}
+	defer l.release()
+	// Re-read: the lease holder before us may have finished it.
+	cur, err := e.journal.Get(ctx, r.ID)
+	switch {
+	case err != nil:
+		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
+	case cur.State.Terminal() && !(reconcile && cur.State == StateNeedsReconcile):
+		return nil
+	}
+	return []Result{e.resume(ctx, cur, actor, l)}
+}
+
 // holding the password that works on every host.
 func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) Result {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SecretDeadline)

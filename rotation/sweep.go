@@ -31,26 +31,8 @@ func (e *Engine) RecoverUnfinished(ctx context.Context, actor string, claim func
 		if !ok {
 			continue
 		}
-		results = append(results, e.recoverOne(ctx, r, actor)...)
+		results = append(results, e.recoverOne(ctx, r, actor, false)...)
 		done()
 	}
 	return results
-}
-
-// recoverOne takes r's lease and, if r is still unfinished, resumes it.
-func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string) []Result {
-	l, err := e.lease(ctx, r.Secret)
-	if err != nil {
-		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
-	}
-	defer l.release()
-	// Re-read: the lease holder before us may have finished it.
-	cur, err := e.journal.Get(ctx, r.ID)
-	switch {
-	case err != nil:
-		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
-	case cur.State.Terminal():
-		return nil
-	}
-	return []Result{e.resume(ctx, cur, actor, l)}
 }
