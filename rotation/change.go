@@ -78,7 +78,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		if startCtx.Err() != nil {
 			return "interrupted: " + startCtx.Err().Error()
 		}
-		if x.journalFailed() {
+		if x.journalError() != nil {
 			return "journal write failed"
 		}
 		return ""
@@ -102,7 +102,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		if x.fenced() {
 			return x.abandon()
 		}
-		if x.all(HostChanged) && !x.journalFailed() {
+		if x.all(HostChanged) && x.journalError() == nil {
 			return x.commit(work)
 		}
 		why := x.failureSummary()
@@ -128,12 +128,6 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		}
 		x.r.New = pw
 	}
-}
-
-func (x *run) journalFailed() bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.journalErr != nil
 }
 
 func (x *run) journalError() error {
@@ -253,10 +247,7 @@ func (x *run) noteRefused(ctx context.Context, i int, pw secret.Value, login boo
 	if pw.Equal(x.r.New) {
 		h.Refused.New = true
 	}
-	if err := x.e.journal.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
-		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
-		x.noteJournalErr(err)
-	}
+	x.saveRefused(ctx, i)
 }
 
 // noteTook records that host i took pw by a confirmed passwd change: a
@@ -274,6 +265,13 @@ func (x *run) noteTook(ctx context.Context, i int, pw secret.Value) {
 	if h.Refused == was {
 		return
 	}
+	x.saveRefused(ctx, i)
+}
+
+// saveRefused journals what host i refused. A journal failure stops new
+// host work (noteJournalErr); the record holds in memory for this run.
+func (x *run) saveRefused(ctx context.Context, i int) {
+	h := &x.r.Hosts[i]
 	if err := x.e.journal.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
 		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
 		x.noteJournalErr(err)
