@@ -321,7 +321,7 @@ func (x *run) confirm(ctx context.Context, i int, pw secret.Value) (note string,
 }
 
 // setHost records host i's state in memory and in the journal.
-func (x *run) setHost(ctx context.Context, i int, st HostState, errText string) error {
+func (x *run) setHost(ctx context.Context, i int, st HostState, reason FailReason, errText string) error {
 	h := &x.r.Hosts[i]
 	h.State = st
 	if st == HostFailed || st == HostNeedsReconcile {
@@ -329,7 +329,7 @@ func (x *run) setHost(ctx context.Context, i int, st HostState, errText string) 
 		x.failedHost = true
 		x.mu.Unlock()
 	}
-	h.Error = errText
+	h.Reason, h.Error = reason, errText
 	if st == HostChanging || st == HostReverting {
 		h.Attempts++
 	}
@@ -362,13 +362,15 @@ func (x *run) all(st HostState) bool {
 
 func (x *run) onlyRejectedOrChanged() bool {
 	for _, h := range x.r.Hosts {
-		if h.State != HostChanged && !(h.State == HostFailed && (strings.HasPrefix(h.Error, rejectedPrefix) || strings.HasPrefix(h.Error, notStartedPrefix))) {
+		if h.State != HostChanged && !(h.State == HostFailed && (h.Reason == ReasonRejected || h.Reason == ReasonNotStarted)) {
 			return false
 		}
 	}
 	return true
 }
 
+// The words that open a host's Error for two reasons; display only: the
+// decisions go by HostRecord.Reason.
 const (
 	rejectedPrefix   = "rejected by policy: "
 	notStartedPrefix = "not started: "
@@ -433,7 +435,7 @@ func (x *run) fanOut(ctx context.Context, stop func() string) {
 	}
 	wg.Wait()
 	for _, h := range x.r.Hosts {
-		if h.State == HostFailed && strings.HasPrefix(h.Error, rejectedPrefix) {
+		if h.State == HostFailed && h.Reason == ReasonRejected {
 			x.rejected = append(x.rejected, h.Error)
 		}
 	}
@@ -443,21 +445,22 @@ func (x *run) fanOut(ctx context.Context, stop func() string) {
 // and verifies the result with a fresh login.
 func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	if why := stop(); why != "" {
-		_ = x.setHost(ctx, i, HostFailed, notStartedPrefix+why)
+		_ = x.setHost(ctx, i, HostFailed, ReasonNotStarted, notStartedPrefix+why)
 		return
 	}
 	sess := x.lifelines[i]
 	if sess == nil {
 		var err error
 		if sess, err = x.tryLogin(ctx, i, x.r.Old); err != nil {
-			_ = x.setHost(ctx, i, HostFailed, "login: "+err.Error())
+			_ = x.setHost(ctx, i, HostFailed, ReasonOf(err), "login: "+err.Error())
 			return
 		}
 		x.lifelines[i] = sess
 	}
-	if x.setHost(ctx, i, HostChanging, "") != nil {
+	if x.setHost(ctx, i, HostChanging, ReasonNone, "") != nil {
 		// Not journaled: do not touch the host, which holds the old password.
-		x.r.Hosts[i].State, x.r.Hosts[i].Error = HostFailed, notStartedPrefix+"journal write failed"
+		h := &x.r.Hosts[i]
+		h.State, h.Reason, h.Error = HostFailed, ReasonNotStarted, notStartedPrefix+"journal write failed"
 		return
 	}
 	if x.fenced() {
@@ -474,27 +477,27 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 			why := "passwd reported success but the new password does not log in: " + err.Error()
 			if errors.Is(err, ErrAuthFailed) {
 				// Refused already: another try only feeds pam_faillock.
-				x.probeOld(ctx, i, why, err)
+				x.probeOld(ctx, i, ReasonUnverified, why, err)
 				return
 			}
-			x.probe(ctx, i, why)
+			x.probe(ctx, i, ReasonUnverified, why)
 			return
 		}
-		_ = x.setHost(ctx, i, HostChanged, "")
+		_ = x.setHost(ctx, i, HostChanged, ReasonNone, "")
 		faultPoint("host-changed")
 	case OutcomeWrongCurrent:
 		x.noteRefused(ctx, i, x.r.Old, false)
-		_ = x.setHost(ctx, i, HostFailed, "passwd refused the current password")
+		_ = x.setHost(ctx, i, HostFailed, ReasonWrongCurrent, "passwd refused the current password")
 	case OutcomeRejected:
-		_ = x.setHost(ctx, i, HostFailed, rejectedPrefix+out.Reason)
+		_ = x.setHost(ctx, i, HostFailed, ReasonRejected, rejectedPrefix+out.Reason)
 	default:
 		// passwd may still be writing what it was given (a step that
 		// timed out, a connection that broke): let it land before probing.
 		if err := x.pause(ctx, x.e.cfg.Settle); err != nil {
-			_ = x.setHost(ctx, i, HostNeedsReconcile, "passwd outcome unknown: "+out.String()+"; not probed: "+err.Error())
+			_ = x.setHost(ctx, i, HostNeedsReconcile, ReasonUnknown, "passwd outcome unknown: "+out.String()+"; not probed: "+err.Error())
 			return
 		}
-		x.probe(ctx, i, "passwd outcome unknown: "+out.String())
+		x.probe(ctx, i, ReasonUnknown, "passwd outcome unknown: "+out.String())
 	}
 }
 
@@ -536,30 +539,30 @@ func (x *run) passwd(ctx context.Context, i int, from, to secret.Value) Outcome 
 // A password the host refused before (as the journal records) is not tried
 // again, and no login is tried once the host's budget of refused logins is
 // spent: the host then stays in doubt (needs-reconcile).
-func (x *run) probe(ctx context.Context, i int, why string) {
+func (x *run) probe(ctx context.Context, i int, reason FailReason, why string) {
 	if x.fenced() {
 		return
 	}
 	errNew := x.tryVerify(ctx, i, x.r.New)
 	if errNew == nil {
-		_ = x.setHost(ctx, i, HostChanged, "")
+		_ = x.setHost(ctx, i, HostChanged, ReasonNone, "")
 		return
 	}
-	x.probeOld(ctx, i, why, errNew)
+	x.probeOld(ctx, i, reason, why, errNew)
 }
 
 // probeOld settles host i once the new password failed with errNew: the
 // old password logs in (nothing changed) or the host needs reconcile.
-func (x *run) probeOld(ctx context.Context, i int, why string, errNew error) {
+func (x *run) probeOld(ctx context.Context, i int, reason FailReason, why string, errNew error) {
 	errOld := x.tryVerify(ctx, i, x.r.Old)
 	if x.fenced() {
 		return
 	}
 	if errOld == nil {
-		_ = x.setHost(ctx, i, HostFailed, why)
+		_ = x.setHost(ctx, i, HostFailed, reason, why)
 		return
 	}
-	_ = x.setHost(ctx, i, HostNeedsReconcile, fmt.Sprintf("%s; new password: %v; old password: %v", why, errNew, errOld))
+	_ = x.setHost(ctx, i, HostNeedsReconcile, reason, fmt.Sprintf("%s; new password: %v; old password: %v", why, errNew, errOld))
 }
 
 // revertAll puts every host that may hold the new password back to the old
@@ -604,7 +607,7 @@ func (x *run) revertHost(ctx context.Context, i int) {
 	if x.fenced() {
 		return
 	}
-	if x.setHost(ctx, i, HostReverting, "") != nil && x.fenced() {
+	if x.setHost(ctx, i, HostReverting, prev.Reason, "") != nil && x.fenced() {
 		x.r.Hosts[i] = prev
 		return
 	}
@@ -629,7 +632,7 @@ func (x *run) revertHost(ctx context.Context, i int) {
 	case OutcomeChanged:
 		note, err := x.confirm(ctx, i, x.r.Old)
 		if err == nil {
-			_ = x.setHost(ctx, i, HostReverted, joinNotes(prev.Error, note))
+			_ = x.setHost(ctx, i, HostReverted, prev.Reason, joinNotes(prev.Error, note))
 			return
 		}
 		x.forceOld(ctx, i, "revert: passwd reported success but the old password does not log in: "+err.Error())
@@ -650,7 +653,7 @@ func (x *run) revertHost(ctx context.Context, i int) {
 func (x *run) revertedIfOld(ctx context.Context, i int, prev HostRecord, why string) {
 	err := x.tryVerify(ctx, i, x.r.Old)
 	if err == nil {
-		_ = x.setHost(ctx, i, HostReverted, prev.Error)
+		_ = x.setHost(ctx, i, HostReverted, prev.Reason, prev.Error)
 		return
 	}
 	if x.fenced() {
@@ -675,10 +678,10 @@ func (x *run) forceOld(ctx context.Context, i int, why string) {
 	}
 	note, err := x.forceSet(ctx, i, x.r.Old)
 	if err != nil {
-		_ = x.setHost(ctx, i, HostNeedsReconcile, why+"; "+err.Error())
+		_ = x.setHost(ctx, i, HostNeedsReconcile, ReasonRevert, why+"; "+err.Error())
 		return
 	}
-	_ = x.setHost(ctx, i, HostReverted, joinNotes(why+"; reset through the reconcile account", note))
+	_ = x.setHost(ctx, i, HostReverted, ReasonRevert, joinNotes(why+"; reset through the reconcile account", note))
 }
 
 // errNoReconcileAccount: no privileged account is configured.

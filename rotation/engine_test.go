@@ -149,6 +149,49 @@ func TestHostFailureRevertsEveryChangedHost(t *testing.T) {
 		if f.vault.gen != 4 {
 			t.Errorf("generated %d passwords, want 1 + 3 fresh ones", f.vault.gen)
 		}
+		// The journal records the rejection as its code, beside the words.
+		r, err := f.journal.Get(context.Background(), res.RotationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range r.Hosts {
+			if h.Host.Name == "h03" && h.Reason != rotation.ReasonRejected {
+				t.Errorf("h03 journaled with reason %q (%s), want %q", h.Reason, h.Error, rotation.ReasonRejected)
+			}
+		}
+	})
+	t.Run("WrongCurrentIsNotRetried", func(t *testing.T) {
+		// passwd refusing the current password is no policy rejection: no
+		// fresh password is generated for it, and the journal says why.
+		f := newFixture(t, 3, nil)
+		h02 := f.hosts.hosts["h02"]
+		h02.onChange = func() {
+			f.hosts.mu.Lock()
+			h02.password = "someone-else-9"
+			f.hosts.mu.Unlock()
+		}
+		res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
+		if !errors.Is(res.Err, rotation.ErrRolledBack) {
+			t.Fatalf("state %s err %v", res.State, res.Err)
+		}
+		for _, n := range []string{"h00", "h01"} {
+			if f.hosts.pw(n) != oldPw {
+				t.Errorf("%s not reverted", n)
+			}
+		}
+		if f.vault.password(f.id) != oldPw {
+			t.Error("the vault does not hold the old password")
+		}
+		if f.vault.gen != 1 {
+			t.Errorf("generated %d passwords, want 1: a wrong current password is not retried", f.vault.gen)
+		}
+		r, err := f.journal.Get(context.Background(), res.RotationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := r.Hosts[2]; h.Reason != rotation.ReasonWrongCurrent {
+			t.Errorf("h02 journaled with reason %q (%s), want %q", h.Reason, h.Error, rotation.ReasonWrongCurrent)
+		}
 	})
 	t.Run("DiesMidFanOut", func(t *testing.T) {
 		f := newFixture(t, 5, nil)

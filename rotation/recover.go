@@ -88,7 +88,7 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			x.probe(work, i, "recovered after an interruption")
+			x.probe(work, i, ReasonInterrupted, "recovered after an interruption")
 		}()
 	}
 	wg.Wait()
@@ -136,10 +136,10 @@ func (x *run) reconcile(ctx context.Context) Result {
 		go func() {
 			defer wg.Done()
 			if err := x.reconcileHost(ctx, i, target, others); err != nil {
-				_ = x.setHost(ctx, i, HostNeedsReconcile, err.Error())
+				_ = x.setHost(ctx, i, HostNeedsReconcile, ReasonOf(err), err.Error())
 				return
 			}
-			_ = x.setHost(ctx, i, atTarget, "")
+			_ = x.setHost(ctx, i, atTarget, ReasonNone, "")
 		}()
 	}
 	wg.Wait()

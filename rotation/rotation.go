@@ -324,13 +324,75 @@ func (r Refusals) String() string {
 	return fmt.Sprintf("%s (%d refused logins)", s, r.Count)
 }
 
+// FailReason is why a host of a rotation is where it is, as a code: the
+// engine decides on it (HostRecord.Error holds the words for people). It
+// is journaled beside the words, and "" (ReasonNone) where there is no
+// failure to name, and for rows journaled before the code existed.
+type FailReason string
+
+// The reasons a host did not end as asked. The engine never parses
+// HostRecord.Error: a decision is taken on these codes only.
+const (
+	// ReasonNone: no failure, or one journaled before reasons had codes.
+	// It decides nothing: it is never taken for a policy rejection nor for
+	// a host left untouched.
+	ReasonNone FailReason = ""
+	// ReasonRejected: the host's password policy refused the new password;
+	// nothing changed. A fresh password may be tried.
+	ReasonRejected FailReason = "rejected"
+	// ReasonNotStarted: the host was not touched (another host failed
+	// first, the run was interrupted, or the journal could not record the
+	// start); it holds the old password.
+	ReasonNotStarted FailReason = "not-started"
+	// ReasonWrongCurrent: passwd refused the current password.
+	ReasonWrongCurrent FailReason = "wrong-current"
+	// ReasonRefused: the host refused a login with a password.
+	ReasonRefused FailReason = "refused"
+	// ReasonUnreachable: the host could not be reached, or the connection broke.
+	ReasonUnreachable FailReason = "unreachable"
+	// ReasonHostKey: the host's key is not trusted; no password was sent.
+	ReasonHostKey FailReason = "host-key"
+	// ReasonUnknown: the outcome is unknown (a step timed out, no answer came).
+	ReasonUnknown FailReason = "unknown"
+	// ReasonUnverified: passwd reported success but the new password does not log in.
+	ReasonUnverified FailReason = "unverified"
+	// ReasonInterrupted: the host was found in doubt after an interruption.
+	ReasonInterrupted FailReason = "interrupted"
+	// ReasonFenced: the lease was lost; the host was not touched further.
+	ReasonFenced FailReason = "fenced"
+	// ReasonRevert: putting the old password back failed.
+	ReasonRevert FailReason = "revert"
+	// ReasonOther: any other error (see the words).
+	ReasonOther FailReason = "other"
+)
+
+// ReasonOf classifies a login or host error as a FailReason.
+func ReasonOf(err error) FailReason {
+	switch {
+	case err == nil:
+		return ReasonNone
+	case errors.Is(err, ErrFenced):
+		return ReasonFenced
+	case errors.Is(err, ErrHostKey):
+		return ReasonHostKey
+	case errors.Is(err, ErrLoginUnknown), errors.Is(err, context.DeadlineExceeded):
+		return ReasonUnknown
+	case errors.Is(err, ErrAuthFailed):
+		return ReasonRefused
+	case errors.Is(err, ErrUnreachable):
+		return ReasonUnreachable
+	}
+	return ReasonOther
+}
+
 // HostRecord is the journal's view of one host of a rotation.
 type HostRecord struct {
 	Host     Host
 	State    HostState
 	Attempts int
-	Error    string   // never holds a password
-	Refused  Refusals // what the host refused in this rotation
+	Reason   FailReason // the code of Error, for decisions
+	Error    string     // for people; never holds a password
+	Refused  Refusals   // what the host refused in this rotation
 }
 
 // SecretKey returns the canonical identity of the secret a configured name

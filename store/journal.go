@@ -46,6 +46,7 @@ type hostRow struct {
 	State      string `gorm:"column:state"`
 	Attempts   int    `gorm:"column:attempts"`
 	LastError  string `gorm:"column:last_error"`
+	FailReason string `gorm:"column:fail_reason"` // the code of LastError (rotation.FailReason)
 	ChangedNS  int64  `gorm:"column:updated_at"`
 	Refused    string `gorm:"column:refused;->"`  // written by SetRefused only
 	Refusals   int    `gorm:"column:refusals;->"` // written by SetRefused only
@@ -157,7 +158,7 @@ func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 				}
 				hosts[i] = hostRow{
 					RotationID: row.ID, Host: h.Host.String(), Position: i, Name: h.Host.Name, Port: h.Host.Port,
-					State: string(st), Attempts: h.Attempts, LastError: h.Error, ChangedNS: now,
+					State: string(st), Attempts: h.Attempts, LastError: h.Error, FailReason: string(h.Reason), ChangedNS: now,
 				}
 			}
 			if err := tx.Create(&hosts).Error; err != nil {
@@ -328,7 +329,7 @@ func (db *DB) SetState(ctx context.Context, id, gen int64, st rotation.State, er
 	return nil
 }
 
-// SetHost records the state, attempts and error of one host of rotation id,
+// SetHost records the state, attempts, failure reason and error of one host of rotation id,
 // matched by h.Host.String(). It returns ErrNotFound if the rotation has no
 // such host, ErrFinalState if the rotation is committed or rolled back, and
 // an error satisfying rotation.ErrFenced if lease generation gen may not
@@ -337,8 +338,8 @@ func (db *DB) SetHost(ctx context.Context, id, gen int64, h rotation.HostRecord)
 	if !slices.Contains(validHostStates, h.State) {
 		return fmt.Errorf("set host %s of rotation %d: unknown state %q", h.Host, id, h.State)
 	}
-	err := db.updateHost(ctx, id, gen, h.Host, `state = ?, attempts = ?, last_error = ?`,
-		string(h.State), h.Attempts, h.Error)
+	err := db.updateHost(ctx, id, gen, h.Host, `state = ?, attempts = ?, fail_reason = ?, last_error = ?`,
+		string(h.State), h.Attempts, string(h.Reason), h.Error)
 	if err != nil {
 		return fmt.Errorf("set host %s of rotation %d: %w", h.Host, id, err)
 	}
@@ -531,6 +532,7 @@ func loadHosts(tx *gorm.DB, ids []int64) (map[int64][]rotation.HostRecord, error
 			Host:     rotation.Host{Name: h.Name, Port: h.Port},
 			State:    rotation.HostState(h.State),
 			Attempts: h.Attempts,
+			Reason:   rotation.FailReason(h.FailReason),
 			Error:    h.LastError,
 			Refused:  refusalsFromRow(h.Refused, h.Refusals),
 		})
