@@ -58,7 +58,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 	for _, h := range s.Hosts {
 		r.Hosts = append(r.Hosts, HostRecord{Host: h, State: HostPending})
 	}
-	id, err := e.journal.Begin(work, r)
+	id, err := e.store.Begin(work, r)
 	if err != nil {
 		return Result{Secret: r.Secret, Kind: r.Kind, Err: fmt.Errorf("journal rotation (nothing changed): %w", err)}
 	}
@@ -121,7 +121,7 @@ func (e *Engine) change(ctx, startCtx context.Context, lost <-chan struct{}, req
 		}
 		pw, err := req.fresh(work)
 		if err == nil {
-			err = e.journal.SetNew(work, id, x.r.Generation, pw)
+			err = e.store.SetNew(work, id, x.r.Generation, pw)
 		}
 		if err != nil {
 			return x.rollback(work, why+"; no fresh password: "+err.Error())
@@ -272,7 +272,7 @@ func (x *run) noteTook(ctx context.Context, i int, pw secret.Value) {
 // host work (noteJournalErr); the record holds in memory for this run.
 func (x *run) saveRefused(ctx context.Context, i int) {
 	h := &x.r.Hosts[i]
-	if err := x.e.journal.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
+	if err := x.e.store.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
 		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
 		x.noteJournalErr(err)
 	}
@@ -333,7 +333,7 @@ func (x *run) setHost(ctx context.Context, i int, st HostState, reason FailReaso
 	if st == HostChanging || st == HostReverting {
 		h.Attempts++
 	}
-	if err := x.e.journal.SetHost(ctx, x.r.ID, x.r.Generation, *h); err != nil {
+	if err := x.e.store.SetHost(ctx, x.r.ID, x.r.Generation, *h); err != nil {
 		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
 		x.noteJournalErr(err)
 		return err
@@ -345,7 +345,7 @@ func (x *run) setHost(ctx context.Context, i int, st HostState, reason FailReaso
 func (x *run) setState(ctx context.Context, st State, errText string) {
 	x.r.State = st
 	x.r.Error = errText
-	if err := x.e.journal.SetState(ctx, x.r.ID, x.r.Generation, st, errText); err != nil {
+	if err := x.e.store.SetState(ctx, x.r.ID, x.r.Generation, st, errText); err != nil {
 		x.e.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st), "err", err)
 		x.noteJournalErr(err)
 	}

@@ -75,8 +75,7 @@ func TestDeadlineDoesNotCancelTheRevert(t *testing.T) {
 	f := newFixture(t, 3, nil)
 	j := ctxJournal{f.journal}
 	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer,
-		SecretDeadline: 200 * time.Millisecond},
-		hangingVault{f.vault}, ctxHosts{f.hosts}, j, j, j, nil)
+		SecretDeadline: 200 * time.Millisecond}, rotation.Deps{Vault: hangingVault{f.vault}, Hosts: ctxHosts{f.hosts}, Store: j})
 	res := e.Rotate(context.Background(), spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack {
 		t.Errorf("state %s err %v, want rolled-back", res.State, res.Err)
@@ -152,8 +151,7 @@ func (s *manglingSession) ChangePassword(_ context.Context, _, new secret.Value)
 // the account before the revert can verify the old password.
 func TestRefusedNewPasswordIsNotTriedTwice(t *testing.T) {
 	f := newFixture(t, 1, nil)
-	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer},
-		f.vault, &manglingHosts{fakeHosts: f.hosts}, f.journal, f.journal, f.journal, nil)
+	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer}, rotation.Deps{Vault: f.vault, Hosts: &manglingHosts{fakeHosts: f.hosts}, Store: f.journal})
 	res := e.Rotate(context.Background(), spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack {
 		t.Fatalf("state %s err %v", res.State, res.Err)

@@ -112,29 +112,43 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Store is what the engine keeps in its database: the journal of
+// rotations, the secrets' leases and the scheduler's state.
+type Store interface {
+	Journal
+	Leases
+	ScheduleState
+}
+
+// Deps are the adapters an engine works through.
+type Deps struct {
+	Vault Vault        // the secrets (Secret Server)
+	Hosts HostChanger  // the hosts (SSH)
+	Store Store        // the journal, leases and scheduler state (the database)
+	Log   *slog.Logger // nil: no logging
+}
+
 // Engine runs rotations. It is safe for concurrent use; rotations of
 // different secrets run in parallel, sharing the SSH concurrency cap.
 type Engine struct {
 	cfg     Config
 	vault   Vault
 	hosts   HostChanger
-	journal Journal
-	leases  Leases
-	ids     ScheduleState
+	store   Store
 	log     *slog.Logger
 	slots   chan struct{}
 	refused refusedMemo // what scheduled heartbeats found refused
 }
 
-// New returns an engine over the given adapters. ids may be nil, in which
-// case secret ids are not cached.
-func New(cfg Config, vault Vault, hosts HostChanger, journal Journal, leases Leases, ids ScheduleState, log *slog.Logger) *Engine {
+// New returns an engine over the given adapters.
+func New(cfg Config, d Deps) *Engine {
 	cfg.setDefaults()
+	log := d.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{
-		cfg: cfg, vault: vault, hosts: hosts, journal: journal, leases: leases, ids: ids, log: log,
+		cfg: cfg, vault: d.Vault, hosts: d.Hosts, store: d.Store, log: log,
 		slots: make(chan struct{}, cfg.Concurrency),
 	}
 }
@@ -312,13 +326,10 @@ func (e *Engine) hostsField(spec SecretSpec) string {
 // readSecret resolves the spec's name (through the id cache) and reads the
 // secret, with the default port filled into its hosts.
 func (e *Engine) readSecret(ctx context.Context, spec SecretSpec) (Secret, error) {
-	id, cached := 0, false
-	if e.ids != nil {
-		var err error
-		if id, cached, err = e.ids.SecretID(ctx, spec.Name); err != nil {
-			e.log.Warn("secret id cache unreadable", "secret", spec.Name, "err", err)
-			cached = false
-		}
+	id, cached, err := e.store.SecretID(ctx, spec.Name)
+	if err != nil {
+		e.log.Warn("secret id cache unreadable", "secret", spec.Name, "err", err)
+		cached = false
 	}
 	if cached {
 		s, err := e.vault.Read(ctx, id, e.hostsField(spec))
@@ -331,14 +342,12 @@ func (e *Engine) readSecret(ctx context.Context, spec SecretSpec) (Secret, error
 		}
 		// Renamed, deleted or no longer ours: resolve again.
 	}
-	id, err := e.vault.Resolve(ctx, spec.Name)
+	id, err = e.vault.Resolve(ctx, spec.Name)
 	if err != nil {
 		return Secret{}, err // not wrapped again: the vault names the secret it resolved
 	}
-	if e.ids != nil {
-		if err := e.ids.SetSecretID(ctx, spec.Name, id); err != nil {
-			e.log.Warn("secret id not cached", "secret", spec.Name, "err", err)
-		}
+	if err := e.store.SetSecretID(ctx, spec.Name, id); err != nil {
+		e.log.Warn("secret id not cached", "secret", spec.Name, "err", err)
 	}
 	s, err := e.vault.Read(ctx, id, e.hostsField(spec))
 	if err != nil {
@@ -358,12 +367,12 @@ type hold struct {
 // lease takes the secret's lease, taking over one left by a dead process
 // of this machine, and keeps it renewed until the hold is released.
 func (e *Engine) lease(ctx context.Context, name string) (*hold, error) {
-	gen, err := e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+	gen, err := e.store.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
 	var held *LeaseHeldError
 	if errors.As(err, &held) && holderDead(held.Holder) {
 		e.log.Info("taking over the lease of a dead process", "secret", name, "holder", held.Holder)
-		if err = e.leases.Release(ctx, name, held.Holder); err == nil {
-			gen, err = e.leases.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+		if err = e.store.Release(ctx, name, held.Holder); err == nil {
+			gen, err = e.store.Acquire(ctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
 		}
 	}
 	if err != nil {
@@ -390,7 +399,7 @@ func (e *Engine) lease(ctx context.Context, name string) (*hold, error) {
 			case <-t.C:
 				sent := time.Now()
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.LeaseTTL/6)
-				err := e.leases.Renew(rctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
+				err := e.store.Renew(rctx, name, e.cfg.Holder, e.cfg.LeaseTTL)
 				cancel()
 				var held *LeaseHeldError
 				switch {
@@ -417,7 +426,7 @@ func (e *Engine) lease(ctx context.Context, name string) (*hold, error) {
 		wg.Wait()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := e.leases.Release(rctx, name, e.cfg.Holder); err != nil {
+		if err := e.store.Release(rctx, name, e.cfg.Holder); err != nil {
 			e.log.Warn("lease release failed", "secret", name, "err", err)
 		}
 	}
@@ -428,7 +437,7 @@ func (e *Engine) audit(ctx context.Context, ev Event) {
 	ev.Time = e.cfg.Now()
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := e.journal.Audit(actx, ev); err != nil {
+	if err := e.store.Audit(actx, ev); err != nil {
 		e.log.Warn("audit event not recorded", "secret", ev.Secret, "action", ev.Action, "err", err)
 	}
 }
@@ -438,11 +447,11 @@ func (e *Engine) audit(ctx context.Context, ev Event) {
 // under the secret's lease l.
 func (e *Engine) settle(ctx context.Context, name, actor string, l *hold) error {
 	var pending []Rotation
-	unf, err := e.journal.Unfinished(ctx)
+	unf, err := e.store.Unfinished(ctx)
 	if err != nil {
 		return fmt.Errorf("read unfinished rotations: %w", err)
 	}
-	nr, err := e.journal.NeedsReconcile(ctx)
+	nr, err := e.store.NeedsReconcile(ctx)
 	if err != nil {
 		return fmt.Errorf("read rotations needing reconcile: %w", err)
 	}

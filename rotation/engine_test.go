@@ -36,7 +36,7 @@ func newFixture(t *testing.T, n int, mod func(*rotation.Config)) *fixture {
 	if mod != nil {
 		mod(&cfg)
 	}
-	f.engine = rotation.New(cfg, f.vault, f.hosts, f.journal, f.journal, f.journal, nil)
+	f.engine = rotation.New(cfg, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
 	return f
 }
 
@@ -467,7 +467,7 @@ func TestCancelMidFanOutRevertsOrFinishes(t *testing.T) {
 			if d == 2 {
 				cancel() // SIGTERM arrives while hosts are changing
 			}
-		}}, f.vault, f.hosts, f.journal, f.journal, f.journal, nil)
+		}}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
 	res := f.engine.Rotate(ctx, spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack || !strings.Contains(res.Err.Error(), "interrupted") {
 		t.Fatalf("state %s err %v (done %d)", res.State, res.Err, done)

@@ -78,7 +78,7 @@ func TestLeaseLostMidFanOut(t *testing.T) {
 			leases := &renewFaults{memJournal: f.journal, renew: tc.renew}
 			logs := &signalHandler{lost: make(chan struct{})}
 			e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 1, Generator: rotation.GeneratorServer,
-				LeaseTTL: 300 * time.Millisecond}, f.vault, f.hosts, f.journal, leases, f.journal, slog.New(logs))
+				LeaseTTL: 300 * time.Millisecond}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: leases, Log: slog.New(logs)})
 			// The canary h00 changes; h01 is in passwd when the lease goes.
 			changed := map[string]bool{}
 			loginsAtLoss := -1
@@ -125,8 +125,7 @@ func TestLeaseLostMidFanOut(t *testing.T) {
 			// rotation unfinished with both passwords and puts every host
 			// back in line with the vault.
 			f.journal.expireLeases()
-			next := rotation.New(rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer, Holder: "next/1/n"},
-				f.vault, f.hosts, f.journal, f.journal, f.journal, nil)
+			next := rotation.New(rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer, Holder: "next/1/n"}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
 			for _, r := range next.Recover(context.Background(), "test") {
 				if r.Err != nil {
 					t.Errorf("recovery of rotation %d: %v", r.RotationID, r.Err)
@@ -195,8 +194,8 @@ func TestFencedHolderStopsAfterTakeover(t *testing.T) {
 		return rotation.Config{RetryBase: time.Millisecond, Concurrency: 1, Generator: rotation.GeneratorServer,
 			LeaseTTL: time.Minute, Holder: holder}
 	}
-	a := rotation.New(cfg("host-a/1/a"), vaultA, hosts, dbA, dbA, dbA, nil)
-	b := rotation.New(cfg("host-b/1/b"), vaultB, hosts, dbB, dbB, dbB, nil)
+	a := rotation.New(cfg("host-a/1/a"), rotation.Deps{Vault: vaultA, Hosts: hosts, Store: dbA})
+	b := rotation.New(cfg("host-b/1/b"), rotation.Deps{Vault: vaultB, Hosts: hosts, Store: dbB})
 
 	bCommitting, resumeB := make(chan struct{}), make(chan struct{})
 	bDone := make(chan []rotation.Result, 1)
@@ -266,8 +265,8 @@ func TestLeaseIgnoresCaseOfName(t *testing.T) {
 	cfg := func(holder string) rotation.Config {
 		return rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer, Holder: holder}
 	}
-	daemon := rotation.New(cfg("daemon-host/1/d"), vault, hosts, db, db, db, nil)
-	operator := rotation.New(cfg("laptop/1/o"), vault, hosts, db, db, db, nil)
+	daemon := rotation.New(cfg("daemon-host/1/d"), rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
+	operator := rotation.New(cfg("laptop/1/o"), rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
 
 	var second rotation.Result
 	var started atomic.Bool

@@ -17,11 +17,11 @@ import (
 // with its LeaseHeldError.
 func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 	var results []Result
-	unf, err := e.journal.Unfinished(ctx)
+	unf, err := e.store.Unfinished(ctx)
 	if err != nil {
 		return []Result{{Err: fmt.Errorf("read unfinished rotations: %w", err)}}
 	}
-	nr, err := e.journal.NeedsReconcile(ctx)
+	nr, err := e.store.NeedsReconcile(ctx)
 	if err != nil {
 		return []Result{{Err: fmt.Errorf("read rotations needing reconcile: %w", err)}}
 	}
@@ -48,7 +48,7 @@ func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string, recon
 	}
 	defer l.release()
 	// Re-read: the lease holder before us may have finished it.
-	cur, err := e.journal.Get(ctx, r.ID)
+	cur, err := e.store.Get(ctx, r.ID)
 	switch {
 	case err != nil:
 		return []Result{{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: err}}
@@ -62,7 +62,7 @@ func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string, recon
 func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) Result {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SecretDeadline)
 	defer cancel()
-	if err := e.journal.Adopt(work, r.ID, l.gen); err != nil {
+	if err := e.store.Adopt(work, r.ID, l.gen); err != nil {
 		return Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: fmt.Errorf("adopt rotation %d: %w", r.ID, err)}
 	}
 	r.Generation = l.gen

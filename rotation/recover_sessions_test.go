@@ -49,8 +49,7 @@ func TestRecoverClosesItsSessions(t *testing.T) {
 	const newPw = "New-Pw-123!abc"
 	f := newFixture(t, 2, nil)
 	hosts := &trackingHosts{fakeHosts: f.hosts}
-	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer},
-		f.vault, hosts, f.journal, f.journal, f.journal, nil)
+	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer}, rotation.Deps{Vault: f.vault, Hosts: hosts, Store: f.journal})
 	r := rotation.Rotation{Secret: "prod-root", SecretID: f.id, Username: "root", Kind: rotation.KindRotate,
 		State: rotation.StateHostsChanging, Old: secret.New(oldPw), New: secret.New(newPw),
 		Hosts: []rotation.HostRecord{

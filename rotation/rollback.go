@@ -56,7 +56,7 @@ func (e *Engine) Rollback(ctx context.Context, spec SecretSpec, toID int64, acto
 // rollbackTarget finds the rotation whose old password a rollback restores.
 func (e *Engine) rollbackTarget(ctx context.Context, name string, toID int64) (Rotation, error) {
 	if toID != 0 {
-		r, err := e.journal.Get(ctx, toID)
+		r, err := e.store.Get(ctx, toID)
 		if err != nil {
 			return Rotation{}, fmt.Errorf("rotation %d: %w", toID, err)
 		}
@@ -70,7 +70,7 @@ func (e *Engine) rollbackTarget(ctx context.Context, name string, toID int64) (R
 	}
 	before := int64(0)
 	for {
-		r, err := e.journal.LastCommitted(ctx, name, before)
+		r, err := e.store.LastCommitted(ctx, name, before)
 		if errors.Is(err, ErrNotFound) {
 			return Rotation{}, fmt.Errorf("secret %q has no committed rotation to roll back", name)
 		}

@@ -18,7 +18,7 @@ import (
 // claim is called before a secret is touched; a secret it refuses is left
 // alone (the caller is rotating it), and release is called when done.
 func (e *Engine) RecoverUnfinished(ctx context.Context, actor string, claim func(secretName string) (release func(), ok bool)) []Result {
-	unf, err := e.journal.Unfinished(ctx)
+	unf, err := e.store.Unfinished(ctx)
 	if err != nil {
 		return []Result{{Err: fmt.Errorf("read unfinished rotations: %w", err)}}
 	}

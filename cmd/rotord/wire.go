@@ -166,7 +166,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	ec := cfg.EngineConfig(holder())
 	ec.Specs = cfg.Specs()
 	ec.Progress = progress
-	engine := rotation.New(ec, vault, dialer, db, db, db, log)
+	engine := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, Store: db, Log: log})
 	return &services{
 		engine:  engine,
 		journal: db,
