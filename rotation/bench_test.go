@@ -35,7 +35,7 @@ func BenchmarkEngineOverhead(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			eng := rotation.New(rotation.Config{Concurrency: 16, Generator: rotation.GeneratorLocal}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: db})
+			eng := newEngine(b, testConfig(func(c *rotation.Config) { c.Concurrency = 16; c.Generator = rotation.GeneratorLocal }), rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: db})
 			var before, after syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			b.ResetTimer()

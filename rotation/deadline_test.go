@@ -74,8 +74,12 @@ func (v hangingVault) Write(ctx context.Context, _ rotation.Secret, _ secret.Val
 func TestDeadlineDoesNotCancelTheRevert(t *testing.T) {
 	f := newFixture(t, 3, nil)
 	j := ctxJournal{f.journal}
-	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer,
-		SecretDeadline: 200 * time.Millisecond}, rotation.Deps{Vault: hangingVault{f.vault}, Hosts: ctxHosts{f.hosts}, Store: j})
+	e := newEngine(t, testConfig(func(c *rotation.Config) {
+		c.RetryBase = time.Millisecond
+		c.Concurrency = 4
+		c.Generator = rotation.GeneratorServer
+		c.SecretDeadline = 200 * time.Millisecond
+	}), rotation.Deps{Vault: hangingVault{f.vault}, Hosts: ctxHosts{f.hosts}, Store: j})
 	res := e.Rotate(context.Background(), spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack {
 		t.Errorf("state %s err %v, want rolled-back", res.State, res.Err)
@@ -93,7 +97,7 @@ func TestDeadlineDoesNotCancelTheRevert(t *testing.T) {
 // Once a host failed, no further host may be changed: with more hosts than
 // SSH slots, the hosts waiting for a slot must not count as started.
 func TestNoHostStartsAfterAFailure(t *testing.T) {
-	f := newFixture(t, 8, func(c *rotation.Config) { c.Concurrency = 1; c.PolicyRetries = -1 })
+	f := newFixture(t, 8, func(c *rotation.Config) { c.Concurrency = 1; c.PolicyRetries = 0 })
 	f.hosts.hosts["h02"].reject = func(string) string { return "BAD PASSWORD: it is too simplistic/systematic" }
 	res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack {
@@ -151,7 +155,11 @@ func (s *manglingSession) ChangePassword(_ context.Context, _, new secret.Value)
 // the account before the revert can verify the old password.
 func TestRefusedNewPasswordIsNotTriedTwice(t *testing.T) {
 	f := newFixture(t, 1, nil)
-	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer}, rotation.Deps{Vault: f.vault, Hosts: &manglingHosts{fakeHosts: f.hosts}, Store: f.journal})
+	e := newEngine(t, testConfig(func(c *rotation.Config) {
+		c.RetryBase = time.Millisecond
+		c.Concurrency = 4
+		c.Generator = rotation.GeneratorServer
+	}), rotation.Deps{Vault: f.vault, Hosts: &manglingHosts{fakeHosts: f.hosts}, Store: f.journal})
 	res := e.Rotate(context.Background(), spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack {
 		t.Fatalf("state %s err %v", res.State, res.Err)

@@ -87,7 +87,12 @@ func newLab(t *testing.T, variants []sshtest.Variant, mod func(*rotation.Config)
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	l := &lab{rig: rig, ss: ss, vault: vault, hosts: hosts, db: db, id: id, spec: rotation.SecretSpec{Name: "prod-root"}}
-	l.cfg = rotation.Config{Concurrency: 16, RetryBase: 10 * time.Millisecond, Length: 24, Generator: rotation.GeneratorLocal}
+	l.cfg = testConfig(func(c *rotation.Config) {
+		c.Concurrency = 16
+		c.RetryBase = 10 * time.Millisecond
+		c.Length = 24
+		c.Generator = rotation.GeneratorLocal
+	})
 	if mod != nil {
 		mod(&l.cfg)
 	}
@@ -95,7 +100,7 @@ func newLab(t *testing.T, variants []sshtest.Variant, mod func(*rotation.Config)
 	if wrap != nil {
 		v = wrap(vault)
 	}
-	l.engine = rotation.New(l.cfg, rotation.Deps{Vault: v, Hosts: hosts, Store: db})
+	l.engine = newEngine(t, l.cfg, rotation.Deps{Vault: v, Hosts: hosts, Store: db})
 	return l
 }
 
@@ -346,7 +351,7 @@ func TestE2EPreflightStopsBeforeAnyChange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		eng := rotation.New(l.cfg, rotation.Deps{Vault: l.vault, Hosts: hosts, Store: l.db})
+		eng := newEngine(t, l.cfg, rotation.Deps{Vault: l.vault, Hosts: hosts, Store: l.db})
 		before := l.shadow(t)
 		attempts := l.rig.AuthAttempts(1)
 		res := eng.Rotate(context.Background(), l.spec, rotation.RotateOptions{})
@@ -426,7 +431,7 @@ func TestE2ETwoRotationsAtOnce(t *testing.T) {
 			once.Do(func() { close(started); <-proceed })
 		}
 	}, nil)
-	second := rotation.New(rotation.Config{Holder: "second/2/b"}, rotation.Deps{Vault: l.vault, Hosts: l.hosts, Store: l.db})
+	second := newEngine(t, testConfig(func(c *rotation.Config) { c.Holder = "second/2/b" }), rotation.Deps{Vault: l.vault, Hosts: l.hosts, Store: l.db})
 	firstDone := make(chan rotation.Result)
 	go func() { firstDone <- l.engine.Rotate(context.Background(), l.spec, rotation.RotateOptions{}) }()
 	<-started
@@ -510,11 +515,11 @@ func TestE2ERevertRefusedUsesReconcileAccount(t *testing.T) {
 			}
 			defer db.Close()
 			account := &rotation.Account{User: "root", Password: secret.New(rootPw)}
-			cfg := rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorLocal}
+			cfg := testConfig(func(c *rotation.Config) { c.RetryBase = time.Millisecond; c.Generator = rotation.GeneratorLocal })
 			if withAccount {
 				cfg.Reconcile = account
 			}
-			eng := rotation.New(cfg, rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
+			eng := newEngine(t, cfg, rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
 			ss.FailNext(sstest.EndpointPutField, 1000, 500, `{"message":"down"}`)
 			res := eng.Rotate(ctx, rotation.SecretSpec{Name: "prod-root"}, rotation.RotateOptions{})
 			ss.FailNext(sstest.EndpointPutField, 0, 0, "")
@@ -528,7 +533,7 @@ func TestE2ERevertRefusedUsesReconcileAccount(t *testing.T) {
 					t.Fatalf("rotate: %s %v %+v", res.State, res.Err, res.Hosts)
 				}
 				cfg.Reconcile = account
-				eng = rotation.New(cfg, rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
+				eng = newEngine(t, cfg, rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
 				out := eng.Recover(ctx, "test")
 				if len(out) != 1 || out[0].Err != nil || out[0].State != rotation.StateRolledBack {
 					t.Fatalf("recover: %+v", out)
@@ -564,7 +569,7 @@ func TestE2ENoSecretInLogsOrResults(t *testing.T) {
 	l := newLab(t, []sshtest.Variant{sshtest.PwQuality, sshtest.Debian, sshtest.BusyBox},
 		func(c *rotation.Config) { c.Generator = rotation.GeneratorServer },
 		func(v rotation.Vault) rotation.Vault { weak.Vault = v; return weak })
-	l.engine = rotation.New(l.cfg, rotation.Deps{Vault: weak, Hosts: l.hosts, Store: l.db, Log: log})
+	l.engine = newEngine(t, l.cfg, rotation.Deps{Vault: weak, Hosts: l.hosts, Store: l.db, Log: log})
 	ctx := context.Background()
 	var out []string
 	seen := []string{rigPassword}

@@ -41,27 +41,28 @@ const (
 // vault for; longer ones are generated locally.
 const ServerMaxLength = 20
 
-// Config holds the engine's settings. Zero fields take the defaults noted.
+// Config holds the engine's settings. Start from DefaultConfig: New takes
+// every value as given, so a zero is a zero (no retries, no settling).
 type Config struct {
-	Port           int           // default SSH port (22)
-	Concurrency    int           // SSH operations at once, across all secrets (32)
-	SecretDeadline time.Duration // deadline for starting work on a secret's hosts (15m)
-	LeaseTTL       time.Duration // lease lifetime, renewed while a rotation runs (2m)
-	Length         int           // default new password length (24)
-	Generator      string        // GeneratorServer, GeneratorLocal or GeneratorAuto (auto)
-	PolicyRetries  int           // fresh passwords after a policy rejection (3)
-	HostRetries    int           // attempts per login on transient network errors (3)
-	RetryBase      time.Duration // first backoff between such attempts (500ms)
+	Port           int           // default SSH port
+	Concurrency    int           // SSH operations at once, across all secrets (at least 1)
+	SecretDeadline time.Duration // deadline for starting work on a secret's hosts
+	LeaseTTL       time.Duration // lease lifetime, renewed while a rotation runs
+	Length         int           // default new password length
+	Generator      string        // GeneratorServer, GeneratorLocal or GeneratorAuto
+	PolicyRetries  int           // fresh passwords after a policy rejection (0: none)
+	HostRetries    int           // attempts per login on transient network errors (at least 1)
+	RetryBase      time.Duration // first backoff between such attempts
 	// Settle is how long a host's passwd may go on after its dialogue
-	// ended without an answer (5s): a host whose passwd outcome is unknown
+	// ended without an answer: a host whose passwd outcome is unknown
 	// (a step timed out, the connection broke, rotord was killed) is probed
 	// no sooner than this after, so that a change still landing on the host
 	// does not make its probes refuse both passwords, or find the old one
 	// just before the new one lands.
 	Settle     time.Duration
 	HostsField string       // default hosts field slug ("" leaves it to the vault)
-	Comment    string       // comment for restricted secrets ("rotord password rotation")
-	Holder     string       // lease holder name, an instance id (DefaultHolder)
+	Comment    string       // comment for restricted secrets
+	Holder     string       // lease holder name, an instance id
 	Reconcile  *Account     // optional privileged account for reverts and reconcile
 	Specs      []SecretSpec // the configured secrets, for recovery of their settings
 	Now        func() time.Time
@@ -70,46 +71,75 @@ type Config struct {
 	Progress func(secretName string, done, total, failed int)
 }
 
-func (c *Config) setDefaults() {
-	if c.Port == 0 {
-		c.Port = 22
+// DefaultConfig returns the engine's settings with every default filled
+// in: port 22, 32 SSH operations at once, a 15m deadline, 2m leases,
+// 24-character passwords from the auto generator, 3 fresh passwords after
+// a policy rejection, 3 attempts per login from a 500ms backoff, 5s to
+// settle, this process's DefaultHolder and the wall clock.
+func DefaultConfig() Config {
+	return Config{
+		Port:           22,
+		Concurrency:    32,
+		SecretDeadline: 15 * time.Minute,
+		LeaseTTL:       2 * time.Minute,
+		Length:         24,
+		Generator:      GeneratorAuto,
+		PolicyRetries:  3,
+		HostRetries:    3,
+		RetryBase:      500 * time.Millisecond,
+		Settle:         5 * time.Second,
+		Comment:        "rotord password rotation",
+		Holder:         DefaultHolder(),
+		Now:            time.Now,
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 32
+}
+
+// Validate reports what in c no engine can run with (New calls it).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Port < 1 || c.Port > 65535 {
+		bad("port %d is not a TCP port", c.Port)
+	}
+	if c.Concurrency < 1 {
+		bad("concurrency %d: at least 1", c.Concurrency)
+	}
+	if c.HostRetries < 1 {
+		bad("host retries %d: at least 1 (the first attempt)", c.HostRetries)
+	}
+	if c.PolicyRetries < 0 {
+		bad("policy retries %d is negative", c.PolicyRetries)
 	}
 	if c.SecretDeadline <= 0 {
-		c.SecretDeadline = 15 * time.Minute
+		bad("secret deadline %s: must be positive", c.SecretDeadline)
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 2 * time.Minute
+		bad("lease lifetime %s: must be positive", c.LeaseTTL)
 	}
-	if c.Length == 0 {
-		c.Length = 24
+	if c.RetryBase < 0 {
+		bad("retry backoff %s is negative", c.RetryBase)
 	}
-	if c.Generator == "" {
-		c.Generator = GeneratorAuto
+	if c.Settle < 0 {
+		bad("settle time %s is negative", c.Settle)
 	}
-	if c.PolicyRetries == 0 {
-		c.PolicyRetries = 3
+	if c.Length < 1 {
+		bad("password length %d: at least 1", c.Length)
 	}
-	if c.HostRetries <= 0 {
-		c.HostRetries = 3
-	}
-	if c.Settle <= 0 {
-		c.Settle = 5 * time.Second
-	}
-	if c.RetryBase <= 0 {
-		c.RetryBase = 500 * time.Millisecond
-	}
-	if c.Comment == "" {
-		c.Comment = "rotord password rotation"
+	switch c.Generator {
+	case GeneratorServer, GeneratorLocal, GeneratorAuto:
+	default:
+		bad("unknown generator %q", c.Generator)
 	}
 	if c.Holder == "" {
-		c.Holder = DefaultHolder()
+		bad("no lease holder name")
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		bad("no clock")
 	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("engine configuration: %w", err)
+	}
+	return nil
 }
 
 // Store is what the engine keeps in its database: the journal of
@@ -140,9 +170,16 @@ type Engine struct {
 	refused refusedMemo // what scheduled heartbeats found refused
 }
 
-// New returns an engine over the given adapters.
-func New(cfg Config, d Deps) *Engine {
-	cfg.setDefaults()
+// New returns an engine over the given adapters, with cfg as given (see
+// DefaultConfig). A setting no engine can run with (a negative duration, no
+// concurrency) is an error.
+func New(cfg Config, d Deps) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Vault == nil || d.Hosts == nil || d.Store == nil {
+		return nil, errors.New("engine: a vault, a host changer and a store are required")
+	}
 	log := d.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -150,7 +187,7 @@ func New(cfg Config, d Deps) *Engine {
 	return &Engine{
 		cfg: cfg, vault: d.Vault, hosts: d.Hosts, store: d.Store, log: log,
 		slots: make(chan struct{}, cfg.Concurrency),
-	}
+	}, nil
 }
 
 // RotateOptions modify one Rotate call.
@@ -208,6 +245,9 @@ func (e *Engine) slot(ctx context.Context) (func(), error) {
 // backoff waits before retry number attempt (0-based): exponential from
 // RetryBase with ±50% jitter, capped at 30s.
 func (e *Engine) backoff(ctx context.Context, attempt int) error {
+	if e.cfg.RetryBase == 0 {
+		return ctx.Err()
+	}
 	d := e.cfg.RetryBase << attempt
 	if d > 30*time.Second || d <= 0 {
 		d = 30 * time.Second

@@ -32,11 +32,16 @@ func newFixture(t *testing.T, n int, mod func(*rotation.Config)) *fixture {
 		f.hosts.add(name, oldPw)
 	}
 	f.id = f.vault.add("prod-root", "root", oldPw, f.names...)
-	cfg := rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer, Settle: time.Millisecond}
+	cfg := testConfig(func(c *rotation.Config) {
+		c.RetryBase = time.Millisecond
+		c.Concurrency = 4
+		c.Generator = rotation.GeneratorServer
+		c.Settle = time.Millisecond
+	})
 	if mod != nil {
 		mod(&cfg)
 	}
-	f.engine = rotation.New(cfg, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
+	f.engine = newEngine(t, cfg, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
 	return f
 }
 
@@ -461,13 +466,17 @@ func TestCancelMidFanOutRevertsOrFinishes(t *testing.T) {
 	f := newFixture(t, 6, func(c *rotation.Config) { c.Concurrency = 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := 0
-	f.engine = rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 1, Generator: rotation.GeneratorServer,
-		Progress: func(_ string, d, total, failed int) {
+	f.engine = newEngine(t, testConfig(func(c *rotation.Config) {
+		c.RetryBase = time.Millisecond
+		c.Concurrency = 1
+		c.Generator = rotation.GeneratorServer
+		c.Progress = func(_ string, d, total, failed int) {
 			done = d
 			if d == 2 {
 				cancel() // SIGTERM arrives while hosts are changing
 			}
-		}}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
+		}
+	}), rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
 	res := f.engine.Rotate(ctx, spec, rotation.RotateOptions{})
 	if res.State != rotation.StateRolledBack || !strings.Contains(res.Err.Error(), "interrupted") {
 		t.Fatalf("state %s err %v (done %d)", res.State, res.Err, done)
@@ -493,6 +502,34 @@ func TestTransient(t *testing.T) {
 	} {
 		if got := rotation.Transient(c.err); got != c.want {
 			t.Errorf("Transient(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// New takes the configuration as given: a zero is a zero (no fresh
+// password after a policy rejection), and a setting no engine can run
+// with is refused rather than replaced by a default.
+func TestConfigTakenAsGiven(t *testing.T) {
+	f := newFixture(t, 2, func(c *rotation.Config) { c.PolicyRetries = 0 })
+	f.hosts.hosts["h01"].reject = func(string) string { return "BAD PASSWORD: too short" }
+	res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
+	if !errors.Is(res.Err, rotation.ErrRolledBack) {
+		t.Fatalf("state %s err %v", res.State, res.Err)
+	}
+	f.assertAll(t, oldPw)
+	if f.vault.gen != 1 {
+		t.Errorf("generated %d passwords with PolicyRetries 0, want 1", f.vault.gen)
+	}
+	for name, set := range map[string]func(*rotation.Config){
+		"NegativeSettle":   func(c *rotation.Config) { c.Settle = -time.Second },
+		"NegativeBackoff":  func(c *rotation.Config) { c.RetryBase = -time.Millisecond },
+		"NegativeRetries":  func(c *rotation.Config) { c.PolicyRetries = -1 },
+		"NoConcurrency":    func(c *rotation.Config) { c.Concurrency = 0 },
+		"ZeroDeadline":     func(c *rotation.Config) { c.SecretDeadline = 0 },
+		"UnknownGenerator": func(c *rotation.Config) { c.Generator = "dice" },
+	} {
+		if _, err := rotation.New(testConfig(set), rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal}); err == nil {
+			t.Errorf("%s: New accepted it", name)
 		}
 	}
 }

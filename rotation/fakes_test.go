@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/rotord/rotord/rotation"
@@ -574,3 +575,20 @@ var (
 	_ rotation.Leases        = (*memJournal)(nil)
 	_ rotation.ScheduleState = (*memJournal)(nil)
 )
+
+// testConfig returns the engine's defaults with set applied.
+func testConfig(set func(c *rotation.Config)) rotation.Config {
+	c := rotation.DefaultConfig()
+	set(&c)
+	return c
+}
+
+// newEngine returns an engine over d, failing the test if cfg is refused.
+func newEngine(tb testing.TB, cfg rotation.Config, d rotation.Deps) *rotation.Engine {
+	tb.Helper()
+	e, err := rotation.New(cfg, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}

@@ -82,7 +82,7 @@ func TestHostSpellingsAreOneHost(t *testing.T) {
 			id := vault.add("prod-root", "root", oldPw)
 			vault.secrets[id].Hosts = tc.listed
 			journal := newMemJournal()
-			e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer}, rotation.Deps{Vault: vault, Hosts: fleet, Store: journal})
+			e := newEngine(t, testConfig(func(c *rotation.Config) { c.RetryBase = time.Millisecond; c.Generator = rotation.GeneratorServer }), rotation.Deps{Vault: vault, Hosts: fleet, Store: journal})
 			res := e.Rotate(context.Background(), rotation.SecretSpec{Name: "prod-root", Port: tc.port}, rotation.RotateOptions{})
 			if res.Err != nil || res.State != rotation.StateCommitted {
 				t.Fatalf("rotate: %s: %v", res.State, res.Err)
@@ -110,7 +110,7 @@ func TestHostSpellingsThroughSecretServer(t *testing.T) {
 	ss := newSSVault(t, "web01, WEB01:22, web01.", nil)
 	fleet := newDNSFleet(oldPw, "web01:22")
 	journal := newMemJournal()
-	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorLocal}, rotation.Deps{Vault: ss.vault, Hosts: fleet, Store: journal})
+	e := newEngine(t, testConfig(func(c *rotation.Config) { c.RetryBase = time.Millisecond; c.Generator = rotation.GeneratorLocal }), rotation.Deps{Vault: ss.vault, Hosts: fleet, Store: journal})
 	res := e.Rotate(context.Background(), rotation.SecretSpec{Name: "prod-root"}, rotation.RotateOptions{})
 	if res.Err != nil || res.State != rotation.StateCommitted {
 		t.Fatalf("rotate: %s: %v", res.State, res.Err)

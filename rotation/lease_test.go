@@ -77,8 +77,12 @@ func TestLeaseLostMidFanOut(t *testing.T) {
 			f := newFixture(t, 4, nil)
 			leases := &renewFaults{memJournal: f.journal, renew: tc.renew}
 			logs := &signalHandler{lost: make(chan struct{})}
-			e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 1, Generator: rotation.GeneratorServer,
-				LeaseTTL: 300 * time.Millisecond}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: leases, Log: slog.New(logs)})
+			e := newEngine(t, testConfig(func(c *rotation.Config) {
+				c.RetryBase = time.Millisecond
+				c.Concurrency = 1
+				c.Generator = rotation.GeneratorServer
+				c.LeaseTTL = 300 * time.Millisecond
+			}), rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: leases, Log: slog.New(logs)})
 			// The canary h00 changes; h01 is in passwd when the lease goes.
 			changed := map[string]bool{}
 			loginsAtLoss := -1
@@ -125,7 +129,11 @@ func TestLeaseLostMidFanOut(t *testing.T) {
 			// rotation unfinished with both passwords and puts every host
 			// back in line with the vault.
 			f.journal.expireLeases()
-			next := rotation.New(rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer, Holder: "next/1/n"}, rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
+			next := newEngine(t, testConfig(func(c *rotation.Config) {
+				c.RetryBase = time.Millisecond
+				c.Generator = rotation.GeneratorServer
+				c.Holder = "next/1/n"
+			}), rotation.Deps{Vault: f.vault, Hosts: f.hosts, Store: f.journal})
 			for _, r := range next.Recover(context.Background(), "test") {
 				if r.Err != nil {
 					t.Errorf("recovery of rotation %d: %v", r.RotationID, r.Err)
@@ -191,11 +199,16 @@ func TestFencedHolderStopsAfterTakeover(t *testing.T) {
 	id := vault.add("prod-root", "root", oldPw, "h00", "h01")
 	vaultA, vaultB := &sharedVault{fakeVault: vault}, &sharedVault{fakeVault: vault}
 	cfg := func(holder string) rotation.Config {
-		return rotation.Config{RetryBase: time.Millisecond, Concurrency: 1, Generator: rotation.GeneratorServer,
-			LeaseTTL: time.Minute, Holder: holder}
+		return testConfig(func(c *rotation.Config) {
+			c.RetryBase = time.Millisecond
+			c.Concurrency = 1
+			c.Generator = rotation.GeneratorServer
+			c.LeaseTTL = time.Minute
+			c.Holder = holder
+		})
 	}
-	a := rotation.New(cfg("host-a/1/a"), rotation.Deps{Vault: vaultA, Hosts: hosts, Store: dbA})
-	b := rotation.New(cfg("host-b/1/b"), rotation.Deps{Vault: vaultB, Hosts: hosts, Store: dbB})
+	a := newEngine(t, cfg("host-a/1/a"), rotation.Deps{Vault: vaultA, Hosts: hosts, Store: dbA})
+	b := newEngine(t, cfg("host-b/1/b"), rotation.Deps{Vault: vaultB, Hosts: hosts, Store: dbB})
 
 	bCommitting, resumeB := make(chan struct{}), make(chan struct{})
 	bDone := make(chan []rotation.Result, 1)
@@ -263,10 +276,14 @@ func TestLeaseIgnoresCaseOfName(t *testing.T) {
 	hosts.add("h00", oldPw)
 	id := vault.add("prod-root", "root", oldPw, "h00")
 	cfg := func(holder string) rotation.Config {
-		return rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorServer, Holder: holder}
+		return testConfig(func(c *rotation.Config) {
+			c.RetryBase = time.Millisecond
+			c.Generator = rotation.GeneratorServer
+			c.Holder = holder
+		})
 	}
-	daemon := rotation.New(cfg("daemon-host/1/d"), rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
-	operator := rotation.New(cfg("laptop/1/o"), rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
+	daemon := newEngine(t, cfg("daemon-host/1/d"), rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
+	operator := newEngine(t, cfg("laptop/1/o"), rotation.Deps{Vault: vault, Hosts: hosts, Store: db})
 
 	var second rotation.Result
 	var started atomic.Bool

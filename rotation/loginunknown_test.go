@@ -45,7 +45,12 @@ func TestLoginUnknownIsNotRetried(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, 3, func(c *rotation.Config) { c.HostRetries = 5 })
 			hosts := &slowRefusalHosts{fakeHosts: f.hosts, slow: "h01", err: err}
-			f.engine = rotation.New(rotation.Config{RetryBase: 1, Concurrency: 4, HostRetries: 5, Generator: rotation.GeneratorServer}, rotation.Deps{Vault: f.vault, Hosts: hosts, Store: f.journal})
+			f.engine = newEngine(t, testConfig(func(c *rotation.Config) {
+				c.RetryBase = 1
+				c.Concurrency = 4
+				c.HostRetries = 5
+				c.Generator = rotation.GeneratorServer
+			}), rotation.Deps{Vault: f.vault, Hosts: hosts, Store: f.journal})
 			res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
 			if res.Err == nil || !errors.Is(res.Err, rotation.ErrLoginUnknown) {
 				t.Fatalf("rotate: %v; want the unknown login outcome", res.Err)

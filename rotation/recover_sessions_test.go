@@ -49,7 +49,11 @@ func TestRecoverClosesItsSessions(t *testing.T) {
 	const newPw = "New-Pw-123!abc"
 	f := newFixture(t, 2, nil)
 	hosts := &trackingHosts{fakeHosts: f.hosts}
-	e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Concurrency: 4, Generator: rotation.GeneratorServer}, rotation.Deps{Vault: f.vault, Hosts: hosts, Store: f.journal})
+	e := newEngine(t, testConfig(func(c *rotation.Config) {
+		c.RetryBase = time.Millisecond
+		c.Concurrency = 4
+		c.Generator = rotation.GeneratorServer
+	}), rotation.Deps{Vault: f.vault, Hosts: hosts, Store: f.journal})
 	r := rotation.Rotation{Secret: "prod-root", SecretID: f.id, Username: "root", Kind: rotation.KindRotate,
 		State: rotation.StateHostsChanging, Old: secret.New(oldPw), New: secret.New(newPw),
 		Hosts: []rotation.HostRecord{

@@ -41,7 +41,7 @@ func TestHumanEditBetweenWriteAttemptsIsNotOverwritten(t *testing.T) {
 			})
 			fleet := newDNSFleet(oldPw, "web01:22", "web02:22")
 			journal := newMemJournal()
-			e := rotation.New(rotation.Config{RetryBase: time.Millisecond, Generator: rotation.GeneratorLocal}, rotation.Deps{Vault: ss.vault, Hosts: fleet, Store: journal})
+			e := newEngine(t, testConfig(func(c *rotation.Config) { c.RetryBase = time.Millisecond; c.Generator = rotation.GeneratorLocal }), rotation.Deps{Vault: ss.vault, Hosts: fleet, Store: journal})
 			tc.inject(ss.srv)
 			res := e.Rotate(context.Background(), rotation.SecretSpec{Name: "prod-root"}, rotation.RotateOptions{})
 			if !errors.Is(res.Err, rotation.ErrSecretChanged) || res.State != rotation.StateRolledBack {

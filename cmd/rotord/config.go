@@ -213,8 +213,10 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// defaults returns a Config holding every default.
+// defaults returns a Config holding every default. The engine's own
+// settings start from rotation.DefaultConfig, their one home.
 func defaults() Config {
+	ec := rotation.DefaultConfig()
 	return Config{
 		SecretServer: SecretServerConfig{
 			Auth:       "oauth2",
@@ -228,21 +230,21 @@ func defaults() Config {
 		},
 		SSH: SSHConfig{
 			KnownHosts:     "/etc/rotord/known_hosts",
-			Port:           22,
+			Port:           ec.Port,
 			ConnectTimeout: Duration(10 * time.Second),
 			StepTimeout:    Duration(30 * time.Second),
-			Concurrency:    32,
+			Concurrency:    ec.Concurrency,
 		},
 		Schedule: "@weekly",
 		Jitter:   Duration(10 * time.Minute),
 		Rotation: RotationConfig{
 			MaxConcurrent: 4,
-			Deadline:      Duration(15 * time.Minute),
-			LeaseTTL:      Duration(2 * time.Minute),
-			PolicyRetries: 3,
-			HostRetries:   3,
+			Deadline:      Duration(ec.SecretDeadline),
+			LeaseTTL:      Duration(ec.LeaseTTL),
+			PolicyRetries: ec.PolicyRetries,
+			HostRetries:   ec.HostRetries,
 		},
-		Password:   PasswordConfig{Length: 24, Generator: "auto"},
+		Password:   PasswordConfig{Length: ec.Length, Generator: ec.Generator},
 		HostsField: "notes",
 		Metrics:    MetricsConfig{Listen: "127.0.0.1:9464"},
 	}
@@ -885,24 +887,22 @@ func validHeartbeat(v *validator, field, spec string) {
 	}
 }
 
-// EngineConfig returns the engine's settings. holder names this process
-// for leases.
+// EngineConfig returns the engine's settings: rotation.DefaultConfig with
+// the file's values, each taken as it is (defaults filled them in where the
+// file is silent, so a zero in the file is a zero). holder names this
+// process for leases.
 func (c *Config) EngineConfig(holder string) rotation.Config {
-	ec := rotation.Config{
-		Port:           c.SSH.Port,
-		Concurrency:    c.SSH.Concurrency,
-		SecretDeadline: c.Rotation.Deadline.D(),
-		LeaseTTL:       c.Rotation.LeaseTTL.D(),
-		Length:         c.Password.Length,
-		Generator:      c.Password.Generator,
-		PolicyRetries:  c.Rotation.PolicyRetries,
-		HostRetries:    c.Rotation.HostRetries,
-		HostsField:     c.HostsField,
-		Holder:         holder,
-	}
-	if ec.PolicyRetries == 0 {
-		ec.PolicyRetries = -1 // none; the engine reads 0 as its default
-	}
+	ec := rotation.DefaultConfig()
+	ec.Port = c.SSH.Port
+	ec.Concurrency = c.SSH.Concurrency
+	ec.SecretDeadline = c.Rotation.Deadline.D()
+	ec.LeaseTTL = c.Rotation.LeaseTTL.D()
+	ec.Length = c.Password.Length
+	ec.Generator = c.Password.Generator
+	ec.PolicyRetries = c.Rotation.PolicyRetries
+	ec.HostRetries = c.Rotation.HostRetries
+	ec.HostsField = c.HostsField
+	ec.Holder = holder
 	if r := c.SSH.Reconcile; r != nil {
 		ec.Reconcile = &rotation.Account{User: r.User, Password: r.password}
 	}

@@ -267,16 +267,27 @@ func TestConfigPath(t *testing.T) {
 }
 
 // policy_retries: 0 is documented as valid ("integer ≥ 0"): no fresh
-// password after a policy rejection. rotation.Config reads a zero
-// PolicyRetries as its default (3), so the engine must not get a zero.
+// password after a policy rejection. The engine takes its values as given,
+// so the zero reaches it as a zero; a file that does not name the field
+// gets the engine's default.
 func TestPolicyRetriesZeroMeansNone(t *testing.T) {
 	path, _ := writeConfig(t, minimal+"rotation:\n  policy_retries: 0\n")
 	c, err := LoadConfig(path, testEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.EngineConfig("h").PolicyRetries; got >= 0 {
-		t.Fatalf("policy_retries: 0 reaches the engine as %d; it reads 0 as its default of 3 fresh passwords", got)
+	if got := c.EngineConfig("h").PolicyRetries; got != 0 {
+		t.Fatalf("policy_retries: 0 reaches the engine as %d, want 0 (no fresh password)", got)
+	}
+	if err := c.EngineConfig("h").Validate(); err != nil {
+		t.Fatalf("the engine refuses policy_retries: 0: %v", err)
+	}
+	path, _ = writeConfig(t, minimal)
+	if c, err = LoadConfig(path, testEnv(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.EngineConfig("h").PolicyRetries, rotation.DefaultConfig().PolicyRetries; got != want {
+		t.Fatalf("policy_retries absent: PolicyRetries = %d, want the default %d", got, want)
 	}
 	path, _ = writeConfig(t, minimal+"rotation:\n  policy_retries: 2\n")
 	if c, err = LoadConfig(path, testEnv(nil)); err != nil {

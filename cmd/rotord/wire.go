@@ -166,7 +166,11 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	ec := cfg.EngineConfig(holder())
 	ec.Specs = cfg.Specs()
 	ec.Progress = progress
-	engine := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, Store: db, Log: log})
+	engine, err := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, Store: db, Log: log})
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return &services{
 		engine:  engine,
 		journal: db,
