@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rotord/rotord/rotation/secret"
 )
@@ -17,15 +16,11 @@ import (
 // with its LeaseHeldError.
 func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 	var results []Result
-	unf, err := e.store.Unfinished(ctx)
+	rs, err := e.unsettled(ctx)
 	if err != nil {
-		return []Result{{Err: fmt.Errorf("read unfinished rotations: %w", err)}}
+		return []Result{{Err: err}}
 	}
-	nr, err := e.store.NeedsReconcile(ctx)
-	if err != nil {
-		return []Result{{Err: fmt.Errorf("read rotations needing reconcile: %w", err)}}
-	}
-	for _, r := range append(unf, nr...) {
+	for _, r := range rs {
 		if ctx.Err() != nil {
 			break
 		}
@@ -34,11 +29,75 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 	return results
 }
 
-// resume finishes or undoes journaled rotation r; the caller holds its
-// lease l, and r is adopted under l's generation first: the holder that
-// left r unfinished can write no more of it. Its Result.Err is nil when the rotation ends committed or cleanly
-// rolled back (the reason is then among the warnings). Every host is put in a known state: the new password everywhere
-// (roll forward) or the old one everywhere (roll back), and the vault ends
+// RecoverUnfinished finishes or undoes the rotations the journal holds
+// unfinished whose lease is free: its holder released it, let it expire, or
+// was a process of this machine that died. It is the running daemon's
+// counterpart of Recover: a rotation a `rotord rotate` left behind when it
+// was killed is finished without waiting for a restart. A rotation whose
+// lease a live holder keeps is left to it, and reported with its
+// *LeaseHeldError. Rotations that need reconcile are not retried here (each
+// retry logs in to the hosts; the next rotation of the secret or `rotord
+// recover` does it).
+//
+// claim is called before a secret is touched; a secret it refuses is left
+// alone (the caller is rotating it), and release is called when done.
+func (e *Engine) RecoverUnfinished(ctx context.Context, actor string, claim func(secretName string) (release func(), ok bool)) []Result {
+	unf, err := e.store.Unfinished(ctx)
+	if err != nil {
+		return []Result{{Err: fmt.Errorf("read unfinished rotations: %w", err)}}
+	}
+	var results []Result
+	for _, r := range unf {
+		if ctx.Err() != nil {
+			break
+		}
+		done, ok := claim(r.Secret)
+		if !ok {
+			continue
+		}
+		results = append(results, e.recoverOne(ctx, r, actor, false)...)
+		done()
+	}
+	return results
+}
+
+// unsettled returns every rotation the journal holds unfinished, then every
+// one that needs reconcile, oldest first.
+func (e *Engine) unsettled(ctx context.Context) ([]Rotation, error) {
+	unf, err := e.store.Unfinished(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read unfinished rotations: %w", err)
+	}
+	nr, err := e.store.NeedsReconcile(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read rotations needing reconcile: %w", err)
+	}
+	return append(unf, nr...), nil
+}
+
+// settle recovers or reconciles earlier rotations of the secret before a
+// new change starts, and refuses to start while one stays unresolved,
+// under the secret's lease l.
+func (e *Engine) settle(ctx context.Context, name, actor string, l *hold) error {
+	var pending []Rotation
+	rs, err := e.unsettled(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if SecretKey(r.Secret) == SecretKey(name) {
+			pending = append(pending, r)
+		}
+	}
+	for _, r := range pending {
+		res := e.resume(ctx, r, actor, l)
+		if res.State != StateCommitted && res.State != StateRolledBack {
+			return fmt.Errorf("%w: rotation %d is %s", ErrParked, r.ID, res.State)
+		}
+	}
+	return nil
+}
+
 // recoverOne takes r's lease and, if r is still unfinished (or, with
 // reconcile, needs reconcile), resumes it.
 func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string, reconcile bool) []Result {
@@ -58,7 +117,13 @@ func (e *Engine) recoverOne(ctx context.Context, r Rotation, actor string, recon
 	return []Result{e.resume(ctx, cur, actor, l)}
 }
 
-// holding the password that works on every host.
+// resume finishes or undoes journaled rotation r; the caller holds its
+// lease l, and r is adopted under l's generation first: the holder that
+// left r unfinished can write no more of it. Every host is put in a known
+// state: the new password everywhere (roll forward) or the old one
+// everywhere (roll back), and the vault ends holding the password that
+// works on every host. Its Result.Err is nil when the rotation ends
+// committed or cleanly rolled back (the reason is then among the warnings).
 func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) Result {
 	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.SecretDeadline)
 	defer cancel()
@@ -67,9 +132,9 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) 
 	}
 	r.Generation = l.gen
 	r.Secret = e.specFor(r.Secret).Name // the journal keeps its key; report the configured name
-	x := &run{e: e, r: r, spec: e.specFor(r.Secret), actor: actor, lifelines: make([]HostSession, len(r.Hosts)), lost: l.lost}
+	x := e.newRun(r, e.specFor(r.Secret), actor, l.lost, make([]HostSession, len(r.Hosts)))
 	defer closeAll(x.lifelines) // reverts open them
-	e.audit(ctx, Event{Secret: r.Secret, RotationID: r.ID, Actor: actor, Action: "recover", Detail: "found in state " + string(r.State)})
+	x.audit(ctx, "recover", "found in state "+string(r.State))
 	if r.State == StateNeedsReconcile {
 		return x.reconcile(work)
 	}
@@ -114,8 +179,7 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) 
 // through the reconcile account. Hosts that cannot be reached stay
 // needs-reconcile for a later run.
 func (x *run) reconcile(ctx context.Context) Result {
-	e := x.e
-	cur, err := e.vault.Read(ctx, x.r.SecretID, e.hostsField(x.spec))
+	cur, err := x.vault.Read(ctx, x.r.SecretID, x.cfg.HostsFieldOf(x.spec))
 	if err != nil {
 		return x.result(fmt.Errorf("%w: read the vault: %w", ErrNeedsReconcile, err))
 	}
@@ -151,7 +215,7 @@ func (x *run) reconcile(ctx context.Context) Result {
 		if u := x.uncertain(); u != "" {
 			why += "; hosts in doubt: " + u
 		}
-		e.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", why, "alert", true)
+		x.log.Error("rotation still needs reconcile", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", why, "alert", true)
 		return x.result(fmt.Errorf("%w: %s", ErrNeedsReconcile, why))
 	}
 	st := StateRolledBack
@@ -159,8 +223,8 @@ func (x *run) reconcile(ctx context.Context) Result {
 		st = StateCommitted
 	}
 	x.setState(ctx, st, "reconciled: "+x.r.Error)
-	e.audit(ctx, Event{Secret: x.r.Secret, RotationID: x.r.ID, Actor: x.actor, Action: "reconcile", Detail: "every host holds the vault's password"})
-	e.log.Info("rotation reconciled", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st))
+	x.audit(ctx, "reconcile", "every host holds the vault's password")
+	x.log.Info("rotation reconciled", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st))
 	return x.result(nil)
 }
 
@@ -169,7 +233,6 @@ func (x *run) reconcile(ctx context.Context) Result {
 // journal records) is not sent again, and once the budget is spent only the
 // reconcile account may reset it.
 func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) error {
-	e := x.e
 	if x.fenced() {
 		return ErrFenced
 	}
@@ -187,13 +250,7 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 			errs = append(errs, x.candidateName(c)+": "+err.Error())
 			continue
 		}
-		release, err := e.slot(ctx)
-		if err != nil {
-			_ = sess.Close()
-			return err
-		}
-		out := sess.ChangePassword(ctx, c, target)
-		release()
+		out := x.hosts.passwd(ctx, sess, c, target)
 		_ = sess.Close()
 		if out.Kind == OutcomeChanged {
 			if _, err := x.confirm(ctx, i, target); err == nil {
@@ -239,23 +296,11 @@ func (x *run) awaitCutOffDialogues(ctx context.Context) error {
 	if !inFlight || x.r.Updated.IsZero() {
 		return nil
 	}
-	d := x.r.Updated.Add(x.e.cfg.Settle).Sub(x.e.cfg.Now())
+	d := x.r.Updated.Add(x.cfg.Settle).Sub(x.cfg.Now())
 	if d <= 0 {
 		return nil
 	}
-	d = min(d, x.e.cfg.Settle)
-	x.e.log.Info("waiting for a cut-off passwd dialogue to settle before probing", "secret", x.r.Secret, "rotation", x.r.ID, "wait", d)
-	return x.pause(ctx, d)
-}
-
-// pause waits d, or until ctx ends.
-func (x *run) pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	d = min(d, x.cfg.Settle)
+	x.log.Info("waiting for a cut-off passwd dialogue to settle before probing", "secret", x.r.Secret, "rotation", x.r.ID, "wait", d)
+	return pause(ctx, d)
 }

@@ -111,6 +111,7 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 			return rep
 		}
 	}
+	ec := cfg.EngineConfig("")
 	for _, spec := range cfg.Specs() {
 		cs := checkSecret{Name: spec.Name, Hosts: []checkHost{}}
 		id, err := svc.vault.Resolve(ctx, spec.Name)
@@ -125,11 +126,7 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 			continue
 		}
 		cs.ID = id
-		field := spec.HostsField
-		if field == "" {
-			field = cfg.HostsField
-		}
-		s, err := svc.vault.Read(ctx, id, field)
+		s, err := svc.vault.Read(ctx, id, ec.HostsFieldOf(spec))
 		if err != nil {
 			cs.Error = err.Error()
 			rep.Secrets = append(rep.Secrets, cs)
@@ -141,11 +138,8 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf(
 				"secret %s (id %d): Secret Server's auto-change is on; it and rotord would both rotate this password: turn auto-change off for it", spec.Name, id))
 		}
-		port := spec.Port
-		if port == 0 {
-			port = cfg.SSH.Port
-		}
-		cs.Hosts = a.inspectHosts(ctx, svc.hosts, s.Hosts, port)
+		// The hosts as a rotation reaches them: the same code as rotate's.
+		cs.Hosts = a.inspectHosts(ctx, svc.hosts, ec.HostsOf(spec, s.Hosts), ec.Port)
 		for _, h := range cs.Hosts {
 			switch {
 			case !h.Reachable:
