@@ -151,3 +151,30 @@ func newSSVault(t *testing.T, notes string, mod func(*secretserver.Config)) *ssV
 	}
 	return &ssVault{srv: srv, vault: c, id: id}
 }
+
+// Config.HostsOf is how both a rotation and `rotord check` see a secret's
+// hosts: the spec's port, else the default, one canonical spelling each.
+func TestConfigHostsOf(t *testing.T) {
+	c := rotation.DefaultConfig()
+	listed := []rotation.Host{{Name: "WEB01"}, {Name: "web01.", Port: 22}, {Name: "db1", Port: 2200}, {Name: "2001:DB8::1"}}
+	got := c.HostsOf(rotation.SecretSpec{Name: "s"}, listed)
+	want := []string{"web01:22", "db1:2200", "[2001:db8::1]:22"}
+	if len(got) != len(want) {
+		t.Fatalf("HostsOf = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("host %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if got := c.HostsOf(rotation.SecretSpec{Name: "s", Port: 2222}, listed[:1]); got[0].String() != "web01:2222" {
+		t.Errorf("with the spec's port: %s, want web01:2222", got[0])
+	}
+	c.HostsField = "notes"
+	if f := c.HostsFieldOf(rotation.SecretSpec{Name: "s"}); f != "notes" {
+		t.Errorf("HostsFieldOf default = %q", f)
+	}
+	if f := c.HostsFieldOf(rotation.SecretSpec{Name: "s", HostsField: "hosts"}); f != "hosts" {
+		t.Errorf("HostsFieldOf own = %q", f)
+	}
+}

@@ -269,6 +269,76 @@ func (x *run) refusedBefore(i int, pw secret.Value) bool {
 	return (ref.Old && pw.Equal(x.r.Old)) || (ref.New && pw.Equal(x.r.New))
 }
 
+// noteRefused records that host i refused pw: in memory, then durably. A
+// refused login (or one whose outcome is unknown) counts against the
+// host's budget; passwd refusing pw as the current password does not
+// (pam_faillock counts logins, not passwd's own check) but marks pw as
+// refused all the same. A journal failure does not stop the caller; the
+// mark holds in memory.
+func (x *run) noteRefused(ctx context.Context, i int, pw secret.Value, login bool) {
+	h := &x.r.Hosts[i]
+	if login {
+		h.Refused.Count++
+	}
+	if pw.Equal(x.r.Old) {
+		h.Refused.Old = true
+	}
+	if pw.Equal(x.r.New) {
+		h.Refused.New = true
+	}
+	x.saveRefused(ctx, i)
+}
+
+// noteTook records that host i took pw by a confirmed passwd change: a
+// refusal of pw earlier no longer describes the host. The count of
+// refused logins stays; the budget is per rotation.
+func (x *run) noteTook(ctx context.Context, i int, pw secret.Value) {
+	h := &x.r.Hosts[i]
+	was := h.Refused
+	if pw.Equal(x.r.Old) {
+		h.Refused.Old = false
+	}
+	if pw.Equal(x.r.New) {
+		h.Refused.New = false
+	}
+	if h.Refused == was {
+		return
+	}
+	x.saveRefused(ctx, i)
+}
+
+// saveRefused journals what host i refused. A journal failure stops new
+// host work (noteJournalErr); the record holds in memory for this run.
+func (x *run) saveRefused(ctx context.Context, i int) {
+	h := &x.r.Hosts[i]
+	if err := x.store.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
+		x.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
+		x.noteJournalErr(err)
+	}
+}
+
+// setHost records host i's state in memory and in the journal.
+func (x *run) setHost(ctx context.Context, i int, st HostState, reason FailReason, errText string) error {
+	h := &x.r.Hosts[i]
+	h.State = st
+	if st == HostFailed || st == HostNeedsReconcile {
+		x.mu.Lock()
+		x.failedHost = true
+		x.mu.Unlock()
+	}
+	h.Reason, h.Error = reason, errText
+	if st == HostChanging || st == HostReverting {
+		h.Attempts++
+	}
+	if err := x.store.SetHost(ctx, x.r.ID, x.r.Generation, *h); err != nil {
+		x.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
+		x.noteJournalErr(err)
+		return err
+	}
+	x.log.Debug("host state", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "state", string(st))
+	return nil
+}
+
 // tryLogin logs into host i as the rotated user with pw, unless the host
 // refused pw before in this rotation (errRefusedBefore), its budget of
 // refused logins is spent (errBudgetSpent) or the journal fenced this

@@ -440,180 +440,6 @@ func (x *run) failureSummary() string {
 	return strings.Join(parts, "; ")
 }
 
-func (x *run) journalError() error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.journalErr
-}
-
-func (x *run) hostFailed() bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.failedHost
-}
-
-func (x *run) noteJournalErr(err error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.journalErr == nil {
-		x.journalErr = err
-	}
-	if errors.Is(err, ErrFenced) {
-		x.fencedOff = true
-	}
-}
-
-// fenced reports whether this run lost the secret's lease: the renewer gave
-// it up, or the journal refused a write with ErrFenced. A fenced run
-// touches neither the hosts nor the vault again (an operation already
-// under way finishes); the lease's next holder recovers the rotation from
-// the journal. Call it before every host operation and vault write.
-func (x *run) fenced() bool {
-	select {
-	case <-x.lost:
-		return true
-	default:
-	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.fencedOff
-}
-
-// abandon is the result of a rotation given up because the journal
-// fenced it off. It names the hosts in doubt; the new holder settles them.
-func (x *run) abandon() Result {
-	x.log.Error("rotation stopped: lease lost", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.uncertain(), "alert", true)
-	err := fmt.Errorf("%w: stopped touching hosts and the vault; the new holder recovers it", ErrFenced)
-	if u := x.uncertain(); u != "" {
-		err = fmt.Errorf("%w; hosts in doubt: %s", err, u)
-	}
-	return x.result(err)
-}
-
-// uncertain names each host that may hold a password the vault does not,
-// with the candidates it may hold ("web02: old or new"), never the
-// passwords themselves; "" if there is none.
-func (x *run) uncertain() string {
-	var parts []string
-	for _, h := range x.r.Hosts {
-		switch h.State {
-		case HostChanging, HostReverting, HostNeedsReconcile:
-			parts = append(parts, h.Host.String()+": "+x.mayHold(h))
-		case HostChanged:
-			if x.r.State != StateCommitted {
-				parts = append(parts, h.Host.String()+": new")
-			}
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// mayHold says which candidates a host in doubt may hold.
-func (x *run) mayHold(h HostRecord) string {
-	switch {
-	case h.Refused.Old && h.Refused.New:
-		return "old or new (both refused a login)"
-	case h.Refused.Old:
-		return "new, or old (refused a login)"
-	case h.Refused.New:
-		return "old, or new (refused a login)"
-	}
-	return "old or new"
-}
-
-// noteRefused records that host i refused pw: in memory, then durably. A
-// refused login (or one whose outcome is unknown) counts against the
-// host's budget; passwd refusing pw as the current password does not
-// (pam_faillock counts logins, not passwd's own check) but marks pw as
-// refused all the same. A journal failure does not stop the caller; the
-// mark holds in memory.
-func (x *run) noteRefused(ctx context.Context, i int, pw secret.Value, login bool) {
-	h := &x.r.Hosts[i]
-	if login {
-		h.Refused.Count++
-	}
-	if pw.Equal(x.r.Old) {
-		h.Refused.Old = true
-	}
-	if pw.Equal(x.r.New) {
-		h.Refused.New = true
-	}
-	x.saveRefused(ctx, i)
-}
-
-// noteTook records that host i took pw by a confirmed passwd change: a
-// refusal of pw earlier no longer describes the host. The count of
-// refused logins stays; the budget is per rotation.
-func (x *run) noteTook(ctx context.Context, i int, pw secret.Value) {
-	h := &x.r.Hosts[i]
-	was := h.Refused
-	if pw.Equal(x.r.Old) {
-		h.Refused.Old = false
-	}
-	if pw.Equal(x.r.New) {
-		h.Refused.New = false
-	}
-	if h.Refused == was {
-		return
-	}
-	x.saveRefused(ctx, i)
-}
-
-// saveRefused journals what host i refused. A journal failure stops new
-// host work (noteJournalErr); the record holds in memory for this run.
-func (x *run) saveRefused(ctx context.Context, i int) {
-	h := &x.r.Hosts[i]
-	if err := x.store.SetRefused(ctx, x.r.ID, x.r.Generation, h.Host, h.Refused); err != nil {
-		x.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
-		x.noteJournalErr(err)
-	}
-}
-
-// setHost records host i's state in memory and in the journal.
-func (x *run) setHost(ctx context.Context, i int, st HostState, reason FailReason, errText string) error {
-	h := &x.r.Hosts[i]
-	h.State = st
-	if st == HostFailed || st == HostNeedsReconcile {
-		x.mu.Lock()
-		x.failedHost = true
-		x.mu.Unlock()
-	}
-	h.Reason, h.Error = reason, errText
-	if st == HostChanging || st == HostReverting {
-		h.Attempts++
-	}
-	if err := x.store.SetHost(ctx, x.r.ID, x.r.Generation, *h); err != nil {
-		x.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "err", err)
-		x.noteJournalErr(err)
-		return err
-	}
-	x.log.Debug("host state", "secret", x.r.Secret, "rotation", x.r.ID, "host", h.Host.String(), "state", string(st))
-	return nil
-}
-
-func (x *run) setState(ctx context.Context, st State, errText string) {
-	x.r.State = st
-	x.r.Error = errText
-	if err := x.store.SetState(ctx, x.r.ID, x.r.Generation, st, errText); err != nil {
-		x.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st), "err", err)
-		x.noteJournalErr(err)
-	}
-}
-
-// setNew journals a fresh new password after a policy rejection.
-func (x *run) setNew(ctx context.Context, pw secret.Value) error {
-	if err := x.store.SetNew(ctx, x.r.ID, x.r.Generation, pw); err != nil {
-		return err
-	}
-	x.r.New = pw
-	return nil
-}
-
-// audit records an event of this rotation in the audit trail.
-func (x *run) audit(ctx context.Context, action, detail string) {
-	writeAudit(ctx, x.store, x.log, Event{Time: x.cfg.Now(), Secret: x.r.Secret, RotationID: x.r.ID, Actor: x.actor, Action: action, Detail: detail})
-}
-
 // phase returns the context of a commit or a rollback: a deadline of its
 // own, not what the fan-out (or the commit before a rollback) left of
 // theirs. A commit or a revert cut short by an expired context leaves hosts
@@ -786,4 +612,110 @@ func (x *run) result(err error) Result {
 		res.Hosts = append(res.Hosts, HostResult{Host: h.Host, State: h.State, Outcome: h.Error})
 	}
 	return res
+}
+
+// The run's bookkeeping: what stops it, what it journals, what it reports.
+
+func (x *run) journalError() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.journalErr
+}
+
+func (x *run) hostFailed() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.failedHost
+}
+
+func (x *run) noteJournalErr(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.journalErr == nil {
+		x.journalErr = err
+	}
+	if errors.Is(err, ErrFenced) {
+		x.fencedOff = true
+	}
+}
+
+// fenced reports whether this run lost the secret's lease: the renewer gave
+// it up, or the journal refused a write with ErrFenced. A fenced run
+// touches neither the hosts nor the vault again (an operation already
+// under way finishes); the lease's next holder recovers the rotation from
+// the journal. Call it before every host operation and vault write.
+func (x *run) fenced() bool {
+	select {
+	case <-x.lost:
+		return true
+	default:
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.fencedOff
+}
+
+// abandon is the result of a rotation given up because the journal
+// fenced it off. It names the hosts in doubt; the new holder settles them.
+func (x *run) abandon() Result {
+	x.log.Error("rotation stopped: lease lost", "secret", x.r.Secret, "rotation", x.r.ID, "hosts", x.uncertain(), "alert", true)
+	err := fmt.Errorf("%w: stopped touching hosts and the vault; the new holder recovers it", ErrFenced)
+	if u := x.uncertain(); u != "" {
+		err = fmt.Errorf("%w; hosts in doubt: %s", err, u)
+	}
+	return x.result(err)
+}
+
+// uncertain names each host that may hold a password the vault does not,
+// with the candidates it may hold ("web02: old or new"), never the
+// passwords themselves; "" if there is none.
+func (x *run) uncertain() string {
+	var parts []string
+	for _, h := range x.r.Hosts {
+		switch h.State {
+		case HostChanging, HostReverting, HostNeedsReconcile:
+			parts = append(parts, h.Host.String()+": "+x.mayHold(h))
+		case HostChanged:
+			if x.r.State != StateCommitted {
+				parts = append(parts, h.Host.String()+": new")
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// mayHold says which candidates a host in doubt may hold.
+func (x *run) mayHold(h HostRecord) string {
+	switch {
+	case h.Refused.Old && h.Refused.New:
+		return "old or new (both refused a login)"
+	case h.Refused.Old:
+		return "new, or old (refused a login)"
+	case h.Refused.New:
+		return "old, or new (refused a login)"
+	}
+	return "old or new"
+}
+
+func (x *run) setState(ctx context.Context, st State, errText string) {
+	x.r.State = st
+	x.r.Error = errText
+	if err := x.store.SetState(ctx, x.r.ID, x.r.Generation, st, errText); err != nil {
+		x.log.Error("journal write failed", "secret", x.r.Secret, "rotation", x.r.ID, "state", string(st), "err", err)
+		x.noteJournalErr(err)
+	}
+}
+
+// setNew journals a fresh new password after a policy rejection.
+func (x *run) setNew(ctx context.Context, pw secret.Value) error {
+	if err := x.store.SetNew(ctx, x.r.ID, x.r.Generation, pw); err != nil {
+		return err
+	}
+	x.r.New = pw
+	return nil
+}
+
+// audit records an event of this rotation in the audit trail.
+func (x *run) audit(ctx context.Context, action, detail string) {
+	writeAudit(ctx, x.store, x.log, Event{Time: x.cfg.Now(), Secret: x.r.Secret, RotationID: x.r.ID, Actor: x.actor, Action: action, Detail: detail})
 }
