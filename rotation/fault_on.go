@@ -43,6 +43,3 @@ func faultPoint(name string) {
 		select {} // the signal is on its way
 	}
 }
-
-// FaultPoints lists the step boundaries a crash test can kill at.
-var FaultPoints = []string{"journaled", "host-changing", "host-changed", "before-vault-write", "after-vault-write", "host-reverting"}
