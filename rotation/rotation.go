@@ -1,12 +1,18 @@
 // Package rotation is rotord's engine and owns the words of its domain:
 // secrets, hosts, rotations and their outcomes.
 //
-// The engine consumes three small interfaces declared here: a Vault that
-// reads and writes a secret (Secret Server), a HostChanger that logs into a
-// host and changes a password there (SSH), and a Journal that records every
-// rotation durably, with its passwords sealed (the database). The adapters
-// live in sibling packages and import this one for its types; this package
-// imports none of them.
+// The engine consumes three small interfaces declared here, handed to New
+// in Deps: a Vault that reads and writes a secret (Secret Server), a
+// HostChanger that logs into a host and changes a password there (SSH),
+// and a Store (Journal, Leases, ScheduleState) that records every rotation
+// durably, with its passwords sealed (the database). The adapters live in
+// sibling packages and import this one for its types; this package imports
+// none of them.
+//
+// The files read in the order of the protocol: engine.go (configuration
+// and construction), lease.go, rotate.go (one rotation, step by step),
+// hosts.go (every host operation), recover.go, rollback.go, heartbeat.go,
+// schedule.go.
 package rotation
 
 import (
