@@ -8,12 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/secretserver"
@@ -39,24 +36,11 @@ type historyReader interface {
 	Audit(ctx context.Context, e rotation.Event) error
 }
 
-// Host-key statuses reported by hostInspector.
-const (
-	keyKnown    = "known"
-	keyUnknown  = "unknown"
-	keyMismatch = "mismatch"
-)
-
-// hostCheck is what check learns of one host without logging in.
-type hostCheck struct {
-	Reachable bool
-	KeyStatus string // keyKnown, keyUnknown, keyMismatch, or "" when unreachable
-	Err       error  // why unreachable, or the key problem
-}
-
 // hostInspector connects to a host far enough to see its host key, and
-// compares the key with known_hosts. It sends no password.
+// compares the key with known_hosts (sshexec.HostKeyInspector). It sends
+// no password.
 type hostInspector interface {
-	Inspect(ctx context.Context, h rotation.Host, defaultPort int) hostCheck
+	Inspect(ctx context.Context, addr string) sshexec.HostKeyCheck
 }
 
 // services are the adapters commands run on. close releases them.
@@ -172,7 +156,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		journal: db,
 		state:   db,
 		vault:   vault,
-		hosts:   &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()},
+		hosts:   &sshexec.HostKeyInspector{KnownHosts: cfg.SSH.KnownHosts, Timeout: cfg.SSH.ConnectTimeout.D()},
 		close:   db.Close,
 	}, nil
 }
@@ -183,7 +167,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 // problem is recorded for the report.
 func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*services, error) {
 	svc := &services{close: func() error { return nil },
-		hosts: &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()}}
+		hosts: &sshexec.HostKeyInspector{KnownHosts: cfg.SSH.KnownHosts, Timeout: cfg.SSH.ConnectTimeout.D()}}
 	ss := cfg.SecretServer
 	var cache *secretserver.TokenCache
 	key, err := loadStoreKey(cfg)
@@ -264,46 +248,6 @@ func rekey(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger
 	}
 	log.Info("journal re-sealed; now point store.key_file at the new key", "values", n, "key", nk.ID())
 	return nil
-}
-
-// keyInspector compares the host keys a host offers with known_hosts,
-// without authenticating.
-type keyInspector struct {
-	knownHosts string
-	timeout    time.Duration
-}
-
-func (k *keyInspector) Inspect(ctx context.Context, h rotation.Host, defaultPort int) hostCheck {
-	addr := h.Addr(defaultPort)
-	keys, err := sshexec.Scan(ctx, []string{addr}, k.timeout)
-	if len(keys) == 0 {
-		if err == nil {
-			err = errors.New("no host key offered")
-		}
-		return hostCheck{Err: err}
-	}
-	cb, err := knownhosts.New(k.knownHosts)
-	if err != nil {
-		return hostCheck{Reachable: true, KeyStatus: keyUnknown, Err: fmt.Errorf("read known_hosts: %w", err)}
-	}
-	remote, _ := net.ResolveTCPAddr("tcp", addr)
-	status := keyUnknown
-	for _, sk := range keys {
-		err := cb(addr, remote, sk.Key)
-		var ke *knownhosts.KeyError
-		switch {
-		case err == nil:
-			return hostCheck{Reachable: true, KeyStatus: keyKnown}
-		case errors.As(err, &ke) && len(ke.Want) > 0:
-			status = keyMismatch
-		}
-	}
-	if status == keyMismatch {
-		return hostCheck{Reachable: true, KeyStatus: keyMismatch,
-			Err: fmt.Errorf("%s offers a key that differs from known_hosts: if the host was reinstalled, run `rotord hostkeys scan %s` and replace its line in %s", addr, addr, k.knownHosts)}
-	}
-	return hostCheck{Reachable: true, KeyStatus: keyUnknown,
-		Err: fmt.Errorf("%s's key is not in known_hosts: run `rotord hostkeys scan %s`, compare the fingerprints with the host's, and add the line to %s", addr, addr, k.knownHosts)}
 }
 
 // vaultConfig is the Secret Server client's configuration from cfg, with
