@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -168,19 +167,11 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 
 func (a *app) inspectHosts(ctx context.Context, in hostInspector, hosts []rotation.Host, port int) []checkHost {
 	out := make([]checkHost, len(hosts))
-	sem := make(chan struct{}, a.cfg.SSH.Concurrency)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			addr := h.Addr(port)
-			hc := in.Inspect(ctx, addr)
-			out[i] = checkHost{Host: addr, Reachable: hc.Reachable, HostKey: hc.Status, Error: errText(hc.Err)}
-		}()
-	}
-	wg.Wait()
+	forEach(len(hosts), a.cfg.SSH.Concurrency, func(i int) {
+		addr := hosts[i].Addr(port)
+		hc := in.Inspect(ctx, addr)
+		out[i] = checkHost{Host: addr, Reachable: hc.Reachable, HostKey: hc.Status, Error: errText(hc.Err)}
+	})
 	return out
 }
 
