@@ -80,16 +80,9 @@ func newFixture(t testing.TB, opts ...sstest.Option) *fixture {
 
 func (f *fixture) client(t testing.TB, auth string, mod func(*secretserver.Config)) *secretserver.Client {
 	t.Helper()
-	cfg := secretserver.Config{
-		URL:            f.srv.URL,
-		Auth:           auth,
-		Username:       svcUser,
-		Password:       secret.New(svcPass),
-		CAPEM:          f.srv.CACertPEM(),
-		Timeout:        10 * time.Second,
-		RetryBaseDelay: time.Millisecond,
-		RetryMaxDelay:  5 * time.Second,
-	}
+	cfg := secretserver.DefaultConfig()
+	cfg.URL, cfg.Auth, cfg.Username, cfg.Password, cfg.CAPEM = f.srv.URL, auth, svcUser, secret.New(svcPass), f.srv.CACertPEM()
+	cfg.Timeout, cfg.RetryBaseDelay, cfg.RetryMaxDelay = 10*time.Second, time.Millisecond, 5*time.Second
 	if auth == secretserver.AuthNTLM {
 		cfg.Username, cfg.Password, cfg.Domain = winUser, secret.New(winPass), winDomain
 	}
@@ -787,7 +780,7 @@ func TestConfig(t *testing.T) {
 
 func TestTLSVerified(t *testing.T) {
 	f := newFixture(t)
-	c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.CAPEM = nil; c.MaxRetries = -1 })
+	c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.CAPEM = nil; c.MaxRetries = 0 })
 	err := c.Authenticate(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("untrusted server certificate: err = %v", err)

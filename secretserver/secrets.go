@@ -65,7 +65,9 @@ func (c *Client) Resolve(ctx context.Context, name string) (int, error) {
 		q.Set("filter.includeRestricted", "true")
 		q.Set("filter.doNotCalculateTotal", "true")
 		q.Set("skip", strconv.Itoa(skip))
-		q.Set("take", strconv.Itoa(take))
+		if take > 0 {
+			q.Set("take", strconv.Itoa(take))
+		}
 		resp, err := c.do(ctx, request{method: http.MethodGet, url: c.api("/secrets?" + q.Encode()), retry: true})
 		if err != nil {
 			return 0, fmt.Errorf("resolve secret %q: %w", name, err)
@@ -474,7 +476,7 @@ func (c *Client) checkOut(ctx context.Context, id int, comment string) error {
 // checkInLater checks secret id in with its own deadline, even when ctx
 // has ended; a failure is logged (the check-out expires on the server).
 func (c *Client) checkInLater(ctx context.Context, id int, comment string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	ctx, cancel := c.withTimeout(context.WithoutCancel(ctx))
 	defer cancel()
 	body, _ := json.Marshal(map[string]any{"forceCheckIn": false, "comment": comment})
 	_, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/check-in"), body: body, ctype: "application/json", retry: true})

@@ -22,6 +22,8 @@ import (
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/secretserver"
+	"github.com/rotord/rotord/sshexec"
 )
 
 // defaultConfigPath is read when neither --config nor $ROTORD_CONFIG is set.
@@ -213,12 +215,14 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// defaults returns a Config holding every default.
+// defaults returns a Config holding every default: the adapters' own for
+// what is handed to them (Secret Server's, SSH's), rotord's for the rest.
 func defaults() Config {
+	vault, ssh := secretserver.DefaultConfig(), sshexec.DefaultConfig()
 	return Config{
 		SecretServer: SecretServerConfig{
-			Auth:       "oauth2",
-			Timeout:    Duration(30 * time.Second),
+			Auth:       vault.Auth,
+			Timeout:    Duration(vault.Timeout),
 			TokenCache: "/var/lib/rotord/token.cache",
 		},
 		Store: StoreConfig{
@@ -228,9 +232,9 @@ func defaults() Config {
 		},
 		SSH: SSHConfig{
 			KnownHosts:     "/etc/rotord/known_hosts",
-			Port:           22,
-			ConnectTimeout: Duration(10 * time.Second),
-			StepTimeout:    Duration(30 * time.Second),
+			Port:           ssh.DefaultPort,
+			ConnectTimeout: Duration(ssh.ConnectTimeout),
+			StepTimeout:    Duration(ssh.StepTimeout),
 			Concurrency:    32,
 		},
 		Schedule: "@weekly",
@@ -243,7 +247,7 @@ func defaults() Config {
 			HostRetries:   3,
 		},
 		Password:   PasswordConfig{Length: 24, Generator: "auto"},
-		HostsField: "notes",
+		HostsField: vault.HostsField,
 		Metrics:    MetricsConfig{Listen: "127.0.0.1:9464"},
 	}
 }
@@ -521,7 +525,7 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 	default:
 		ss.URL = strings.TrimRight(ss.URL, "/")
 	}
-	if ss.Auth != "oauth2" && ss.Auth != "ntlm" {
+	if ss.Auth != secretserver.AuthOAuth2 && ss.Auth != secretserver.AuthNTLM {
 		v.errf("secret_server.auth", "must be oauth2 or ntlm, got %q", ss.Auth)
 	}
 	if ss.Username == "" {

@@ -139,10 +139,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		_ = db.Close()
 		return nil, err
 	}
-	dialer, err := sshexec.New(sshexec.Config{
-		KnownHosts: cfg.SSH.KnownHosts, DefaultPort: cfg.SSH.Port,
-		ConnectTimeout: cfg.SSH.ConnectTimeout.D(), StepTimeout: cfg.SSH.StepTimeout.D(),
-	}, log)
+	dialer, err := sshexec.New(dialerConfig(cfg), log)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -251,11 +248,21 @@ func rekey(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger
 }
 
 // vaultConfig is the Secret Server client's configuration from cfg, with
-// the token cache to use (nil: none).
+// the token cache to use (nil: none). What the file does not set keeps the
+// client's defaults.
 func vaultConfig(cfg *Config, cache *secretserver.TokenCache) secretserver.Config {
 	ss := cfg.SecretServer
-	return secretserver.Config{
-		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
-		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
-	}
+	vc := secretserver.DefaultConfig()
+	vc.URL, vc.Auth, vc.Username, vc.Password, vc.Domain = ss.URL, ss.Auth, ss.Username, ss.Password(), ss.Domain
+	vc.CAFile, vc.Timeout, vc.HostsField, vc.TokenCache = ss.CAFile, ss.Timeout.D(), cfg.HostsField, cache
+	return vc
+}
+
+// dialerConfig is the SSH dialer's configuration from cfg. What the file
+// does not set keeps the dialer's defaults.
+func dialerConfig(cfg *Config) sshexec.Config {
+	dc := sshexec.DefaultConfig()
+	dc.KnownHosts, dc.DefaultPort = cfg.SSH.KnownHosts, cfg.SSH.Port
+	dc.ConnectTimeout, dc.StepTimeout = cfg.SSH.ConnectTimeout.D(), cfg.SSH.StepTimeout.D()
+	return dc
 }
