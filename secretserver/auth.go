@@ -45,18 +45,6 @@ func (c *Client) Authenticate(ctx context.Context) error {
 	return nil
 }
 
-// ClearTokenCache forgets the client's token, in memory and in the token
-// cache. It does not log out on the server.
-func (c *Client) ClearTokenCache() error {
-	c.mu.Lock()
-	c.tok = token{}
-	c.mu.Unlock()
-	if c.cfg.TokenCache == nil {
-		return nil
-	}
-	return c.cfg.TokenCache.remove(c.cacheKey)
-}
-
 func (c *Client) current() token {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -484,21 +484,3 @@ func (c *Client) checkInLater(ctx context.Context, id int, comment string) {
 		c.log.Warn("secret check-in failed", "secret", id, "err", err)
 	}
 }
-
-// Heartbeat asks Secret Server to check secret id's password against its
-// hosts (asynchronously) and returns the status the server reports,
-// normally "Pending".
-func (c *Client) Heartbeat(ctx context.Context, id int) (string, error) {
-	resp, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/heartbeat"), retry: true})
-	if err != nil {
-		return "", fmt.Errorf("heartbeat secret %d: %w", id, err)
-	}
-	var hb struct {
-		ID     int    `json:"id"`
-		Status string `json:"lastHeartBeatStatus"`
-	}
-	if err := json.Unmarshal(resp.body, &hb); err != nil {
-		return "", fmt.Errorf("heartbeat secret %d: %w", id, badResponse("heartbeat answer", resp.ctype, err))
-	}
-	return hb.Status, nil
-}

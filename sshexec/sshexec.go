@@ -117,13 +117,6 @@ func (d *Dialer) Verify(ctx context.Context, h rotation.Host, user string, pw se
 	return s.Check(ctx)
 }
 
-// Preflight checks, changing nothing, that h is reachable, its host key is
-// known and pw logs in as user. It is Verify under the name the rotation
-// protocol uses before a change.
-func (d *Dialer) Preflight(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
-	return d.Verify(ctx, h, user, pw)
-}
-
 func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (*Session, error) {
 	addr := h.Addr(d.cfg.DefaultPort)
 	algos, err := d.kh.algorithms(addr)

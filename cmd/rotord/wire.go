@@ -78,8 +78,6 @@ type adapters struct {
 	writeNewKey func(path string) error
 	// rekey re-seals every journaled password with the key in newKeyFile.
 	rekey func(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger) error
-	// clearToken forgets the cached Secret Server token.
-	clearToken func(ctx context.Context, cfg *Config) error
 }
 
 func defaultAdapters() adapters {
@@ -102,13 +100,6 @@ func defaultAdapters() adapters {
 		},
 		writeNewKey: store.WriteNewKey,
 		rekey:       rekey,
-		clearToken: func(ctx context.Context, cfg *Config) error {
-			err := os.Remove(cfg.SecretServer.TokenCache)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("remove token cache: %w", err)
-			}
-			return nil
-		},
 	}
 }
 
@@ -132,7 +123,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	}
 	var cache *secretserver.TokenCache
 	if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
-		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+		cache = secretserver.NewTokenCache(ss.TokenCache, keys)
 	}
 	vault, err := secretserver.New(vaultConfig(cfg, cache), log)
 	if err != nil {
@@ -176,7 +167,7 @@ func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*ser
 			svc.problems = append(svc.problems, p)
 		}
 		if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
-			cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+			cache = secretserver.NewTokenCache(ss.TokenCache, store.NewKeyring(key))
 		}
 	}
 	vault, err := secretserver.New(vaultConfig(cfg, cache), log)
