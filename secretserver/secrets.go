@@ -35,9 +35,9 @@ type secretSummary struct {
 
 // decodeSearchPage parses one page of search results.
 func decodeSearchPage(ctype string, body []byte) (searchPage, error) {
-	var p searchPage
-	if err := json.Unmarshal(body, &p); err != nil {
-		return searchPage{}, badResponse("search answer", ctype, err)
+	p, err := decodeJSON[searchPage]("search answer", ctype, body)
+	if err != nil {
+		return searchPage{}, err
 	}
 	if p.Records == nil {
 		return searchPage{}, badResponse("search answer has no records", ctype, nil)
@@ -133,11 +133,18 @@ type itemModel struct {
 
 // decodeSecret parses GET /secrets/{id}.
 func decodeSecret(ctype string, body []byte) (secretModel, error) {
-	var m secretModel
-	if err := json.Unmarshal(body, &m); err != nil {
-		return secretModel{}, badResponse("secret answer", ctype, err)
+	return decodeJSON[secretModel]("secret answer", ctype, body)
+}
+
+// decodeJSON parses a JSON answer into a T; what names the answer in the
+// error, which satisfies ErrBadResponse.
+func decodeJSON[T any](what, ctype string, body []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(body, &v); err != nil {
+		var zero T
+		return zero, badResponse(what, ctype, err)
 	}
-	return m, nil
+	return v, nil
 }
 
 // Read returns secret id: its name, username, password, hosts (parsed from
@@ -274,9 +281,9 @@ func (c *Client) Generate(ctx context.Context, s rotation.Secret) (secret.Value,
 // decodeJSONString parses a JSON string answer (a field value, a generated
 // password) into a Value.
 func decodeJSONString(ctype string, body []byte) (secret.Value, error) {
-	var s *string
-	if err := json.Unmarshal(body, &s); err != nil {
-		return secret.Value{}, badResponse("answer is not a JSON string", ctype, err)
+	s, err := decodeJSON[*string]("answer is not a JSON string", ctype, body)
+	if err != nil {
+		return secret.Value{}, err
 	}
 	if s == nil {
 		return secret.Value{}, nil
