@@ -2,7 +2,6 @@ package secretserver
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -43,18 +42,6 @@ func (c *Client) Authenticate(ctx context.Context) error {
 		return fmt.Errorf("check secret server login: %w", err)
 	}
 	return nil
-}
-
-// ClearTokenCache forgets the client's token, in memory and in the token
-// cache. It does not log out on the server.
-func (c *Client) ClearTokenCache() error {
-	c.mu.Lock()
-	c.tok = token{}
-	c.mu.Unlock()
-	if c.cfg.TokenCache == nil {
-		return nil
-	}
-	return c.cfg.TokenCache.remove(c.cacheKey)
 }
 
 func (c *Client) current() token {
@@ -193,9 +180,9 @@ func (c *Client) postToken(ctx context.Context, form url.Values, secrets []strin
 
 // decodeToken parses and checks a token answer.
 func decodeToken(ctype string, body []byte) (tokenResponse, error) {
-	var tr tokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return tokenResponse{}, badResponse("token answer is not JSON", ctype, err)
+	tr, err := decodeJSON[tokenResponse]("token answer is not JSON", ctype, body)
+	if err != nil {
+		return tokenResponse{}, err
 	}
 	switch {
 	case len(tr.AccessToken) < 4 || strings.ContainsAny(tr.AccessToken, " \t\r\n"):

@@ -157,7 +157,7 @@ func TestWriteHonoursRetryAfter(t *testing.T) {
 		{"Seconds503", 503, "3", 0, []time.Duration{3 * time.Second}, nil},
 		{"HTTPDate", 429, now.Add(12 * time.Second).Format(http.TimeFormat), 0, []time.Duration{12 * time.Second}, nil},
 		{"CappedByRetryMaxDelay", 429, "3600", 0, []time.Duration{20 * time.Second}, nil},
-		{"BeyondTheDeadline", 429, "15", 10 * time.Second, nil, secretserver.ErrRateLimited},
+		{"BeyondTheDeadline", 429, "15", 10 * time.Second, nil, rotation.ErrVaultUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -183,6 +183,10 @@ func TestWriteHonoursRetryAfter(t *testing.T) {
 			err = c.Write(ctx, s, secret.New("Rotated-Pw-9902!"), "")
 			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			// A refusal is the server's rate limit, as it answered it.
+			if ae := (*secretserver.APIError)(nil); tc.wantErr != nil && (!errors.As(err, &ae) || ae.Status != tc.status) {
+				t.Fatalf("err = %v, want the server's %d", err, tc.status)
 			}
 			got := sl.got()
 			if len(got) != len(tc.want) {

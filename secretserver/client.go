@@ -43,36 +43,44 @@ const (
 	AuthNTLM   = "ntlm"   // Windows integrated authentication on {url}/winauthwebservices/api/v1
 )
 
-// Defaults for zero Config fields.
-const (
-	DefaultTimeout        = 30 * time.Second
-	DefaultHostsField     = "notes"
-	DefaultMaxRetries     = 4
-	DefaultRetryBaseDelay = 250 * time.Millisecond
-	DefaultRetryMaxDelay  = 30 * time.Second
-	DefaultPageSize       = 100
-)
+// DefaultConfig returns the defaults of every setting that has one: OAuth2,
+// 30s per exchange, hosts in the "notes" field, 4 retries backing off from
+// 250ms to at most 30s, search pages of 100. The server's address and
+// rotord's account have none.
+func DefaultConfig() Config {
+	return Config{
+		Auth:           AuthOAuth2,
+		Timeout:        30 * time.Second,
+		HostsField:     "notes",
+		MaxRetries:     4,
+		RetryBaseDelay: 250 * time.Millisecond,
+		RetryMaxDelay:  30 * time.Second,
+		PageSize:       100,
+	}
+}
 
 // maxBody bounds every response body read.
 const maxBody = 8 << 20
 
-// Config configures a Client. Zero fields take the defaults noted.
+// Config configures a Client. New takes the values as they are (start from
+// DefaultConfig for the defaults; each field says what its zero means),
+// but for Auth and HostsField, which have no zero: "" is the default's.
 type Config struct {
-	URL        string       // application root: https://host/SecretServer or https://tenant.example/
-	Auth       string       // AuthOAuth2 (default) or AuthNTLM
-	Username   string       // Secret Server (or Windows) account
-	Password   secret.Value // its password
-	Domain     string       // optional AD domain
-	CAFile     string       // optional extra CA bundle (PEM), added to the system roots
-	CAPEM      []byte       // optional extra CA certificates (PEM), as CAFile
-	Timeout    time.Duration
-	HostsField string      // slug of the field listing hosts ("notes")
-	TokenCache *TokenCache // nil: tokens live in memory only (OAuth2 only)
+	URL        string        // application root: https://host/SecretServer or https://tenant.example/
+	Auth       string        // AuthOAuth2 or AuthNTLM
+	Username   string        // Secret Server (or Windows) account
+	Password   secret.Value  // its password
+	Domain     string        // optional AD domain
+	CAFile     string        // optional extra CA bundle (PEM), added to the system roots
+	CAPEM      []byte        // optional extra CA certificates (PEM), as CAFile
+	Timeout    time.Duration // each HTTP exchange; 0: no limit of the client's own
+	HostsField string        // slug of the field listing hosts, when Read names none
+	TokenCache *TokenCache   // nil: tokens live in memory only (OAuth2 only)
 
-	MaxRetries     int           // retries after the first attempt (4); negative: none
-	RetryBaseDelay time.Duration // first backoff (250ms), doubled per retry, with jitter
-	RetryMaxDelay  time.Duration // cap of one backoff and of Retry-After (30s)
-	PageSize       int           // search page size (100)
+	MaxRetries     int           // retries after the first attempt; 0: none
+	RetryBaseDelay time.Duration // first backoff, doubled per retry, with jitter; 0: retry at once
+	RetryMaxDelay  time.Duration // cap of one backoff and of Retry-After; 0: no cap
+	PageSize       int           // search page size; 0: the server's own
 
 	// Now returns the current time (time.Now); tests move it to age tokens.
 	Now func() time.Time
@@ -115,9 +123,14 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 		return nil, fmt.Errorf("secret server url %q: must not carry credentials, a query or a fragment", u.Redacted())
 	}
 	base := strings.TrimRight(u.String(), "/")
+	// The two settings without a zero of their own take the default's.
+	if cfg.Auth == "" {
+		cfg.Auth = DefaultConfig().Auth
+	}
+	if cfg.HostsField == "" {
+		cfg.HostsField = DefaultConfig().HostsField
+	}
 	switch cfg.Auth {
-	case "":
-		cfg.Auth = AuthOAuth2
 	case AuthOAuth2, AuthNTLM:
 	default:
 		return nil, fmt.Errorf("secret server auth %q: must be %s or %s", cfg.Auth, AuthOAuth2, AuthNTLM)
@@ -128,25 +141,16 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	if cfg.Password.IsZero() {
 		return nil, errors.New("secret server password is empty")
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.HostsField == "" {
-		cfg.HostsField = DefaultHostsField
-	}
-	if cfg.MaxRetries == 0 {
-		cfg.MaxRetries = DefaultMaxRetries
-	} else if cfg.MaxRetries < 0 {
-		cfg.MaxRetries = 0
-	}
-	if cfg.RetryBaseDelay <= 0 {
-		cfg.RetryBaseDelay = DefaultRetryBaseDelay
-	}
-	if cfg.RetryMaxDelay <= 0 {
-		cfg.RetryMaxDelay = DefaultRetryMaxDelay
-	}
-	if cfg.PageSize <= 0 {
-		cfg.PageSize = DefaultPageSize
+	for _, n := range []struct {
+		name string
+		neg  bool
+	}{
+		{"timeout", cfg.Timeout < 0}, {"max retries", cfg.MaxRetries < 0}, {"retry base delay", cfg.RetryBaseDelay < 0},
+		{"retry max delay", cfg.RetryMaxDelay < 0}, {"page size", cfg.PageSize < 0},
+	} {
+		if n.neg {
+			return nil, fmt.Errorf("secret server %s is negative", n.name)
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -312,11 +316,14 @@ func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Durat
 	}
 	if d <= 0 {
 		d = c.cfg.RetryBaseDelay << min(attempt, 20)
-		if d > c.cfg.RetryMaxDelay || d <= 0 {
+		if d < c.cfg.RetryBaseDelay { // overflowed
+			d = c.cfg.RetryMaxDelay
+		}
+		if c.cfg.RetryMaxDelay > 0 && d > c.cfg.RetryMaxDelay {
 			d = c.cfg.RetryMaxDelay
 		}
 		d = d/2 + rand.N(d/2+1)
-	} else if d > c.cfg.RetryMaxDelay {
+	} else if c.cfg.RetryMaxDelay > 0 && d > c.cfg.RetryMaxDelay {
 		d = c.cfg.RetryMaxDelay
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
@@ -342,6 +349,15 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// withTimeout is ctx bounded by Config.Timeout, or ctx as it is when the
+// timeout is 0 (no limit).
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.cfg.Timeout == 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
 // logPath returns the path of u without its query.
 func logPath(u string) string {
 	p, _, _ := strings.Cut(u, "?")
@@ -351,7 +367,7 @@ func logPath(u string) string {
 // send makes one HTTP exchange with its own deadline. A non-2xx answer is
 // returned as a response, not an error.
 func (c *Client) send(ctx context.Context, req request, tok secret.Value) (response, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
 	var body io.Reader
 	if req.body != nil {

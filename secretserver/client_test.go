@@ -18,6 +18,7 @@ import (
 	"github.com/rotord/rotord/rotation/secret"
 	"github.com/rotord/rotord/secretserver"
 	"github.com/rotord/rotord/secretserver/sstest"
+	"github.com/rotord/rotord/store"
 )
 
 const (
@@ -80,16 +81,9 @@ func newFixture(t testing.TB, opts ...sstest.Option) *fixture {
 
 func (f *fixture) client(t testing.TB, auth string, mod func(*secretserver.Config)) *secretserver.Client {
 	t.Helper()
-	cfg := secretserver.Config{
-		URL:            f.srv.URL,
-		Auth:           auth,
-		Username:       svcUser,
-		Password:       secret.New(svcPass),
-		CAPEM:          f.srv.CACertPEM(),
-		Timeout:        10 * time.Second,
-		RetryBaseDelay: time.Millisecond,
-		RetryMaxDelay:  5 * time.Second,
-	}
+	cfg := secretserver.DefaultConfig()
+	cfg.URL, cfg.Auth, cfg.Username, cfg.Password, cfg.CAPEM = f.srv.URL, auth, svcUser, secret.New(svcPass), f.srv.CACertPEM()
+	cfg.Timeout, cfg.RetryBaseDelay, cfg.RetryMaxDelay = 10*time.Second, time.Millisecond, 5*time.Second
 	if auth == secretserver.AuthNTLM {
 		cfg.Username, cfg.Password, cfg.Domain = winUser, secret.New(winPass), winDomain
 	}
@@ -649,27 +643,20 @@ func TestGenerateFollowsPolicy(t *testing.T) {
 	}
 }
 
-func TestHeartbeat(t *testing.T) {
-	f := newFixture(t)
-	id := f.addRoot("web", "", "web01")
-	f.srv.SetHeartbeatResult("Failed")
-	c := f.client(t, secretserver.AuthOAuth2, nil)
-	st, err := c.Heartbeat(context.Background(), id)
-	if err != nil || st != "Pending" {
-		t.Fatalf("heartbeat = %q, %v", st, err)
-	}
-	if got := f.srv.HeartbeatStatus(id); got != "Failed" {
-		t.Errorf("status after heartbeat = %q", got)
-	}
-}
-
 func TestTokenCache(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	id := f.addRoot("web", "", "web01")
 	path := filepath.Join(t.TempDir(), "token.cache")
-	key := [32]byte{1, 2, 3}
-	withCache := func(k [32]byte) func(*secretserver.Config) {
+	keyring := func(b byte) *store.Keyring {
+		k, err := store.NewKey(bytes.Repeat([]byte{b}, store.KeySize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.NewKeyring(k)
+	}
+	key := keyring(1)
+	withCache := func(k *store.Keyring) func(*secretserver.Config) {
 		return func(c *secretserver.Config) { c.TokenCache = secretserver.NewTokenCache(path, k) }
 	}
 	if _, err := f.client(t, secretserver.AuthOAuth2, withCache(key)).Read(ctx, id, ""); err != nil {
@@ -698,7 +685,7 @@ func TestTokenCache(t *testing.T) {
 		t.Errorf("grants = %d, want 1 (token reused from the cache)", n)
 	}
 	// Another key cannot read it: a fresh grant, no failure.
-	if _, err := f.client(t, secretserver.AuthOAuth2, withCache([32]byte{9})).Read(ctx, id, ""); err != nil {
+	if _, err := f.client(t, secretserver.AuthOAuth2, withCache(keyring(9))).Read(ctx, id, ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.srv.Calls(sstest.EndpointToken); n != 2 {
@@ -706,19 +693,16 @@ func TestTokenCache(t *testing.T) {
 	}
 	// A cached token the server expired is replaced.
 	f.srv.ExpireTokens()
-	if _, err := f.client(t, secretserver.AuthOAuth2, withCache([32]byte{9})).Read(ctx, id, ""); err != nil {
+	if _, err := f.client(t, secretserver.AuthOAuth2, withCache(keyring(9))).Read(ctx, id, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := c2.ClearTokenCache(); err != nil {
-		t.Fatal(err)
-	}
-	if err := secretserver.NewTokenCache(path, key).Clear(); err != nil {
+	if err := secretserver.ClearTokenCache(path); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after Clear: %v", err)
 	}
-	if err := secretserver.NewTokenCache(path, key).Clear(); err != nil {
+	if err := secretserver.ClearTokenCache(path); err != nil {
 		t.Errorf("clearing a missing cache: %v", err)
 	}
 }
@@ -787,7 +771,7 @@ func TestConfig(t *testing.T) {
 
 func TestTLSVerified(t *testing.T) {
 	f := newFixture(t)
-	c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.CAPEM = nil; c.MaxRetries = -1 })
+	c := f.client(t, secretserver.AuthOAuth2, func(c *secretserver.Config) { c.CAPEM = nil; c.MaxRetries = 0 })
 	err := c.Authenticate(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("untrusted server certificate: err = %v", err)

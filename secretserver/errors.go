@@ -29,8 +29,6 @@ var (
 	ErrCheckedOutByOther = errors.New("secret checked out by another user")
 	// ErrServer: Secret Server failed (5xx), also after retries.
 	ErrServer = errors.New("secret server error")
-	// ErrRateLimited: Secret Server answered 429 Too Many Requests, also after retries.
-	ErrRateLimited = errors.New("secret server rate limit")
 	// ErrNotFound: no such resource (HTTP 404). Secret Server reports an
 	// unknown secret id as access denied, not with this error.
 	ErrNotFound = errors.New("not found")
@@ -89,8 +87,6 @@ func (e *APIError) Is(target error) bool {
 		return e.Status >= 500 || e.Status == 429
 	case ErrServer:
 		return e.Status >= 500
-	case ErrRateLimited:
-		return e.Status == 429
 	case ErrNotFound:
 		return e.Status == 404
 	case ErrBadResponse:

@@ -19,8 +19,10 @@ func TestVaultUnavailableIsTransient(t *testing.T) {
 	defer srv.Close()
 	srv.AddUser("svc", "", "Svc-Pw-1!")
 	id := srv.AddSecret(sstest.SecretSeed{Name: "web", Username: "root", Password: "x-Old-1!", Notes: "web01"})
-	c, err := secretserver.New(secretserver.Config{URL: srv.URL, Username: "svc", Password: secret.New("Svc-Pw-1!"),
-		CAPEM: srv.CACertPEM(), MaxRetries: 1, RetryBaseDelay: time.Millisecond}, nil)
+	cfg := secretserver.DefaultConfig()
+	cfg.URL, cfg.Username, cfg.Password, cfg.CAPEM = srv.URL, "svc", secret.New("Svc-Pw-1!"), srv.CACertPEM()
+	cfg.MaxRetries, cfg.RetryBaseDelay = 1, time.Millisecond
+	c, err := secretserver.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,11 @@ func Example() {
 	srv.AddUser("svc-rotord", "", "Svc-Pass-1!")
 	srv.AddSecret(sstest.SecretSeed{Name: "prod-web-root", Folder: `\Prod\Web`, Username: "root", Password: "Old-1!", Notes: "web01, web02:2222"})
 
-	c, err := secretserver.New(secretserver.Config{
-		URL:      srv.URL, // https://127.0.0.1:PORT/SecretServer
-		Username: "svc-rotord",
-		Password: secret.New("Svc-Pass-1!"),
-		CAPEM:    srv.CACertPEM(),
-	}, slog.New(slog.DiscardHandler))
+	cfg := secretserver.DefaultConfig()
+	cfg.URL = srv.URL // https://127.0.0.1:PORT/SecretServer
+	cfg.Username, cfg.Password = "svc-rotord", secret.New("Svc-Pass-1!")
+	cfg.CAPEM = srv.CACertPEM()
+	c, err := secretserver.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		panic(err)
 	}

@@ -35,9 +35,9 @@ type secretSummary struct {
 
 // decodeSearchPage parses one page of search results.
 func decodeSearchPage(ctype string, body []byte) (searchPage, error) {
-	var p searchPage
-	if err := json.Unmarshal(body, &p); err != nil {
-		return searchPage{}, badResponse("search answer", ctype, err)
+	p, err := decodeJSON[searchPage]("search answer", ctype, body)
+	if err != nil {
+		return searchPage{}, err
 	}
 	if p.Records == nil {
 		return searchPage{}, badResponse("search answer has no records", ctype, nil)
@@ -65,7 +65,9 @@ func (c *Client) Resolve(ctx context.Context, name string) (int, error) {
 		q.Set("filter.includeRestricted", "true")
 		q.Set("filter.doNotCalculateTotal", "true")
 		q.Set("skip", strconv.Itoa(skip))
-		q.Set("take", strconv.Itoa(take))
+		if take > 0 {
+			q.Set("take", strconv.Itoa(take))
+		}
 		resp, err := c.do(ctx, request{method: http.MethodGet, url: c.api("/secrets?" + q.Encode()), retry: true})
 		if err != nil {
 			return 0, fmt.Errorf("resolve secret %q: %w", name, err)
@@ -131,11 +133,18 @@ type itemModel struct {
 
 // decodeSecret parses GET /secrets/{id}.
 func decodeSecret(ctype string, body []byte) (secretModel, error) {
-	var m secretModel
-	if err := json.Unmarshal(body, &m); err != nil {
-		return secretModel{}, badResponse("secret answer", ctype, err)
+	return decodeJSON[secretModel]("secret answer", ctype, body)
+}
+
+// decodeJSON parses a JSON answer into a T; what names the answer in the
+// error, which satisfies ErrBadResponse.
+func decodeJSON[T any](what, ctype string, body []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(body, &v); err != nil {
+		var zero T
+		return zero, badResponse(what, ctype, err)
 	}
-	return m, nil
+	return v, nil
 }
 
 // Read returns secret id: its name, username, password, hosts (parsed from
@@ -272,9 +281,9 @@ func (c *Client) Generate(ctx context.Context, s rotation.Secret) (secret.Value,
 // decodeJSONString parses a JSON string answer (a field value, a generated
 // password) into a Value.
 func decodeJSONString(ctype string, body []byte) (secret.Value, error) {
-	var s *string
-	if err := json.Unmarshal(body, &s); err != nil {
-		return secret.Value{}, badResponse("answer is not a JSON string", ctype, err)
+	s, err := decodeJSON[*string]("answer is not a JSON string", ctype, body)
+	if err != nil {
+		return secret.Value{}, err
 	}
 	if s == nil {
 		return secret.Value{}, nil
@@ -474,29 +483,11 @@ func (c *Client) checkOut(ctx context.Context, id int, comment string) error {
 // checkInLater checks secret id in with its own deadline, even when ctx
 // has ended; a failure is logged (the check-out expires on the server).
 func (c *Client) checkInLater(ctx context.Context, id int, comment string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
+	ctx, cancel := c.withTimeout(context.WithoutCancel(ctx))
 	defer cancel()
 	body, _ := json.Marshal(map[string]any{"forceCheckIn": false, "comment": comment})
 	_, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/check-in"), body: body, ctype: "application/json", retry: true})
 	if err != nil {
 		c.log.Warn("secret check-in failed", "secret", id, "err", err)
 	}
-}
-
-// Heartbeat asks Secret Server to check secret id's password against its
-// hosts (asynchronously) and returns the status the server reports,
-// normally "Pending".
-func (c *Client) Heartbeat(ctx context.Context, id int) (string, error) {
-	resp, err := c.do(ctx, request{method: http.MethodPost, url: c.api("/secrets/" + strconv.Itoa(id) + "/heartbeat"), retry: true})
-	if err != nil {
-		return "", fmt.Errorf("heartbeat secret %d: %w", id, err)
-	}
-	var hb struct {
-		ID     int    `json:"id"`
-		Status string `json:"lastHeartBeatStatus"`
-	}
-	if err := json.Unmarshal(resp.body, &hb); err != nil {
-		return "", fmt.Errorf("heartbeat secret %d: %w", id, badResponse("heartbeat answer", resp.ctype, err))
-	}
-	return hb.Status, nil
 }

@@ -1,9 +1,6 @@
 package secretserver
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,41 +15,45 @@ import (
 	"github.com/rotord/rotord/rotation/secret"
 )
 
-// tokenCacheMagic starts every token cache file (format version 1).
-const tokenCacheMagic = "rotord-token-cache-1\n"
+// tokenCacheMagic starts every token cache file (format version 2: the
+// rest is sealed by the cache's Sealer).
+const tokenCacheMagic = "rotord-token-cache-2\n"
 
-// TokenCache keeps OAuth2 tokens on disk between runs, sealed with
-// AES-256-GCM, so that a run reuses the previous run's token until it
-// expires instead of logging in again. Entries are keyed by server URL,
-// user name and domain. The file has mode 0600 and is replaced atomically.
-// A TokenCache is safe for concurrent use within a process; across
-// processes the last writer wins, which at worst costs a login.
+// tokenCachePurpose is what the cache's contents are sealed for: a value
+// sealed for anything else does not open as a token cache.
+const tokenCachePurpose = "token-cache"
+
+// Sealer seals the token cache's contents at rest, binding them to a
+// purpose; rotord's journal keyring (store.Keyring) is the one it uses.
+// Open fails on a value sealed for another purpose, with another key, or
+// altered.
+type Sealer interface {
+	Seal(purpose string, plaintext []byte) ([]byte, error)
+	Open(purpose string, sealed []byte) ([]byte, error)
+}
+
+// TokenCache keeps OAuth2 tokens on disk between runs, sealed by a Sealer,
+// so that a run reuses the previous run's token until it expires instead
+// of logging in again. Entries are keyed by server URL, user name and
+// domain. The file has mode 0600 and is replaced atomically. A TokenCache
+// is safe for concurrent use within a process; across processes the last
+// writer wins, which at worst costs a login.
 type TokenCache struct {
-	path string
-	aead cipher.AEAD
-	mu   sync.Mutex
+	path   string
+	sealer Sealer
+	mu     sync.Mutex
 }
 
-// NewTokenCache returns a cache kept in the file at path, sealed with key
-// (rotord's store key).
-func NewTokenCache(path string, key [32]byte) *TokenCache {
-	block, err := aes.NewCipher(key[:])
-	if err != nil {
-		panic(err) // unreachable: the key is 32 bytes
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		panic(err) // unreachable: AES has a 16-byte block
-	}
-	return &TokenCache{path: path, aead: aead}
+// NewTokenCache returns a cache kept in the file at path, sealed by s.
+func NewTokenCache(path string, s Sealer) *TokenCache {
+	return &TokenCache{path: path, sealer: s}
 }
 
-// Clear removes every cached token. Clearing a cache that does not exist
-// is no error.
-func (tc *TokenCache) Clear() error {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if err := os.Remove(tc.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// ClearTokenCache removes the token cache file at path, and with it every
+// cached token: the next run authenticates afresh. Clearing a cache that
+// does not exist is no error; no key is needed.
+func ClearTokenCache(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("clear token cache: %w", err)
 	}
 	return nil
@@ -113,24 +114,6 @@ func (tc *TokenCache) store(key string, ct cachedToken) error {
 	return tc.write(m)
 }
 
-// remove deletes the entry for key.
-func (tc *TokenCache) remove(key string) error {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	m, err := tc.read()
-	if err != nil {
-		if err := os.Remove(tc.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("clear token cache: %w", err)
-		}
-		return nil
-	}
-	if _, ok := m[key]; !ok {
-		return nil
-	}
-	delete(m, key)
-	return tc.write(m)
-}
-
 // read opens the file; a missing file is an empty cache.
 func (tc *TokenCache) read() (map[string]cachedToken, error) {
 	data, err := os.ReadFile(tc.path)
@@ -149,15 +132,14 @@ func (tc *TokenCache) read() (map[string]cachedToken, error) {
 
 // open decrypts and decodes a cache file's bytes.
 func (tc *TokenCache) open(data []byte) (map[string]cachedToken, error) {
-	ns := tc.aead.NonceSize()
-	if len(data) < len(tokenCacheMagic)+ns || string(data[:len(tokenCacheMagic)]) != tokenCacheMagic {
+	if len(data) < len(tokenCacheMagic) || string(data[:len(tokenCacheMagic)]) != tokenCacheMagic {
 		return nil, errors.New("not a token cache file")
 	}
-	data = data[len(tokenCacheMagic):]
-	plain, err := tc.aead.Open(nil, data[:ns], data[ns:], []byte(tokenCacheMagic))
+	plain, err := tc.sealer.Open(tokenCachePurpose, data[len(tokenCacheMagic):])
 	if err != nil {
 		return nil, errors.New("cannot decrypt (other key or damaged file)")
 	}
+	defer clear(plain)
 	m := map[string]cachedToken{}
 	if err := json.Unmarshal(plain, &m); err != nil {
 		return nil, errors.New("damaged contents")
@@ -176,12 +158,12 @@ func (tc *TokenCache) write(m map[string]cachedToken) error {
 	if err != nil {
 		return fmt.Errorf("encode token cache: %w", err)
 	}
-	nonce := make([]byte, tc.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return fmt.Errorf("token cache nonce: %w", err)
+	sealed, err := tc.sealer.Seal(tokenCachePurpose, plain)
+	clear(plain)
+	if err != nil {
+		return fmt.Errorf("seal token cache: %w", err)
 	}
-	out := append([]byte(tokenCacheMagic), nonce...)
-	out = tc.aead.Seal(out, nonce, plain, []byte(tokenCacheMagic))
+	out := append([]byte(tokenCacheMagic), sealed...)
 
 	dir := filepath.Dir(tc.path)
 	f, err := os.CreateTemp(dir, ".token-cache-*")

@@ -344,3 +344,62 @@ func AppendKnownHosts(path string, keys []ScannedKey) error {
 }
 
 var appendMu sync.Mutex
+
+// HostKeyStatus is how the keys a host offers compare with known_hosts.
+type HostKeyStatus string
+
+// Host-key statuses reported by HostKeyInspector.
+const (
+	HostKeyKnown    HostKeyStatus = "known"    // known_hosts approves a key the host offers
+	HostKeyUnknown  HostKeyStatus = "unknown"  // known_hosts holds no key for the host, or could not be read
+	HostKeyMismatch HostKeyStatus = "mismatch" // known_hosts holds other keys for the host
+)
+
+// HostKeyCheck is what HostKeyInspector learns of one host without logging
+// in.
+type HostKeyCheck struct {
+	Reachable bool          // the host answered and offered a key
+	Status    HostKeyStatus // "" when unreachable
+	Err       error         // why unreachable, or the key problem; nil when known
+}
+
+// HostKeyInspector compares the host keys hosts offer with a known_hosts
+// file, without authenticating: no password is sent and no key is added.
+type HostKeyInspector struct {
+	KnownHosts string        // path of the known_hosts file
+	Timeout    time.Duration // for all of one host's handshakes
+}
+
+// Inspect connects to addr (host:port) far enough to see the host keys it
+// offers and compares them with known_hosts.
+func (in *HostKeyInspector) Inspect(ctx context.Context, addr string) HostKeyCheck {
+	keys, err := Scan(ctx, []string{addr}, in.Timeout)
+	if len(keys) == 0 {
+		if err == nil {
+			err = errors.New("no host key offered")
+		}
+		return HostKeyCheck{Err: err}
+	}
+	kh := &knownHosts{path: in.KnownHosts}
+	if _, err := kh.current(); err != nil {
+		return HostKeyCheck{Reachable: true, Status: HostKeyUnknown, Err: err}
+	}
+	remote, _ := net.ResolveTCPAddr("tcp", addr)
+	status := HostKeyUnknown
+	for _, sk := range keys {
+		err := kh.check(addr, remote, sk.Key, nil)
+		var hke *HostKeyError
+		switch {
+		case err == nil:
+			return HostKeyCheck{Reachable: true, Status: HostKeyKnown}
+		case errors.As(err, &hke) && hke.Known && !hke.Revoked:
+			status = HostKeyMismatch
+		}
+	}
+	if status == HostKeyMismatch {
+		return HostKeyCheck{Reachable: true, Status: HostKeyMismatch,
+			Err: fmt.Errorf("%s offers a key that differs from known_hosts: if the host was reinstalled, run `rotord hostkeys scan %s` and replace its line in %s", addr, addr, in.KnownHosts)}
+	}
+	return HostKeyCheck{Reachable: true, Status: HostKeyUnknown,
+		Err: fmt.Errorf("%s's key is not in known_hosts: run `rotord hostkeys scan %s`, compare the fingerprints with the host's, and add the line to %s", addr, addr, in.KnownHosts)}
+}

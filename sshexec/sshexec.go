@@ -37,13 +37,23 @@ import (
 var _ rotation.HostChanger = (*Dialer)(nil)
 var _ rotation.HostSession = (*Session)(nil)
 
-// Config configures a Dialer. Zero durations and port take the defaults noted.
+// Config configures a Dialer. New takes the values as they are: start from
+// DefaultConfig for the defaults. A zero duration sets no limit of the
+// Dialer's own (the caller's context alone bounds the step); a zero
+// DefaultPort leaves hosts without a port of their own unreachable.
 type Config struct {
 	KnownHosts      string        // path of the known_hosts file; required
-	DefaultPort     int           // port for hosts without one (22)
-	ConnectTimeout  time.Duration // TCP connect plus SSH handshake and authentication (10s)
-	StepTimeout     time.Duration // each passwd prompt, and each command (30s)
+	DefaultPort     int           // port for hosts without one
+	ConnectTimeout  time.Duration // TCP connect plus SSH handshake and authentication
+	StepTimeout     time.Duration // each passwd prompt, and each command
 	TrustOnFirstUse bool          // explicit opt-in: append unknown host keys to KnownHosts and accept them
+}
+
+// DefaultConfig returns the defaults: port 22, 10s to connect and log in,
+// 30s for each step of a dialogue or command, no trust on first use.
+// KnownHosts has no default.
+func DefaultConfig() Config {
+	return Config{DefaultPort: 22, ConnectTimeout: 10 * time.Second, StepTimeout: 30 * time.Second}
 }
 
 // Dialer logs into hosts. It is safe for concurrent use.
@@ -59,14 +69,14 @@ func New(cfg Config, log *slog.Logger) (*Dialer, error) {
 	if cfg.KnownHosts == "" {
 		return nil, errors.New("ssh: known_hosts path is required")
 	}
-	if cfg.DefaultPort == 0 {
-		cfg.DefaultPort = 22
+	if cfg.DefaultPort < 0 || cfg.DefaultPort > 65535 {
+		return nil, fmt.Errorf("ssh: default port %d: want 1 to 65535", cfg.DefaultPort)
 	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+	if cfg.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("ssh: connect timeout %s is negative", cfg.ConnectTimeout)
 	}
-	if cfg.StepTimeout <= 0 {
-		cfg.StepTimeout = 30 * time.Second
+	if cfg.StepTimeout < 0 {
+		return nil, fmt.Errorf("ssh: step timeout %s is negative", cfg.StepTimeout)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -107,13 +117,6 @@ func (d *Dialer) Verify(ctx context.Context, h rotation.Host, user string, pw se
 	return s.Check(ctx)
 }
 
-// Preflight checks, changing nothing, that h is reachable, its host key is
-// known and pw logs in as user. It is Verify under the name the rotation
-// protocol uses before a change.
-func (d *Dialer) Preflight(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
-	return d.Verify(ctx, h, user, pw)
-}
-
 func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (*Session, error) {
 	addr := h.Addr(d.cfg.DefaultPort)
 	algos, err := d.kh.algorithms(addr)
@@ -152,7 +155,7 @@ func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw sec
 		},
 		Timeout: d.cfg.ConnectTimeout,
 	}
-	cctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
+	cctx, cancel := withLimit(ctx, d.cfg.ConnectTimeout)
 	defer cancel()
 	conn, err := dialContext(cctx, addr)
 	if err != nil {
@@ -292,7 +295,7 @@ type Session struct {
 // login yields a working shell. Errors satisfy rotation.ErrUnreachable when
 // the connection broke or the command did not finish in time.
 func (s *Session) Check(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.step)
+	ctx, cancel := withLimit(ctx, s.step)
 	defer cancel()
 	sess, err := s.newSession(ctx)
 	if err != nil {
@@ -373,7 +376,7 @@ func (s *Session) SetPassword(ctx context.Context, user string, new secret.Value
 
 // runPasswd runs cmd on a PTY and lets d answer its output.
 func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotation.Outcome {
-	stepCtx, cancel := context.WithTimeout(ctx, s.step)
+	stepCtx, cancel := withLimit(ctx, s.step)
 	sess, err := s.newSession(stepCtx)
 	cancel()
 	if err != nil {
@@ -398,7 +401,7 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 		}
 		started <- sess.Start(cmd)
 	}()
-	timer := time.NewTimer(s.step)
+	timer := newStepTimer(s.step)
 	defer timer.Stop()
 	select {
 	case err := <-started:
@@ -431,12 +434,12 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 		}
 	}()
 	defer close(readDone)
-	timer.Reset(s.step)
+	timer.restart()
 	for {
 		select {
 		case p, ok := <-chunks:
 			if !ok {
-				return s.waitExit(ctx, sess, d, timer)
+				return s.waitExit(ctx, sess, d, timer.Timer)
 			}
 			answer, done := d.feed(p)
 			if done {
@@ -451,7 +454,7 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 				if testHookAnswered != nil {
 					testHookAnswered(s.addr)
 				}
-				timer.Reset(s.step)
+				timer.restart()
 			}
 		case <-timer.C:
 			return d.timeout()
@@ -487,6 +490,37 @@ func (s *Session) waitExit(ctx context.Context, sess *ssh.Session, d *dialogue, 
 		return d.timeout()
 	case <-ctx.Done():
 		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, ctx.Err()))
+	}
+}
+
+// withLimit is ctx bounded by d, or ctx as it is when d is zero (no limit).
+func withLimit(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d == 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// stepTimer fires when one step of a dialogue took longer than the step
+// timeout; with none (0) it never fires.
+type stepTimer struct {
+	*time.Timer
+	d time.Duration
+}
+
+func newStepTimer(d time.Duration) stepTimer {
+	if d == 0 {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return stepTimer{Timer: t}
+	}
+	return stepTimer{Timer: time.NewTimer(d), d: d}
+}
+
+// restart starts the step's time again.
+func (t stepTimer) restart() {
+	if t.d > 0 {
+		t.Reset(t.d)
 	}
 }
 

@@ -128,7 +128,9 @@ metrics:
 	if _, errOut, code := runBin(t, nil, "keygen", l.path("store-key")); code != 0 {
 		t.Fatalf("rotord keygen: exit %d: %s", code, errOut)
 	}
-	l.dialer, err = sshexec.New(sshexec.Config{KnownHosts: rig.KnownHostsFile(), StepTimeout: 10 * time.Second}, nil)
+	dc := sshexec.DefaultConfig()
+	dc.KnownHosts, dc.StepTimeout = rig.KnownHostsFile(), 10*time.Second
+	l.dialer, err = sshexec.New(dc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

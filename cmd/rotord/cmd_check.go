@@ -7,11 +7,11 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/sshexec"
 )
 
 func (a *app) checkCmd() *cobra.Command {
@@ -56,10 +56,10 @@ type checkSecret struct {
 }
 
 type checkHost struct {
-	Host      string `json:"host"`
-	Reachable bool   `json:"reachable"`
-	HostKey   string `json:"host_key,omitempty"`
-	Error     string `json:"error,omitempty"`
+	Host      string                `json:"host"`
+	Reachable bool                  `json:"reachable"`
+	HostKey   sshexec.HostKeyStatus `json:"host_key,omitempty"`
+	Error     string                `json:"error,omitempty"`
 }
 
 func (a *app) check(ctx context.Context, asJSON bool) error {
@@ -144,13 +144,13 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 			switch {
 			case !h.Reachable:
 				problem("secret %s: host %s unreachable: %s", spec.Name, h.Host, h.Error)
-			case h.HostKey == keyUnknown:
+			case h.HostKey == sshexec.HostKeyUnknown:
 				problem("secret %s: host %s: host key unknown: run rotord hostkeys scan %s, compare the fingerprint with the host's, and add the line to %s",
 					spec.Name, h.Host, h.Host, cfg.SSH.KnownHosts)
-			case h.HostKey == keyMismatch:
+			case h.HostKey == sshexec.HostKeyMismatch:
 				problem("secret %s: host %s: host key differs from %s: if the host was not rebuilt this may be an attack; otherwise replace its line with rotord hostkeys scan %s",
 					spec.Name, h.Host, cfg.SSH.KnownHosts, h.Host)
-			case h.HostKey != keyKnown:
+			case h.HostKey != sshexec.HostKeyKnown:
 				problem("secret %s: host %s: host key not checked: %s", spec.Name, h.Host, h.Error)
 			}
 		}
@@ -161,18 +161,11 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 
 func (a *app) inspectHosts(ctx context.Context, in hostInspector, hosts []rotation.Host, port int) []checkHost {
 	out := make([]checkHost, len(hosts))
-	sem := make(chan struct{}, a.cfg.SSH.Concurrency)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			hc := in.Inspect(ctx, h, port)
-			out[i] = checkHost{Host: h.Addr(port), Reachable: hc.Reachable, HostKey: hc.KeyStatus, Error: errText(hc.Err)}
-		}()
-	}
-	wg.Wait()
+	forEach(len(hosts), a.cfg.SSH.Concurrency, func(i int) {
+		addr := hosts[i].Addr(port)
+		hc := in.Inspect(ctx, addr)
+		out[i] = checkHost{Host: addr, Reachable: hc.Reachable, HostKey: hc.Status, Error: errText(hc.Err)}
+	})
 	return out
 }
 
@@ -195,7 +188,7 @@ func renderCheck(w io.Writer, rep checkReport) error {
 			if i > 0 {
 				name, id, folder, user = "", "", "", ""
 			}
-			reach, key := "yes", h.HostKey
+			reach, key := "yes", string(h.HostKey)
 			if !h.Reachable {
 				reach, key = "NO", "-"
 			}

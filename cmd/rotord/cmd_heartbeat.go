@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -29,31 +28,17 @@ notify.webhook_url or notify.smtp is set. Nothing changes.`,
 }
 
 func (a *app) heartbeat(ctx context.Context, names []string, asJSON bool) error {
-	if err := a.setup(); err != nil {
-		return err
-	}
-	specs, err := a.selectSpecs(names)
-	if err != nil {
-		return err
-	}
-	svc, _, err := a.open(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
-	results := make([]rotation.HeartbeatResult, len(specs))
-	sem := make(chan struct{}, a.cfg.Rotation.MaxConcurrent)
-	var wg sync.WaitGroup
-	for i, spec := range specs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i] = svc.engine.Heartbeat(ctx, spec)
-		}()
-	}
-	wg.Wait()
-	a.notifier().heartbeats(ctx, results...)
+	return a.withSecrets(ctx, names, false, func(svc *services, specs []rotation.SecretSpec, _ *progress) error {
+		results := make([]rotation.HeartbeatResult, len(specs))
+		forEach(len(specs), a.cfg.Rotation.MaxConcurrent, func(i int) { results[i] = svc.engine.Heartbeat(ctx, specs[i]) })
+		a.notifier().heartbeats(ctx, results...)
+		return a.reportHeartbeats(results, asJSON)
+	})
+}
+
+// reportHeartbeats renders results and returns the error selecting the
+// exit status: nil, partial, or failed.
+func (a *app) reportHeartbeats(results []rotation.HeartbeatResult, asJSON bool) error {
 	failed := 0
 	out := make([]jsonHeartbeat, 0, len(results))
 	for _, r := range results {
@@ -62,6 +47,7 @@ func (a *app) heartbeat(ctx context.Context, names []string, asJSON bool) error 
 		}
 		out = append(out, toJSONHeartbeat(r))
 	}
+	var err error
 	if asJSON {
 		err = writeJSON(a.stdout, out)
 	} else {

@@ -58,44 +58,38 @@ func (a *app) history(ctx context.Context, name string, limit int, before int64,
 	if limit < 1 {
 		return usagef("--limit: want at least 1, got %d", limit)
 	}
-	if err := a.setupLocal(); err != nil {
-		return err
-	}
-	if name != "" {
-		// History keeps secrets since removed from the file: use the
-		// configured spelling when there is one.
-		if s, ok := a.cfg.Spec(name); ok {
-			name = s.Name
+	return a.withJournal(ctx, func(svc *services) error {
+		if name != "" {
+			// History keeps secrets since removed from the file: use the
+			// configured spelling when there is one.
+			if s, ok := a.cfg.Spec(name); ok {
+				name = s.Name
+			}
 		}
-	}
-	svc, _, err := a.open(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
-	rs, err := svc.journal.History(ctx, rotation.HistoryQuery{Secret: name, BeforeID: before, Limit: limit})
-	if err != nil {
-		return fmt.Errorf("read history: %w", err)
-	}
-	// The journal keys secrets by their canonical (lower-case) identity;
-	// show the spelling the configuration uses where there is one.
-	for i := range rs {
-		if s, ok := a.cfg.Spec(rs[i].Secret); ok {
-			rs[i].Secret = s.Name
+		rs, err := svc.journal.History(ctx, rotation.HistoryQuery{Secret: name, BeforeID: before, Limit: limit})
+		if err != nil {
+			return fmt.Errorf("read history: %w", err)
 		}
-	}
-	if asJSON {
-		out := make([]jsonRotation, 0, len(rs))
-		for _, r := range rs {
-			out = append(out, toJSONRotation(r))
+		// The journal keys secrets by their canonical (lower-case) identity;
+		// show the spelling the configuration uses where there is one.
+		for i := range rs {
+			if s, ok := a.cfg.Spec(rs[i].Secret); ok {
+				rs[i].Secret = s.Name
+			}
 		}
-		return writeJSON(a.stdout, out)
-	}
-	if len(rs) == 0 {
-		fmt.Fprintln(a.stdout, "no rotations in the journal")
-		return nil
-	}
-	return renderHistory(a.stdout, rs)
+		if asJSON {
+			out := make([]jsonRotation, 0, len(rs))
+			for _, r := range rs {
+				out = append(out, toJSONRotation(r))
+			}
+			return writeJSON(a.stdout, out)
+		}
+		if len(rs) == 0 {
+			fmt.Fprintln(a.stdout, "no rotations in the journal")
+			return nil
+		}
+		return renderHistory(a.stdout, rs)
+	})
 }
 
 // auditLogReader is the journal's audit trail (*store.DB).
@@ -116,41 +110,35 @@ func (a *app) heartbeatHistory(ctx context.Context, name string, limit int, befo
 	if limit < 1 {
 		return usagef("--limit: want at least 1, got %d", limit)
 	}
-	if err := a.setupLocal(); err != nil {
-		return err
-	}
-	svc, _, err := a.open(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
-	j, ok := svc.journal.(auditLogReader)
-	if !ok {
-		return errors.New("read heartbeats: this journal keeps no audit trail")
-	}
-	evs, err := j.AuditLog(ctx, store.AuditQuery{Secret: name, Action: "heartbeat", BeforeID: before, Limit: limit})
-	if err != nil {
-		return fmt.Errorf("read heartbeats: %w", err)
-	}
-	out := make([]jsonHeartbeatEvent, 0, len(evs))
-	for _, ev := range evs {
-		secretName := ev.Secret
-		if s, ok := a.cfg.Spec(secretName); ok {
-			secretName = s.Name
+	return a.withJournal(ctx, func(svc *services) error {
+		j, ok := svc.journal.(auditLogReader)
+		if !ok {
+			return errors.New("read heartbeats: this journal keeps no audit trail")
 		}
-		out = append(out, jsonHeartbeatEvent{ID: ev.ID, Time: ev.Time.UTC(), Secret: secretName, Result: ev.Detail})
-	}
-	if asJSON {
-		return writeJSON(a.stdout, out)
-	}
-	if len(out) == 0 {
-		fmt.Fprintln(a.stdout, "no heartbeats in the journal")
-		return nil
-	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tSECRET\tRESULT")
-	for _, e := range out {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.ID, e.Time.Format(time.RFC3339), e.Secret, e.Result)
-	}
-	return tw.Flush()
+		evs, err := j.AuditLog(ctx, store.AuditQuery{Secret: name, Action: "heartbeat", BeforeID: before, Limit: limit})
+		if err != nil {
+			return fmt.Errorf("read heartbeats: %w", err)
+		}
+		out := make([]jsonHeartbeatEvent, 0, len(evs))
+		for _, ev := range evs {
+			secretName := ev.Secret
+			if s, ok := a.cfg.Spec(secretName); ok {
+				secretName = s.Name
+			}
+			out = append(out, jsonHeartbeatEvent{ID: ev.ID, Time: ev.Time.UTC(), Secret: secretName, Result: ev.Detail})
+		}
+		if asJSON {
+			return writeJSON(a.stdout, out)
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(a.stdout, "no heartbeats in the journal")
+			return nil
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTIME\tSECRET\tRESULT")
+		for _, e := range out {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.ID, e.Time.Format(time.RFC3339), e.Secret, e.Result)
+		}
+		return tw.Flush()
+	})
 }

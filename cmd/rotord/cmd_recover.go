@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rotord/rotord/rotation"
 )
 
 func (a *app) recoverCmd() *cobra.Command {
@@ -29,20 +30,8 @@ recovered stays in the journal for the next run.`,
 }
 
 func (a *app) recover(ctx context.Context, asJSON bool) error {
-	if err := a.setup(); err != nil {
-		return err
-	}
-	svc, prog, err := a.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
-	results := svc.engine.Recover(ctx, a.actor())
-	prog.done()
-	a.notifier().rotations(ctx, results...)
-	if len(results) == 0 && !asJSON {
-		fmt.Fprintln(a.stdout, "nothing to recover: every rotation in the journal is finished")
-		return nil
-	}
-	return a.reportResults(results, false, asJSON, "recovery")
+	rep := reportAs{what: "recovery", empty: "nothing to recover: every rotation in the journal is finished", asJSON: asJSON}
+	return a.rotations(ctx, nil, rep, func(e rotationEngine, _ []rotation.SecretSpec) []rotation.Result {
+		return e.Recover(ctx, a.actor())
+	})
 }

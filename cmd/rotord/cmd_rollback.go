@@ -38,20 +38,8 @@ func (a *app) rollback(ctx context.Context, name string, toID int64, asJSON bool
 	if toID < 0 {
 		return usagef("--to: want a rotation id, got %d", toID)
 	}
-	if err := a.setup(); err != nil {
-		return err
-	}
-	specs, err := a.selectSpecs([]string{name})
-	if err != nil {
-		return err
-	}
-	svc, prog, err := a.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
-	r := svc.engine.Rollback(ctx, specs[0], toID, a.actor())
-	prog.done()
-	a.notifier().rotations(ctx, r)
-	return a.reportResults([]rotation.Result{r}, false, asJSON, "rollback")
+	rep := reportAs{what: "rollback", asJSON: asJSON}
+	return a.rotations(ctx, []string{name}, rep, func(e rotationEngine, specs []rotation.SecretSpec) []rotation.Result {
+		return []rotation.Result{e.Rollback(ctx, specs[0], toID, a.actor())}
+	})
 }

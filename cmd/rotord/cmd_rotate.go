@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -39,78 +37,13 @@ rotations in flight and exits with 130.`,
 	return cmd
 }
 
-// selectSpecs returns the configured secrets with the given names, all of
-// them when names is empty. A name not in the configuration is a usage error.
-func (a *app) selectSpecs(names []string) ([]rotation.SecretSpec, error) {
-	if len(names) == 0 {
-		return a.cfg.Specs(), nil
-	}
-	var specs []rotation.SecretSpec
-	seen := map[string]bool{}
-	for _, n := range names {
-		s, ok := a.cfg.Spec(n)
-		if !ok {
-			return nil, usagef("secret %q is not in %s", n, a.cfg.Path())
-		}
-		if !seen[strings.ToLower(s.Name)] {
-			seen[strings.ToLower(s.Name)] = true
-			specs = append(specs, s)
-		}
-	}
-	return specs, nil
-}
-
-// open builds the services, with a progress display on a terminal.
-func (a *app) open(ctx context.Context, withProgress bool) (*services, *progress, error) {
-	var p *progress
-	var pf progressFunc
-	if withProgress && a.stderrTTY {
-		p = newProgress(a.stderr)
-		pf = p.Update
-	}
-	svc, err := a.adapters.open(ctx, a.cfg, a.log, pf)
-	if err != nil {
-		return nil, nil, err
-	}
-	return svc, p, nil
-}
-
-func (p *progress) done() {
-	if p != nil {
-		p.Done()
-	}
-}
-
 func (a *app) rotate(ctx context.Context, names []string, dryRun, asJSON bool) error {
-	if err := a.setup(); err != nil {
-		return err
-	}
-	specs, err := a.selectSpecs(names)
-	if err != nil {
-		return err
-	}
-	svc, prog, err := a.open(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
-
 	opts := rotation.RotateOptions{DryRun: dryRun, Actor: a.actor()}
-	results := make([]rotation.Result, len(specs))
-	sem := make(chan struct{}, a.cfg.Rotation.MaxConcurrent)
-	var wg sync.WaitGroup
-	for i, spec := range specs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i] = svc.engine.Rotate(ctx, spec, opts)
-		}()
-	}
-	wg.Wait()
-	prog.done()
-	a.notifier().rotations(ctx, results...)
-	return a.reportResults(results, dryRun, asJSON, "rotation")
+	return a.rotations(ctx, names, reportAs{what: "rotation", dryRun: dryRun, asJSON: asJSON}, func(e rotationEngine, specs []rotation.SecretSpec) []rotation.Result {
+		results := make([]rotation.Result, len(specs))
+		forEach(len(specs), a.cfg.Rotation.MaxConcurrent, func(i int) { results[i] = e.Rotate(ctx, specs[i], opts) })
+		return results
+	})
 }
 
 // reportResults renders results and returns the error selecting the exit

@@ -72,93 +72,19 @@ func (a *app) run(ctx context.Context) error {
 	defer svc.close()
 
 	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
-	sd := newSDNotifier(a.getenv, a.log)
-	alerts := a.notifier()
-	for _, r := range svc.engine.Recover(work, "daemon") {
-		a.logResult("recovered rotation", r)
-		alerts.rotations(work, r)
-	}
+	d := &runningDaemon{a: a, work: work, svc: svc, met: newMetrics(), alerts: a.notifier(), clock: a.clockOrWall(), sd: newSDNotifier(a.getenv, a.log)}
+	d.recoverAtStart()
 	if ctx.Err() != nil {
-		sd.stopping()
+		d.sd.stopping()
 		a.log.Info("rotord stopped")
 		return nil
 	}
-
-	var sched *rotation.Scheduler
-	met := newMetrics(func(name string) (time.Time, bool) { return sched.NextDue(name) })
-	clock := a.clockOrWall()
-	sched, err = rotation.NewScheduler(rotation.SchedulerConfig{
-		SchedulePlan: a.cfg.SchedulePlan(),
-		State:        svc.state,
-		History:      svc.journal,
-		Run: func(_ context.Context, spec rotation.SecretSpec) error {
-			met.inFlight.Inc()
-			started := clock.Now()
-			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
-			met.inFlight.Dec()
-			if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
-				// Nothing started: the scheduler retries the slot shortly,
-				// and alerts if it is missed in the end.
-				return r.Err
-			}
-			met.observe(r, started, clock.Now())
-			a.refreshMetrics(work, met, svc.journal, true)
-			a.logResult("rotation finished", r)
-			alerts.rotations(work, r)
-			alerts.operatorNeeded(work, r)
-			return r.Err
-		},
-		OnPark: func(spec rotation.SecretSpec, err error) {
-			met.park(spec.Name)
-			alerts.parked(work, spec.Name, err)
-		},
-		OnMissed: func(spec rotation.SecretSpec, due time.Time, err error) {
-			met.missed(spec.Name, clock.Now())
-			a.slotMissed(work, svc.journal, spec.Name, due, err)
-		},
-		// Rotations another process left unfinished (a `rotord rotate`
-		// killed with its terminal) are finished once their lease is free,
-		// checked every lease lifetime.
-		Sweep: func(_ context.Context, claim func(string) (func(), bool)) {
-			for _, r := range svc.engine.RecoverUnfinished(work, "daemon", claim) {
-				if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
-					a.log.Debug("unfinished rotation left to its lease holder", "secret", r.Secret, "rotation", r.RotationID, "holder", held.Holder)
-					continue
-				}
-				a.logResult("recovered rotation", r)
-				alerts.rotations(work, r)
-			}
-			a.refreshMetrics(work, met, svc.journal, false)
-		},
-		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
-		// systemd's watchdog (WatchdogSec=) is fed from the scheduler's
-		// loop, so a stuck scheduler gets the daemon restarted.
-		Alive:      alive(sd),
-		AliveEvery: sd.watchdogEvery(),
-		Clock:      clock,
-		Log:        a.log,
-	})
+	sched, hb, err := d.schedulers(ctx)
 	if err != nil {
-		return fmt.Errorf("start scheduler: %w", err)
-	}
-	met.setSecrets(a.cfg.Specs())
-	a.refreshMetrics(work, met, svc.journal, false)
-	hb, err := rotation.NewHeartbeatScheduler(rotation.HeartbeatSchedulerConfig{
-		HeartbeatPlan: a.cfg.HeartbeatPlan(),
-		Check:         svc.engine.ScheduledHeartbeat,
-		Claim:         sched.Claim,
-		OnResult: func(spec rotation.SecretSpec, before rotation.HeartbeatState, r rotation.HeartbeatResult) {
-			met.heartbeatResult(r)
-			a.heartbeatResult(ctx, before, r)
-		},
-		Clock: clock,
-		Log:   a.log,
-	})
-	if err != nil {
-		return fmt.Errorf("start heartbeats: %w", err)
+		return err
 	}
 	if a.cfg.Metrics.Listen != "" {
-		addr, err := serveMetrics(work, a.cfg.Metrics.Listen, met.handler(), a.log)
+		addr, err := serveMetrics(work, a.cfg.Metrics.Listen, d.met.handler(), a.log)
 		if err != nil {
 			return err
 		}
@@ -166,7 +92,122 @@ func (a *app) run(ctx context.Context) error {
 			a.metricsAddr <- addr.String()
 		}
 	}
+	return d.serve(ctx, sigs, interrupt, sched, hb)
+}
 
+// runningDaemon is what `rotord run` holds while it runs: the services, the
+// metrics, the alerts and the clock the schedulers' hooks report to.
+type runningDaemon struct {
+	a      *app
+	work   context.Context // rotations run on it; a second signal cancels it
+	svc    *services
+	met    *metrics
+	alerts *notifier
+	clock  rotation.Clock
+	sd     *sdNotifier
+}
+
+// recoverAtStart finishes or undoes the rotations the journal holds
+// unfinished, as rotord recover does.
+func (d *runningDaemon) recoverAtStart() {
+	for _, r := range d.svc.engine.Recover(d.work, "daemon") {
+		d.a.logResult("recovered rotation", r)
+		d.alerts.rotations(d.work, r)
+	}
+}
+
+// schedulers builds the rotation scheduler and the heartbeat scheduler over
+// the services, their hooks reporting to the metrics, the log and the
+// alerts.
+func (d *runningDaemon) schedulers(ctx context.Context) (*rotation.Scheduler, *rotation.HeartbeatScheduler, error) {
+	a, work, met := d.a, d.work, d.met
+	sched, err := rotation.NewScheduler(rotation.SchedulerConfig{
+		SchedulePlan: a.cfg.SchedulePlan(),
+		State:        d.svc.state,
+		History:      d.svc.journal,
+		Run:          d.rotate,
+		OnPark: func(spec rotation.SecretSpec, err error) {
+			met.park(spec.Name)
+			d.alerts.parked(work, spec.Name, err)
+		},
+		OnMissed: func(spec rotation.SecretSpec, due time.Time, err error) {
+			met.missed(spec.Name, d.clock.Now())
+			a.slotMissed(work, d.svc.journal, spec.Name, due, err)
+		},
+		// Rotations another process left unfinished (a `rotord rotate`
+		// killed with its terminal) are finished once their lease is free,
+		// checked every lease lifetime.
+		Sweep:      d.sweep,
+		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
+		// systemd's watchdog (WatchdogSec=) is fed from the scheduler's
+		// loop, so a stuck scheduler gets the daemon restarted.
+		Alive:      alive(d.sd),
+		AliveEvery: d.sd.watchdogEvery(),
+		Clock:      d.clock,
+		Log:        a.log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start scheduler: %w", err)
+	}
+	met.followSchedule(sched.NextDue)
+	met.setSecrets(a.cfg.Specs())
+	a.refreshMetrics(work, met, d.svc.journal, false)
+	hb, err := rotation.NewHeartbeatScheduler(rotation.HeartbeatSchedulerConfig{
+		HeartbeatPlan: a.cfg.HeartbeatPlan(),
+		Check:         d.svc.engine.ScheduledHeartbeat,
+		Claim:         sched.Claim,
+		OnResult: func(spec rotation.SecretSpec, before rotation.HeartbeatState, r rotation.HeartbeatResult) {
+			met.heartbeatResult(r)
+			a.heartbeatResult(ctx, before, r)
+		},
+		Clock: d.clock,
+		Log:   a.log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start heartbeats: %w", err)
+	}
+	return sched, hb, nil
+}
+
+// rotate is the scheduler's Run: one scheduled rotation, measured, logged
+// and alerted on.
+func (d *runningDaemon) rotate(_ context.Context, spec rotation.SecretSpec) error {
+	d.met.inFlight.Inc()
+	started := d.clock.Now()
+	r := d.svc.engine.Rotate(d.work, spec, rotation.RotateOptions{Actor: "scheduler"})
+	d.met.inFlight.Dec()
+	if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+		// Nothing started: the scheduler retries the slot shortly,
+		// and alerts if it is missed in the end.
+		return r.Err
+	}
+	d.met.observe(r, started, d.clock.Now())
+	d.a.refreshMetrics(d.work, d.met, d.svc.journal, true)
+	d.a.logResult("rotation finished", r)
+	d.alerts.rotations(d.work, r)
+	d.alerts.operatorNeeded(d.work, r)
+	return r.Err
+}
+
+// sweep is the scheduler's Sweep: it finishes the rotations left
+// unfinished whose lease claim grants.
+func (d *runningDaemon) sweep(_ context.Context, claim func(string) (func(), bool)) {
+	for _, r := range d.svc.engine.RecoverUnfinished(d.work, "daemon", claim) {
+		if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+			d.a.log.Debug("unfinished rotation left to its lease holder", "secret", r.Secret, "rotation", r.RotationID, "holder", held.Holder)
+			continue
+		}
+		d.a.logResult("recovered rotation", r)
+		d.alerts.rotations(d.work, r)
+	}
+	d.a.refreshMetrics(d.work, d.met, d.svc.journal, false)
+}
+
+// serve runs the schedulers until they stop, handling signals: SIGHUP
+// reloads, the first SIGTERM or SIGINT stops starting rotations (ctx), the
+// second interrupts those in flight.
+func (d *runningDaemon) serve(ctx context.Context, sigs <-chan os.Signal, interrupt func(), sched *rotation.Scheduler, hb *rotation.HeartbeatScheduler) error {
+	a, sd := d.a, d.sd
 	done := make(chan error, 1)
 	go func() { done <- sched.Run(ctx) }()
 	hbDone := make(chan struct{})
@@ -198,11 +239,11 @@ func (a *app) run(ctx context.Context) error {
 					if err := hb.Reload(a.cfg.HeartbeatPlan()); err != nil {
 						a.log.Error("heartbeat schedules not reloaded", "err", err)
 					}
-					met.reloads.WithLabelValues("ok").Inc()
-					met.setSecrets(a.cfg.Specs())
-					a.refreshMetrics(work, met, svc.journal, false)
+					d.met.reloads.WithLabelValues("ok").Inc()
+					d.met.setSecrets(a.cfg.Specs())
+					a.refreshMetrics(d.work, d.met, d.svc.journal, false)
 				} else {
-					met.reloads.WithLabelValues("rejected").Inc()
+					d.met.reloads.WithLabelValues("rejected").Inc()
 				}
 			case !stopping:
 				stopping = true

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rotord/rotord/secretserver"
 )
 
 func (a *app) tokenCmd() *cobra.Command {
@@ -23,7 +25,7 @@ Use it after changing rotord's Secret Server account or its permissions.`,
 			if err := a.setupLocal(); err != nil {
 				return err
 			}
-			if err := a.adapters.clearToken(cmd.Context(), a.cfg); err != nil {
+			if err := secretserver.ClearTokenCache(a.cfg.SecretServer.TokenCache); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "token cache %s cleared\n", a.cfg.SecretServer.TokenCache)

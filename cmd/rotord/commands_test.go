@@ -19,6 +19,7 @@ import (
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/sshexec"
 )
 
 // vaultPassword is what the fake vault holds; no command may print it.
@@ -105,10 +106,10 @@ func (v *fakeVault) Write(context.Context, rotation.Secret, secret.Value, string
 	return errors.New("not used")
 }
 
-type fakeInspector map[string]hostCheck
+type fakeInspector map[string]sshexec.HostKeyCheck
 
-func (f fakeInspector) Inspect(_ context.Context, h rotation.Host, port int) hostCheck {
-	return f[h.Addr(port)]
+func (f fakeInspector) Inspect(_ context.Context, addr string) sshexec.HostKeyCheck {
+	return f[addr]
 }
 
 type fakeJournal struct{ rotations []rotation.Rotation }
@@ -225,8 +226,8 @@ func TestCheckReportsEveryProblem(t *testing.T) {
 		},
 	}
 	svc.hosts = fakeInspector{
-		"web01:22":    {Reachable: true, KeyStatus: keyKnown},
-		"mail01:22":   {Reachable: true, KeyStatus: keyUnknown, Err: rotation.ErrHostKey},
+		"web01:22":    {Reachable: true, Status: sshexec.HostKeyKnown},
+		"mail01:22":   {Reachable: true, Status: sshexec.HostKeyUnknown, Err: rotation.ErrHostKey},
 		"mail02:2222": {Err: fmt.Errorf("dial mail02:2222: %w: connection refused", rotation.ErrUnreachable)},
 	}
 	ta := newTestApp(t, threeSecrets, svc)
@@ -270,7 +271,7 @@ func TestCheckClean(t *testing.T) {
 	svc := services4(&fakeEngine{})
 	svc.vault = &fakeVault{ids: map[string]int{"web-root": 1},
 		secrets: map[int]rotation.Secret{1: {ID: 1, Username: "root", Hosts: []rotation.Host{{Name: "web01"}}}}}
-	svc.hosts = fakeInspector{"web01:22": {Reachable: true, KeyStatus: keyKnown}}
+	svc.hosts = fakeInspector{"web01:22": {Reachable: true, Status: sshexec.HostKeyKnown}}
 	ta := newTestApp(t, minimal, svc)
 	if code := ta.run(context.Background(), "check"); code != exitOK {
 		t.Fatalf("exit %d\n%s%s", code, ta.out, ta.err)

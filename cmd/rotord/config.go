@@ -22,6 +22,8 @@ import (
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/secretserver"
+	"github.com/rotord/rotord/sshexec"
 )
 
 // defaultConfigPath is read when neither --config nor $ROTORD_CONFIG is set.
@@ -213,14 +215,15 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// defaults returns a Config holding every default. The engine's own
-// settings start from rotation.DefaultConfig, their one home.
+// defaults returns a Config holding every default: the engine's and the
+// adapters' own for what is handed to them (rotation's, Secret Server's,
+// SSH's), rotord's for the rest.
 func defaults() Config {
-	ec := rotation.DefaultConfig()
+	ec, vault, ssh := rotation.DefaultConfig(), secretserver.DefaultConfig(), sshexec.DefaultConfig()
 	return Config{
 		SecretServer: SecretServerConfig{
-			Auth:       "oauth2",
-			Timeout:    Duration(30 * time.Second),
+			Auth:       vault.Auth,
+			Timeout:    Duration(vault.Timeout),
 			TokenCache: "/var/lib/rotord/token.cache",
 		},
 		Store: StoreConfig{
@@ -231,8 +234,8 @@ func defaults() Config {
 		SSH: SSHConfig{
 			KnownHosts:     "/etc/rotord/known_hosts",
 			Port:           ec.Port,
-			ConnectTimeout: Duration(10 * time.Second),
-			StepTimeout:    Duration(30 * time.Second),
+			ConnectTimeout: Duration(ssh.ConnectTimeout),
+			StepTimeout:    Duration(ssh.StepTimeout),
 			Concurrency:    ec.Concurrency,
 		},
 		Schedule: "@weekly",
@@ -245,7 +248,7 @@ func defaults() Config {
 			HostRetries:   ec.HostRetries,
 		},
 		Password:   PasswordConfig{Length: ec.Length, Generator: ec.Generator},
-		HostsField: "notes",
+		HostsField: vault.HostsField,
 		Metrics:    MetricsConfig{Listen: "127.0.0.1:9464"},
 	}
 }
@@ -523,7 +526,7 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 	default:
 		ss.URL = strings.TrimRight(ss.URL, "/")
 	}
-	if ss.Auth != "oauth2" && ss.Auth != "ntlm" {
+	if ss.Auth != secretserver.AuthOAuth2 && ss.Auth != secretserver.AuthNTLM {
 		v.errf("secret_server.auth", "must be oauth2 or ntlm, got %q", ss.Auth)
 	}
 	if ss.Username == "" {

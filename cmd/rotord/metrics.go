@@ -62,9 +62,9 @@ type metrics struct {
 	attempt map[string]time.Time
 }
 
-// newMetrics returns the daemon's metrics. nextDue reports a secret's next
-// due time, as the scheduler holds it.
-func newMetrics(nextDue func(name string) (time.Time, bool)) *metrics {
+// newMetrics returns the daemon's metrics; followSchedule adds the due
+// times once there is a scheduler.
+func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -117,9 +117,14 @@ func newMetrics(nextDue func(name string) (time.Time, bool)) *metrics {
 	info.Set(1)
 	m.reg.MustRegister(m.rotations, m.duration, m.lastSuccess, m.lastAttempt, m.needsReconcile, m.parked,
 		m.heartbeats, m.inFlight, m.reloads, info,
-		&dueCollector{m: m, nextDue: nextDue},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// followSchedule exports each secret's next due time as nextDue (the
+// scheduler's) reports it.
+func (m *metrics) followSchedule(nextDue func(name string) (time.Time, bool)) {
+	m.reg.MustRegister(&dueCollector{m: m, nextDue: nextDue})
 }
 
 // setSecrets sets the configured secrets: each new one gets every series

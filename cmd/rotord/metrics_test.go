@@ -28,7 +28,8 @@ func scrape(t *testing.T, m *metrics) string {
 
 func TestMetrics(t *testing.T) {
 	due := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
-	m := newMetrics(func(name string) (time.Time, bool) { return due, name == "web" })
+	m := newMetrics()
+	m.followSchedule(func(name string) (time.Time, bool) { return due, name == "web" })
 	m.setSecrets([]rotation.SecretSpec{{Name: "web"}, {Name: "db"}})
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	m.observe(rotation.Result{Secret: "web", State: rotation.StateCommitted}, now.Add(-42*time.Second), now)
@@ -76,7 +77,8 @@ func secretSeries(name string) []string {
 // and a secret a reload removed has none left.
 func TestMetricsSeriesFromStartFollowReloads(t *testing.T) {
 	due := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
-	m := newMetrics(func(string) (time.Time, bool) { return due, true })
+	m := newMetrics()
+	m.followSchedule(func(string) (time.Time, bool) { return due, true })
 	m.setSecrets([]rotation.SecretSpec{{Name: "web"}, {Name: "db"}})
 	body := scrape(t, m)
 	for _, name := range []string{"web", "db"} {
@@ -101,7 +103,8 @@ func TestMetricsSeriesFromStartFollowReloads(t *testing.T) {
 }
 
 func TestMetricsParkedAndHeartbeat(t *testing.T) {
-	m := newMetrics(func(string) (time.Time, bool) { return time.Time{}, false })
+	m := newMetrics()
+	m.followSchedule(func(string) (time.Time, bool) { return time.Time{}, false })
 	m.setSecrets([]rotation.SecretSpec{{Name: "web"}, {Name: "db"}})
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	m.observe(rotation.Result{Secret: "web", Err: fmt.Errorf("ssh: %w", rotation.ErrUnreachable)}, now, now)
@@ -277,7 +280,8 @@ func TestMetricsRefreshFromStore(t *testing.T) {
 	journal("db", rotation.StateCommitted, t0.Add(2*time.Hour))
 	journal("db", rotation.StateNeedsReconcile, t0.Add(3*time.Hour))
 
-	m := newMetrics(func(string) (time.Time, bool) { return time.Time{}, false })
+	m := newMetrics()
+	m.followSchedule(func(string) (time.Time, bool) { return time.Time{}, false })
 	m.setSecrets([]rotation.SecretSpec{{Name: "Web"}, {Name: "db"}, {Name: "mail"}})
 	if err := m.refresh(ctx, db); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,8 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMetrics(func(string) (time.Time, bool) { return time.Unix(0, 0), true })
+	m := newMetrics()
+	m.followSchedule(func(string) (time.Time, bool) { return time.Unix(0, 0), true })
 	m.setSecrets([]rotation.SecretSpec{{Name: "web"}})
 	exported := scrape(t, m)
 	names := regexp.MustCompile(`rotord_[a-z_]+`).FindAllString(string(rules), -1)

@@ -8,12 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/secretserver"
@@ -39,24 +36,11 @@ type historyReader interface {
 	Audit(ctx context.Context, e rotation.Event) error
 }
 
-// Host-key statuses reported by hostInspector.
-const (
-	keyKnown    = "known"
-	keyUnknown  = "unknown"
-	keyMismatch = "mismatch"
-)
-
-// hostCheck is what check learns of one host without logging in.
-type hostCheck struct {
-	Reachable bool
-	KeyStatus string // keyKnown, keyUnknown, keyMismatch, or "" when unreachable
-	Err       error  // why unreachable, or the key problem
-}
-
 // hostInspector connects to a host far enough to see its host key, and
-// compares the key with known_hosts. It sends no password.
+// compares the key with known_hosts (sshexec.HostKeyInspector). It sends
+// no password.
 type hostInspector interface {
-	Inspect(ctx context.Context, h rotation.Host, defaultPort int) hostCheck
+	Inspect(ctx context.Context, addr string) sshexec.HostKeyCheck
 }
 
 // services are the adapters commands run on. close releases them.
@@ -94,8 +78,6 @@ type adapters struct {
 	writeNewKey func(path string) error
 	// rekey re-seals every journaled password with the key in newKeyFile.
 	rekey func(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger) error
-	// clearToken forgets the cached Secret Server token.
-	clearToken func(ctx context.Context, cfg *Config) error
 }
 
 func defaultAdapters() adapters {
@@ -118,13 +100,6 @@ func defaultAdapters() adapters {
 		},
 		writeNewKey: store.WriteNewKey,
 		rekey:       rekey,
-		clearToken: func(ctx context.Context, cfg *Config) error {
-			err := os.Remove(cfg.SecretServer.TokenCache)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("remove token cache: %w", err)
-			}
-			return nil
-		},
 	}
 }
 
@@ -148,17 +123,14 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	}
 	var cache *secretserver.TokenCache
 	if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
-		cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+		cache = secretserver.NewTokenCache(ss.TokenCache, keys)
 	}
 	vault, err := secretserver.New(vaultConfig(cfg, cache), log)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	dialer, err := sshexec.New(sshexec.Config{
-		KnownHosts: cfg.SSH.KnownHosts, DefaultPort: cfg.SSH.Port,
-		ConnectTimeout: cfg.SSH.ConnectTimeout.D(), StepTimeout: cfg.SSH.StepTimeout.D(),
-	}, log)
+	dialer, err := sshexec.New(dialerConfig(cfg), log)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -176,7 +148,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		journal: db,
 		state:   db,
 		vault:   vault,
-		hosts:   &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()},
+		hosts:   &sshexec.HostKeyInspector{KnownHosts: cfg.SSH.KnownHosts, Timeout: cfg.SSH.ConnectTimeout.D()},
 		close:   db.Close,
 	}, nil
 }
@@ -187,7 +159,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 // problem is recorded for the report.
 func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*services, error) {
 	svc := &services{close: func() error { return nil },
-		hosts: &keyInspector{knownHosts: cfg.SSH.KnownHosts, timeout: cfg.SSH.ConnectTimeout.D()}}
+		hosts: &sshexec.HostKeyInspector{KnownHosts: cfg.SSH.KnownHosts, Timeout: cfg.SSH.ConnectTimeout.D()}}
 	ss := cfg.SecretServer
 	var cache *secretserver.TokenCache
 	key, err := loadStoreKey(cfg)
@@ -199,7 +171,7 @@ func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*ser
 			svc.problems = append(svc.problems, p)
 		}
 		if ss.TokenCache != "" && ss.Auth != secretserver.AuthNTLM {
-			cache = secretserver.NewTokenCache(ss.TokenCache, key.Derive("token-cache"))
+			cache = secretserver.NewTokenCache(ss.TokenCache, store.NewKeyring(key))
 		}
 	}
 	vault, err := secretserver.New(vaultConfig(cfg, cache), log)
@@ -270,52 +242,22 @@ func rekey(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger
 	return nil
 }
 
-// keyInspector compares the host keys a host offers with known_hosts,
-// without authenticating.
-type keyInspector struct {
-	knownHosts string
-	timeout    time.Duration
-}
-
-func (k *keyInspector) Inspect(ctx context.Context, h rotation.Host, defaultPort int) hostCheck {
-	addr := h.Addr(defaultPort)
-	keys, err := sshexec.Scan(ctx, []string{addr}, k.timeout)
-	if len(keys) == 0 {
-		if err == nil {
-			err = errors.New("no host key offered")
-		}
-		return hostCheck{Err: err}
-	}
-	cb, err := knownhosts.New(k.knownHosts)
-	if err != nil {
-		return hostCheck{Reachable: true, KeyStatus: keyUnknown, Err: fmt.Errorf("read known_hosts: %w", err)}
-	}
-	remote, _ := net.ResolveTCPAddr("tcp", addr)
-	status := keyUnknown
-	for _, sk := range keys {
-		err := cb(addr, remote, sk.Key)
-		var ke *knownhosts.KeyError
-		switch {
-		case err == nil:
-			return hostCheck{Reachable: true, KeyStatus: keyKnown}
-		case errors.As(err, &ke) && len(ke.Want) > 0:
-			status = keyMismatch
-		}
-	}
-	if status == keyMismatch {
-		return hostCheck{Reachable: true, KeyStatus: keyMismatch,
-			Err: fmt.Errorf("%s offers a key that differs from known_hosts: if the host was reinstalled, run `rotord hostkeys scan %s` and replace its line in %s", addr, addr, k.knownHosts)}
-	}
-	return hostCheck{Reachable: true, KeyStatus: keyUnknown,
-		Err: fmt.Errorf("%s's key is not in known_hosts: run `rotord hostkeys scan %s`, compare the fingerprints with the host's, and add the line to %s", addr, addr, k.knownHosts)}
-}
-
 // vaultConfig is the Secret Server client's configuration from cfg, with
-// the token cache to use (nil: none).
+// the token cache to use (nil: none). What the file does not set keeps the
+// client's defaults.
 func vaultConfig(cfg *Config, cache *secretserver.TokenCache) secretserver.Config {
 	ss := cfg.SecretServer
-	return secretserver.Config{
-		URL: ss.URL, Auth: ss.Auth, Username: ss.Username, Password: ss.Password(), Domain: ss.Domain,
-		CAFile: ss.CAFile, Timeout: ss.Timeout.D(), HostsField: cfg.HostsField, TokenCache: cache,
-	}
+	vc := secretserver.DefaultConfig()
+	vc.URL, vc.Auth, vc.Username, vc.Password, vc.Domain = ss.URL, ss.Auth, ss.Username, ss.Password(), ss.Domain
+	vc.CAFile, vc.Timeout, vc.HostsField, vc.TokenCache = ss.CAFile, ss.Timeout.D(), cfg.HostsField, cache
+	return vc
+}
+
+// dialerConfig is the SSH dialer's configuration from cfg. What the file
+// does not set keeps the dialer's defaults.
+func dialerConfig(cfg *Config) sshexec.Config {
+	dc := sshexec.DefaultConfig()
+	dc.KnownHosts, dc.DefaultPort = cfg.SSH.KnownHosts, cfg.SSH.Port
+	dc.ConnectTimeout, dc.StepTimeout = cfg.SSH.ConnectTimeout.D(), cfg.SSH.StepTimeout.D()
+	return dc
 }
