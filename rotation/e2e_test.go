@@ -73,7 +73,9 @@ func newLab(t *testing.T, variants []sshtest.Variant, mod func(*rotation.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts, err := sshexec.New(sshexec.Config{KnownHosts: rig.KnownHostsFile(), StepTimeout: 10 * time.Second}, nil)
+	sc := sshexec.DefaultConfig()
+	sc.KnownHosts, sc.StepTimeout = rig.KnownHostsFile(), 10*time.Second
+	hosts, err := sshexec.New(sc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +349,9 @@ func TestE2EPreflightStopsBeforeAnyChange(t *testing.T) {
 		if err := knownHostsWithout(l.rig, kh, 1); err != nil {
 			t.Fatal(err)
 		}
-		hosts, err := sshexec.New(sshexec.Config{KnownHosts: kh}, nil)
+		sc := sshexec.DefaultConfig()
+		sc.KnownHosts = kh
+		hosts, err := sshexec.New(sc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -507,7 +511,9 @@ func TestE2ERevertRefusedUsesReconcileAccount(t *testing.T) {
 				Notes: rig.Hosts()[0].Addr() + "," + rig.Hosts()[1].Addr()})
 			vault, _ := secretserver.New(secretserver.Config{URL: ss.URL, Username: ssUser, Password: secret.New(ssPassword),
 				CAPEM: ss.CACertPEM(), RetryBaseDelay: time.Millisecond, MaxRetries: 1}, nil)
-			hosts, _ := sshexec.New(sshexec.Config{KnownHosts: rig.KnownHostsFile()}, nil)
+			sc := sshexec.DefaultConfig()
+			sc.KnownHosts = rig.KnownHostsFile()
+			hosts, _ := sshexec.New(sc, nil)
 			key, _ := store.NewKey([]byte("0123456789abcdef0123456789abcdef"))
 			db, err := store.Open(ctx, filepath.Join(t.TempDir(), "j.db"), store.NewKeyring(key))
 			if err != nil {

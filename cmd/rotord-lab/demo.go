@@ -180,7 +180,9 @@ secrets:
 	if _, code, err := d.rotordRun(ctx, "keygen", filepath.Join(d.dir, "store-key")); err != nil || code != 0 {
 		return fmt.Errorf("rotord keygen: exit %d: %v", code, err)
 	}
-	d.dialer, err = sshexec.New(sshexec.Config{KnownHosts: filepath.Join(d.dir, "known_hosts"), StepTimeout: 10 * time.Second}, nil)
+	sc := sshexec.DefaultConfig()
+	sc.KnownHosts, sc.StepTimeout = filepath.Join(d.dir, "known_hosts"), 10*time.Second
+	d.dialer, err = sshexec.New(sc, nil)
 	return err
 }
 
