@@ -80,8 +80,10 @@ func (db *DB) finishOpen(ctx context.Context, keys *Keyring) (*DB, error) {
 	return db, nil
 }
 
-// describeDSN names the database a dsn points to without its password.
-func describeDSN(dsn string) (string, error) {
+// DescribePostgres names the database a PostgreSQL connection string
+// points to, for messages: database, server and user, never the password.
+// Its error says the string does not parse, without quoting it.
+func DescribePostgres(dsn string) (string, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors may quote the string: never pass them on.
@@ -95,7 +97,7 @@ func openPostgres(ctx context.Context, dsn string, keys *Keyring, opts []Option)
 	for _, opt := range opts {
 		opt(&o)
 	}
-	name, err := describeDSN(dsn)
+	name, err := DescribePostgres(dsn)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ upgrade, with the daemon stopped.`,
 			if err := a.adapters.migrate(cmd.Context(), a.cfg, a.log); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "journal %s is up to date\n", a.cfg.Store.Path)
+			fmt.Fprintf(a.stdout, "journal %s is up to date\n", a.cfg.Store.Describe())
 			return nil
 		},
 	}
