@@ -126,54 +126,65 @@ func (db *DB) HeldLeases(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
-// ClaimSlot claims the secret's current scheduled slot for instance, so
-// that of several daemons sharing the journal exactly one rotates it. The
-// slot is the secret's recorded next due time: a daemon whose timer fires
-// at now claims it when it is due (at or before now) by moving it to next
-// (the schedule's next slot) in one transaction that locks the secret's
-// row, and gets ok with the claimed slot's due time. A slot already
-// claimed — next due is after now — is the claimer's: it gets ok (and the
-// slot) again, for its retries, and every other instance gets !ok. A
-// secret with no due time recorded is claimed with slot now.
+// ClaimSlot tells holder, which holds the secret's lease, whether the
+// secret's current scheduled slot is its to rotate, so that of several
+// daemons sharing the journal exactly one rotates each slot. The slot is
+// the secret's recorded next due time (ScheduleState), which every daemon
+// reads and writes: their own due times differ (jitter, @every schedules
+// that do not line up), the recorded one is shared. ok is true, with the
+// slot's due time, when that time has come (at or before now) and no
+// rotation of the secret (kind rotate) started at or after it committed;
+// a secret with no due time recorded has slot now.
 //
-// A claimer retrying its slot must check that it was not served meanwhile
-// (rotation.RotatedSince with the slot's due time).
-func (db *DB) ClaimSlot(ctx context.Context, secretName, instance string, now, next time.Time) (slot time.Time, ok bool, err error) {
-	if secretName == "" || instance == "" {
-		return time.Time{}, false, errors.New("claim slot: empty secret name or instance")
-	}
-	if !next.After(now) {
-		return time.Time{}, false, fmt.Errorf("claim slot of %q: next due %s not after now %s", secretName, next, now)
+// It decides in one transaction under the secret's lease (the lease row
+// locked FOR UPDATE on PostgreSQL; SQLite's write lock): it returns a
+// *rotation.LeaseHeldError unless holder has the lease. A daemon whose
+// rotation of the slot committed records the next due time after it, so
+// one that takes the lease after it finds the slot served either way.
+func (db *DB) ClaimSlot(ctx context.Context, secretName, holder string, now time.Time) (slot time.Time, ok bool, err error) {
+	if secretName == "" || holder == "" {
+		return time.Time{}, false, errors.New("claim slot: empty secret name or holder")
 	}
 	key := rotation.SecretKey(secretName)
+	var held *rotation.LeaseHeldError
 	err = db.transact(ctx, func(tx *gorm.DB) error {
-		ok = false
-		var row struct {
-			NextDue   *int64
-			SlotOwner *string
-			SlotDue   *int64
+		ok, held = false, nil
+		var lease struct {
+			Holder    string
+			ExpiresAt int64
 		}
-		res := tx.Raw(`SELECT next_due, slot_owner, slot_due FROM secrets WHERE name = ?`+forUpdate(tx), key).Scan(&row)
+		res := tx.Raw(`SELECT holder, expires_at FROM leases WHERE secret = ?`+forUpdate(tx), key).Scan(&lease)
 		if res.Error != nil {
 			return res.Error
 		}
-		switch {
-		case res.RowsAffected == 0 || row.NextDue == nil || *row.NextDue <= now.UnixNano():
-			due := now.UnixNano()
-			if row.NextDue != nil {
-				due = *row.NextDue
-			}
-			slot, ok = fromNS(due), true
-			return tx.Exec(`INSERT INTO secrets (name, next_due, slot_owner, slot_due) VALUES (?, ?, ?, ?)
-				ON CONFLICT (name) DO UPDATE SET next_due = excluded.next_due, slot_owner = excluded.slot_owner,
-					slot_due = excluded.slot_due`, key, next.UnixNano(), instance, due).Error
-		case row.SlotOwner != nil && *row.SlotOwner == instance && row.SlotDue != nil:
-			slot, ok = fromNS(*row.SlotDue), true
+		if res.RowsAffected == 0 || lease.Holder != holder || lease.ExpiresAt <= db.nowNS() {
+			held = &rotation.LeaseHeldError{Secret: secretName, Holder: lease.Holder, Expires: fromNS(lease.ExpiresAt)}
+			return nil
 		}
+		var due *int64
+		if err := tx.Raw(`SELECT next_due FROM secrets WHERE name = ?`, key).Scan(&due).Error; err != nil {
+			return err
+		}
+		if due == nil {
+			slot, ok = now, true
+			return nil
+		}
+		if *due > now.UnixNano() {
+			return nil
+		}
+		var served []int64
+		if err := tx.Raw(`SELECT id FROM rotations WHERE secret = ? AND kind = ? AND state = ? AND started_at >= ? LIMIT 1`,
+			key, string(rotation.KindRotate), string(rotation.StateCommitted), *due).Scan(&served).Error; err != nil {
+			return err
+		}
+		slot, ok = fromNS(*due), len(served) == 0
 		return nil
 	})
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("claim slot of %q: %w", secretName, err)
+	}
+	if held != nil {
+		return time.Time{}, false, held
 	}
 	return slot, ok, nil
 }

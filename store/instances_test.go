@@ -2,11 +2,15 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/store"
 )
 
@@ -66,89 +70,135 @@ func testInstances(t *testing.T, b backend) {
 	}
 }
 
-// One instance claims a due slot; the others skip it; the claimer gets it
-// again for its retries; the next slot is claimed afresh.
+// A slot is claimed under the secret's lease, once it is due, and only
+// until a rotation of it commits.
 func TestClaimSlot(t *testing.T) { eachBackend(t, testClaimSlot) }
 
 func testClaimSlot(t *testing.T, b backend) {
 	ctx := context.Background()
-	db, _ := b.mustOpen(t)
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	const every = 5 * time.Second
-	// Nothing recorded: claimed with slot now.
-	slot, ok, err := db.ClaimSlot(ctx, "web", "a", t0, t0.Add(every))
-	if err != nil || !ok || !slot.Equal(t0) {
-		t.Fatalf("first claim: %v %v %v", slot, ok, err)
+	clk := newClock()
+	db, _ := b.mustOpen(t, store.WithNow(clk.Now))
+	t0 := clk.Now()
+	var held *rotation.LeaseHeldError
+	if _, _, err := db.ClaimSlot(ctx, "web", "a", t0); !errors.As(err, &held) {
+		t.Fatalf("claim without the lease: %v, want a LeaseHeldError", err)
 	}
-	if _, ok, _ := db.ClaimSlot(ctx, "WEB", "b", t0.Add(time.Second), t0.Add(every+time.Second)); ok {
-		t.Error("a claimed slot was claimed again by another instance")
+	gen, err := db.Acquire(ctx, "web", "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if slot, ok, _ := db.ClaimSlot(ctx, "web", "a", t0.Add(2*time.Second), t0.Add(every+2*time.Second)); !ok || !slot.Equal(t0) {
-		t.Errorf("the claimer's retry: %v %v", slot, ok)
+	if slot, ok, err := db.ClaimSlot(ctx, "WEB", "a", t0); err != nil || !ok || !slot.Equal(t0) {
+		t.Fatalf("nothing recorded: %v %v %v", slot, ok, err)
 	}
-	if due, ok, _ := db.NextDue(ctx, "web"); !ok || !due.Equal(t0.Add(every)) {
-		t.Errorf("next due after the claim: %v", due)
+	if _, _, err := db.ClaimSlot(ctx, "web", "b", t0); !errors.As(err, &held) || held.Holder != "a" {
+		t.Errorf("claim by another while a holds the lease: %v", err)
 	}
-	// The next slot: b's timer fires first and wins it.
-	t1 := t0.Add(every + 300*time.Millisecond)
-	if slot, ok, _ := db.ClaimSlot(ctx, "web", "b", t1, t1.Add(every)); !ok || !slot.Equal(t0.Add(every)) {
-		t.Errorf("next slot by b: %v %v", slot, ok)
+	due := t0.Add(5 * time.Second)
+	if err := db.SetNextDue(ctx, "web", due); err != nil {
+		t.Fatal(err)
 	}
-	if _, ok, _ := db.ClaimSlot(ctx, "web", "a", t1, t1.Add(every)); ok {
-		t.Error("a claimed b's slot")
+	if _, ok, err := db.ClaimSlot(ctx, "web", "a", due.Add(-time.Millisecond)); ok || err != nil {
+		t.Errorf("claim before the slot: %v %v", ok, err)
 	}
-	if _, _, err := db.ClaimSlot(ctx, "web", "a", t1, t1); err == nil {
-		t.Error("a next due not after now was accepted")
+	clk.Add(6 * time.Second)
+	if slot, ok, err := db.ClaimSlot(ctx, "web", "a", clk.Now()); !ok || err != nil || !slot.Equal(due) {
+		t.Errorf("claim of the due slot: %v %v %v", slot, ok, err)
+	}
+	// A rotation of the slot: a rollback does not serve it, a committed
+	// rotation does.
+	for _, kind := range []rotation.Kind{rotation.KindRollback, rotation.KindRotate} {
+		r := sampleRotation("web")
+		r.Kind, r.Generation, r.RollbackOf = kind, gen, 1
+		id, err := db.Begin(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetState(ctx, id, gen, rotation.StateCommitted, ""); err != nil {
+			t.Fatal(err)
+		}
+		_, ok, err := db.ClaimSlot(ctx, "web", "a", clk.Now())
+		if err != nil || ok != (kind == rotation.KindRollback) {
+			t.Errorf("claim after a committed %s: %v %v", kind, ok, err)
+		}
+	}
+	// The lease expired: no claim, even by its last holder.
+	clk.Add(time.Minute)
+	if _, _, err := db.ClaimSlot(ctx, "web", "a", clk.Now()); !errors.As(err, &held) {
+		t.Errorf("claim under an expired lease: %v", err)
 	}
 }
 
 // Instances that share the database and whose timers fire for one slot
-// at once: exactly one claims it, however the race goes, slot after slot
-// (a catch-up after an outage is such a race too).
+// at once (a catch-up after an outage is such a race too), each taking
+// the lease, claiming, and on a claim committing a rotation: the slot is
+// rotated exactly once, however the race goes.
 func TestClaimSlotRace(t *testing.T) { eachBackend(t, testClaimSlotRace) }
 
 func testClaimSlotRace(t *testing.T, b backend) {
 	ctx := context.Background()
 	first, loc := b.mustOpen(t)
+	key := mustKey(t)
+	first.Close()
 	const n = 4
-	dbs := []*store.DB{first}
-	for range n - 1 {
-		db, err := b.open(ctx, loc, nil)
+	var dbs []*store.DB
+	for range n {
+		db, err := b.open(ctx, loc, store.NewKeyring(key))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = db.Close() })
 		dbs = append(dbs, db)
 	}
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	if err := first.SetNextDue(ctx, "web", t0); err != nil {
+	t0 := time.Now().Add(-time.Hour)
+	if err := dbs[0].SetNextDue(ctx, "web", t0); err != nil {
 		t.Fatal(err)
 	}
-	for round := range 8 {
-		now := t0.Add(time.Duration(round)*time.Minute + time.Second)
-		var mu sync.Mutex
-		var winners []string
+	for round := range 5 {
+		var rotations atomic.Int32
 		var wg sync.WaitGroup
 		for i, db := range dbs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				id := fmt.Sprintf("instance-%d", i)
-				slot, ok, err := db.ClaimSlot(ctx, "web", id, now, t0.Add(time.Duration(round+1)*time.Minute))
-				if err != nil {
-					t.Error(err)
+				holder := fmt.Sprintf("instance-%d", i)
+				for {
+					gen, err := db.Acquire(ctx, "web", holder, time.Minute)
+					var held *rotation.LeaseHeldError
+					if errors.As(err, &held) {
+						runtime.Gosched()
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer db.Release(ctx, "web", holder)
+					_, ok, err := db.ClaimSlot(ctx, "web", holder, time.Now())
+					if err != nil || !ok {
+						return
+					}
+					r := sampleRotation("web")
+					r.Generation = gen
+					id, err := db.Begin(ctx, r)
+					if err == nil {
+						err = db.SetState(ctx, id, gen, rotation.StateCommitted, "")
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					rotations.Add(1)
 					return
-				}
-				if ok {
-					mu.Lock()
-					winners = append(winners, id+"@"+slot.Format(time.TimeOnly))
-					mu.Unlock()
 				}
 			}()
 		}
 		wg.Wait()
-		if len(winners) != 1 {
-			t.Fatalf("round %d: winners %v, want exactly one", round, winners)
+		if rotations.Load() != 1 {
+			t.Fatalf("round %d: %d rotations of one slot, want 1", round, rotations.Load())
+		}
+		// The next slot is due.
+		if err := dbs[round%n].SetNextDue(ctx, "web", time.Now()); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
--- PostgreSQL's form of 00006_instances_slot_claims.sql.
+-- PostgreSQL's form of 00006_instances.sql.
 
 -- +goose Up
 CREATE TABLE instances (
@@ -10,10 +10,5 @@ CREATE TABLE instances (
 	in_flight    INTEGER NOT NULL DEFAULT 0
 );
 
-ALTER TABLE secrets ADD COLUMN slot_owner TEXT;
-ALTER TABLE secrets ADD COLUMN slot_due   BIGINT;
-
 -- +goose Down
-ALTER TABLE secrets DROP COLUMN slot_due;
-ALTER TABLE secrets DROP COLUMN slot_owner;
 DROP TABLE instances;

@@ -1,9 +1,6 @@
 -- Several rotords may share one journal (on PostgreSQL, from several
 -- machines). Each running daemon keeps a row in instances, refreshed by
 -- its heartbeat, so that rotord status can list them and what they hold.
--- A secret's scheduled slot is claimed in its secrets row: of the daemons
--- whose timers fire for one slot, the one that moves next_due past it
--- rotates, the others skip it (see the store's ClaimSlot).
 
 -- +goose Up
 CREATE TABLE instances (
@@ -15,10 +12,5 @@ CREATE TABLE instances (
 	in_flight    INTEGER NOT NULL DEFAULT 0 -- rotations under way
 ) STRICT;
 
-ALTER TABLE secrets ADD COLUMN slot_owner TEXT;    -- the instance that claimed the current slot
-ALTER TABLE secrets ADD COLUMN slot_due   INTEGER; -- that slot's due time
-
 -- +goose Down
-ALTER TABLE secrets DROP COLUMN slot_due;
-ALTER TABLE secrets DROP COLUMN slot_owner;
 DROP TABLE instances;
