@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -84,6 +85,22 @@ func (a *app) run(ctx context.Context) error {
 		return nil
 	}
 
+	// Daemons sharing the journal (PostgreSQL) register with a heartbeat
+	// and claim each slot in the database, so that one of them rotates it.
+	var inFlight atomic.Int64
+	beatCtx, stopBeat := context.WithCancel(work)
+	beatDone := make(chan struct{})
+	go func() { a.instanceBeat(beatCtx, svc.journal, &inFlight); close(beatDone) }()
+	defer func() { stopBeat(); <-beatDone }()
+	var shared instanceStore
+	sweepEvery := a.cfg.Rotation.LeaseTTL.D()
+	if is, ok := svc.journal.(instanceStore); ok && a.cfg.Store.Postgres() {
+		shared = is
+		// Another daemon's unfinished rotation is recovered soon after its
+		// lease expires.
+		sweepEvery /= 4
+	}
+
 	var sched *rotation.Scheduler
 	met := newMetrics(func(name string) (time.Time, bool) { return sched.NextDue(name) })
 	clock := a.clockOrWall()
@@ -91,10 +108,18 @@ func (a *app) run(ctx context.Context) error {
 		SchedulePlan: a.cfg.SchedulePlan(),
 		State:        svc.state,
 		History:      svc.journal,
-		Run: func(_ context.Context, spec rotation.SecretSpec) error {
+		Run: func(sctx context.Context, spec rotation.SecretSpec) error {
+			if shared != nil {
+				mine, err := a.claimSlot(sctx, shared, spec.Name, clock.Now)
+				if err != nil || !mine {
+					return err
+				}
+			}
 			met.inFlight.Inc()
+			inFlight.Add(1)
 			started := clock.Now()
 			r := svc.engine.Rotate(work, spec, rotation.RotateOptions{Actor: "scheduler"})
+			inFlight.Add(-1)
 			met.inFlight.Dec()
 			if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
 				// Nothing started: the scheduler retries the slot shortly,
@@ -130,7 +155,7 @@ func (a *app) run(ctx context.Context) error {
 			}
 			a.refreshMetrics(work, met, svc.journal, false)
 		},
-		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
+		SweepEvery: sweepEvery,
 		// systemd's watchdog (WatchdogSec=) is fed from the scheduler's
 		// loop, so a stuck scheduler gets the daemon restarted.
 		Alive:      alive(sd),

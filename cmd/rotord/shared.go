@@ -1,0 +1,105 @@
+package main
+
+// This file holds what rotord run does when several daemons share one
+// journal (store.driver postgres): its instance's heartbeat row, and the
+// claim of each scheduled slot, so that exactly one daemon rotates it.
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/store"
+)
+
+// slotLeaseWait is how often a daemon whose slot finds the secret's lease
+// held by another process tries the lease again, while it waits for that
+// rotation to end.
+const slotLeaseWait = 250 * time.Millisecond
+
+// instanceBeat registers this daemon in the shared journal and records its
+// heartbeat, with the rotations in flight, until ctx is done; then it
+// removes the registration. It returns at once when the journal keeps no
+// instances.
+func (a *app) instanceBeat(ctx context.Context, journal any, inFlight *atomic.Int64) {
+	is, ok := journal.(instanceStore)
+	if !ok {
+		return
+	}
+	in := store.Instance{ID: holder(), Host: instanceHost(), Version: version, Started: time.Now()}
+	beat := func() {
+		in.InFlight = int(inFlight.Load())
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), instanceHeartbeatEvery(a.cfg))
+		defer cancel()
+		if err := is.Heartbeat(bctx, in); err != nil {
+			a.log.Warn("instance heartbeat not recorded", "err", err)
+		}
+	}
+	beat()
+	t := time.NewTicker(instanceHeartbeatEvery(a.cfg))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := is.Deregister(dctx, in.ID); err != nil {
+				a.log.Warn("instance not deregistered", "err", err)
+			}
+			return
+		case <-t.C:
+			beat()
+		}
+	}
+}
+
+// claimSlot decides whether this daemon rotates the secret's slot that is
+// due now, when several daemons share the journal: it takes the secret's
+// lease (as the engine's holder: the rotation that follows keeps it) and
+// claims the slot under it (store.DB.ClaimSlot). While another process
+// holds the lease — another daemon rotating the same slot — it waits for
+// it, up to rotation.deadline, rather than retrying a minute later: the
+// other's rotation ends within its deadline, and then the slot is either
+// served (skipped here) or still due. It returns true when this daemon
+// rotates the slot; false, nil when another daemon served it.
+func (a *app) claimSlot(ctx context.Context, is instanceStore, name string, now func() time.Time) (bool, error) {
+	ttl := a.cfg.Rotation.LeaseTTL.D()
+	giveUp := time.Now().Add(a.cfg.Rotation.Deadline.D())
+	var tick *time.Ticker
+	for {
+		_, err := is.Acquire(ctx, name, holder(), ttl)
+		var held *rotation.LeaseHeldError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &held) || time.Now().After(giveUp) {
+			return false, err
+		}
+		if tick == nil {
+			a.log.Info("slot waits for the secret's lease held by another process", "secret", name, "holder", held.Holder)
+			tick = time.NewTicker(slotLeaseWait)
+			defer tick.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-tick.C:
+		}
+	}
+	slot, ok, err := is.ClaimSlot(ctx, name, holder(), now())
+	if err != nil || !ok {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := is.Release(rctx, name, holder()); rerr != nil {
+			a.log.Warn("lease release failed", "secret", name, "err", rerr)
+		}
+		if err == nil {
+			a.log.Info("slot already served or not due in the shared journal; skipped", "secret", name)
+		}
+		return false, err
+	}
+	a.log.Debug("slot claimed", "secret", name, "slot", slot)
+	return true, nil
+}
