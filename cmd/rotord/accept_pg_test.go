@@ -1,0 +1,280 @@
+package main
+
+// Acceptance of a shared journal: several `rotord run` instances on one
+// PostgreSQL database (a throwaway cluster, see pgtest), the rig and the
+// emulator.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/secretserver/sstest"
+)
+
+// events collects the log records of several daemons, read as they come
+// (a daemon blocks when nobody reads its log).
+type events struct {
+	mu      sync.Mutex
+	recs    []map[string]any // with "daemon" set to the daemon's index
+	changed chan struct{}    // closed and replaced at every record
+}
+
+func newEvents() *events { return &events{changed: make(chan struct{})} }
+
+func (ev *events) follow(i int, d *daemon) {
+	go func() {
+		for rec := range d.records {
+			rec["daemon"] = i
+			ev.mu.Lock()
+			ev.recs = append(ev.recs, rec)
+			close(ev.changed)
+			ev.changed = make(chan struct{})
+			ev.mu.Unlock()
+		}
+	}()
+}
+
+// await returns the first record from index from on that match accepts,
+// and its index, failing after within.
+func (ev *events) await(t *testing.T, what string, from int, within time.Duration, match func(map[string]any) bool) (map[string]any, int) {
+	t.Helper()
+	deadline := time.NewTimer(within)
+	defer deadline.Stop()
+	for {
+		ev.mu.Lock()
+		for i := from; i < len(ev.recs); i++ {
+			if match(ev.recs[i]) {
+				rec := ev.recs[i]
+				ev.mu.Unlock()
+				return rec, i
+			}
+		}
+		from = len(ev.recs)
+		changed := ev.changed
+		ev.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			seen := map[string]int{}
+			for _, rec := range ev.all() {
+				seen[fmt.Sprint(rec["msg"])]++
+			}
+			t.Fatalf("no %s within %s; the daemons logged (message: count) %v", what, within, seen)
+		}
+	}
+}
+
+func (ev *events) all() []map[string]any {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return append([]map[string]any(nil), ev.recs...)
+}
+
+// startShared starts n daemons on the lab's journal, their logs collected.
+func (l *lab) startShared(n int) ([]*daemon, *events) {
+	l.t.Helper()
+	if out, errOut, code := l.rotord("migrate"); code != 0 {
+		l.t.Fatalf("rotord migrate: exit %d: %s%s", code, out, errOut)
+	}
+	ev := newEvents()
+	ds := make([]*daemon, n)
+	for i := range ds {
+		ds[i] = l.startDaemon()
+		ev.follow(i, ds[i])
+	}
+	return ds, ev
+}
+
+// committedStarts returns, per secret, the start times of its committed
+// rotations (kind rotate) in the journal, oldest first.
+func (l *lab) committedStarts() map[string][]time.Time {
+	l.t.Helper()
+	out := map[string][]time.Time{}
+	for _, r := range l.history("") {
+		if !rotation.State(r.State).Terminal() {
+			l.t.Fatalf("rotation %d of %s left in state %s", r.ID, r.Secret, r.State)
+		}
+		if r.Kind == string(rotation.KindRotate) && r.State == string(rotation.StateCommitted) {
+			out[r.Secret] = append(out[r.Secret], r.Started)
+		}
+	}
+	for _, ts := range out {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	}
+	return out
+}
+
+// requireOncePerSlot fails when two committed rotations of a secret
+// started less than minGap apart: one slot rotated twice.
+func requireOncePerSlot(t *testing.T, starts map[string][]time.Time, minGap time.Duration) {
+	t.Helper()
+	for name, ts := range starts {
+		for i := 1; i < len(ts); i++ {
+			if gap := ts[i].Sub(ts[i-1]); gap < minGap {
+				t.Errorf("%s rotated twice in one slot: rotations started %s apart (%s, %s)", name, gap, ts[i-1], ts[i])
+			}
+		}
+	}
+}
+
+// TestAcceptPostgresSharedSlots: three `rotord run` instances share one
+// PostgreSQL journal and several secrets on a schedule of every few
+// seconds. Over several slots every secret is rotated once per slot (the
+// emulator received exactly one password write per committed rotation, and
+// no two rotations of a secret fall in one slot), the work is spread over
+// the instances, no lease conflict surfaces as a failure or a missed slot,
+// and rotord status lists the three instances.
+func TestAcceptPostgresSharedSlots(t *testing.T) {
+	const secrets, instances, every, rounds = 6, 3, 3 * time.Second, 3
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	groups := map[string][]int{}
+	for i := range secrets {
+		groups[fmt.Sprintf("s%02d-root", i)] = []int{i}
+	}
+	l := newLab(t, ctx, labOptions{hosts: secrets, groups: groups, schedule: fmt.Sprintf("@every %s", every),
+		postgres: true, extra: "rotation:\n  lease_ttl: 10s\n  max_concurrent: 4\n"})
+	ds, ev := l.startShared(instances)
+
+	count := map[string]int{}
+	ev.await(t, fmt.Sprintf("%d committed rotations of every secret", rounds), 0, 3*time.Minute, func(rec map[string]any) bool {
+		if is(rec, "rotation finished", "state", "committed") {
+			count[fmt.Sprint(rec["secret"])]++
+		}
+		for name := range groups {
+			if count[name] < rounds {
+				return false
+			}
+		}
+		return true
+	})
+	out, errOut, code := l.rotord("status", "--json")
+	if code != 0 {
+		t.Fatalf("rotord status: exit %d: %s", code, errOut)
+	}
+	var st jsonStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status output: %v\n%s", err, out)
+	}
+	if len(st.Instances) != instances {
+		t.Errorf("status lists %d instances, want %d:\n%s", len(st.Instances), instances, out)
+	}
+	for _, in := range st.Instances {
+		if in.Stale || in.Version != "v9.9.9-test" || in.Host == "" || !strings.Contains(in.ID, in.Host) {
+			t.Errorf("instance %+v", in)
+		}
+	}
+	l.noSecrets(out)
+	for _, d := range ds {
+		d.stop()
+	}
+
+	byDaemon := map[any]int{}
+	for _, rec := range ev.all() {
+		switch {
+		case is(rec, "rotation finished") && rec["state"] != "committed":
+			t.Errorf("daemon %v: rotation of %v finished %v: %v", rec["daemon"], rec["secret"], rec["state"], rec["err"])
+		case is(rec, "scheduled slot missed: the secret's lease stayed held by another holder"),
+			is(rec, "scheduled rotation failed"), is(rec, "scheduled rotation failed for a transient reason; retrying"):
+			t.Errorf("daemon %v: %v: %v", rec["daemon"], rec["msg"], rec["err"])
+		case is(rec, "rotation finished", "state", "committed"):
+			byDaemon[rec["daemon"]]++
+		}
+	}
+	if len(byDaemon) < 2 {
+		t.Errorf("rotations per instance %v: the work was not shared", byDaemon)
+	}
+	starts := l.committedStarts()
+	total := 0
+	for name := range groups {
+		if len(starts[name]) < rounds {
+			t.Errorf("%s: %d committed rotations, want at least %d", name, len(starts[name]), rounds)
+		}
+		total += len(starts[name])
+		l.requireWorks(ctx, name, accPassword)
+	}
+	requireOncePerSlot(t, starts, every*2/3)
+	if writes := l.ss.Calls(sstest.EndpointPutField) + l.ss.Calls(sstest.EndpointPutSecret); writes != total {
+		t.Errorf("Secret Server received %d password writes for %d committed rotations", writes, total)
+	}
+}
+
+// TestAcceptPostgresKilledInstance: of the instances sharing the journal,
+// the one in the middle of a fan-out (changing the hosts) is killed with
+// SIGKILL; another instance finishes or reverts its rotation within the
+// lease TTL plus one sweep (plus the wait for the cut-off dialogue to
+// settle); Secret Server then holds the password that works on every
+// host, and the slot is not rotated twice.
+func TestAcceptPostgresKilledInstance(t *testing.T) {
+	const leaseTTL, every = 10 * time.Second, 4 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}},
+		schedule: fmt.Sprintf("@every %s", every), postgres: true,
+		extra: fmt.Sprintf("rotation:\n  lease_ttl: %s\n", leaseTTL)})
+	ds, ev := l.startShared(4)
+	_, at := ev.await(t, "a first committed rotation", 0, time.Minute, func(rec map[string]any) bool {
+		return is(rec, "rotation finished", "secret", "web-root", "state", "committed")
+	})
+	// Kill the instance whose rotation has started changing hosts; if the
+	// fan-out outran the kill (the rotation finished), try the next slot.
+	victim := -1
+	var killed time.Time
+	for attempt := 0; victim < 0; attempt++ {
+		if attempt == 2 {
+			t.Fatal("the rotation finished before SIGKILL reached it, twice")
+		}
+		rec, i := ev.await(t, "a rotation changing hosts", at+1, time.Minute, func(rec map[string]any) bool {
+			return is(rec, "host state", "state", "changing")
+		})
+		at = i
+		d := rec["daemon"].(int)
+		if err := ds[d].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed = time.Now()
+		<-ds[d].exited
+		db := l.openStore(ctx)
+		unf, err := db.Unfinished(ctx)
+		_ = db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(unf) > 0 {
+			victim = d
+			t.Logf("killed daemon %d in rotation %d, state %s, hosts %+v", d, unf[0].ID, unf[0].State, unf[0].Hosts)
+		}
+	}
+	// Another instance takes the rotation over: within the lease TTL and
+	// a sweep (a quarter of it) it starts its recovery.
+	rec, _ := ev.await(t, "another instance recovering the rotation", 0, 2*time.Minute, func(rec map[string]any) bool {
+		return rec["daemon"] != victim && (is(rec, "recovery rolls forward", "secret", "web-root") ||
+			is(rec, "recovery rolls back", "secret", "web-root") ||
+			is(rec, "waiting for a cut-off passwd dialogue to settle before probing", "secret", "web-root"))
+	})
+	if took := time.Since(killed); took > leaseTTL+leaseTTL/4+2*time.Second {
+		t.Errorf("recovery started %s after the kill, want within %s", took, leaseTTL+leaseTTL/4)
+	}
+	t.Logf("daemon %v took over %s after the kill: %v", rec["daemon"], time.Since(killed).Round(time.Millisecond), rec["msg"])
+	ev.await(t, "the rotation finished by another instance", 0, 2*time.Minute, func(rec map[string]any) bool {
+		return rec["daemon"] != victim && (is(rec, "recovered rotation", "secret", "web-root") ||
+			is(rec, "rotation finished", "secret", "web-root"))
+	})
+	for _, d := range ds {
+		select {
+		case <-d.exited:
+		default:
+			d.stop()
+		}
+	}
+	requireOncePerSlot(t, l.committedStarts(), every*2/3)
+	l.requireWorks(ctx, "web-root", accPassword)
+}
