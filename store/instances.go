@@ -134,7 +134,10 @@ func (db *DB) HeldLeases(ctx context.Context) ([]Lease, error) {
 // that do not line up), the recorded one is shared. ok is true, with the
 // slot's due time, when that time has come (at or before now) and no
 // rotation of the secret (kind rotate) started at or after it committed;
-// a secret with no due time recorded has slot now.
+// a secret with no due time recorded has slot now. When ok is false, slot
+// is the due time of a slot that was served (a rotation committed since),
+// or zero when the recorded due time has not come (the slot was served and
+// the next one recorded).
 //
 // It decides in one transaction under the secret's lease (the lease row
 // locked FOR UPDATE on PostgreSQL; SQLite's write lock): it returns a

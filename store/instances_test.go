@@ -97,8 +97,8 @@ func testClaimSlot(t *testing.T, b backend) {
 	if err := db.SetNextDue(ctx, "web", due); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := db.ClaimSlot(ctx, "web", "a", due.Add(-time.Millisecond)); ok || err != nil {
-		t.Errorf("claim before the slot: %v %v", ok, err)
+	if slot, ok, err := db.ClaimSlot(ctx, "web", "a", due.Add(-time.Millisecond)); ok || err != nil || !slot.IsZero() {
+		t.Errorf("claim before the slot: %v %v %v", slot, ok, err)
 	}
 	clk.Add(6 * time.Second)
 	if slot, ok, err := db.ClaimSlot(ctx, "web", "a", clk.Now()); !ok || err != nil || !slot.Equal(due) {
@@ -116,9 +116,9 @@ func testClaimSlot(t *testing.T, b backend) {
 		if err := db.SetState(ctx, id, gen, rotation.StateCommitted, ""); err != nil {
 			t.Fatal(err)
 		}
-		_, ok, err := db.ClaimSlot(ctx, "web", "a", clk.Now())
-		if err != nil || ok != (kind == rotation.KindRollback) {
-			t.Errorf("claim after a committed %s: %v %v", kind, ok, err)
+		slot, ok, err := db.ClaimSlot(ctx, "web", "a", clk.Now())
+		if err != nil || ok != (kind == rotation.KindRollback) || !slot.Equal(due) {
+			t.Errorf("claim after a committed %s: %v %v %v", kind, slot, ok, err)
 		}
 	}
 	// The lease expired: no claim, even by its last holder.

@@ -239,17 +239,21 @@ func (db *DB) Close() error {
 	return nil
 }
 
-func (db *DB) provider() (*goose.Provider, error) {
+// provider returns goose's migration provider for the database; with
+// locking, on PostgreSQL, migrations of several rotords (on several
+// machines) at once run one at a time. Reading the version needs no lock.
+func (db *DB) provider(locking bool) (*goose.Provider, error) {
 	dialect, files := goose.DialectSQLite3, migrations.FSFor(migrations.SQLite)
 	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger())}
 	if db.dialect == dialectPostgres {
 		dialect, files = goose.DialectPostgres, migrations.FSFor(migrations.Postgres)
-		// rotords on several machines migrating at once: one at a time.
-		locker, err := lock.NewPostgresSessionLocker()
-		if err != nil {
-			return nil, fmt.Errorf("migration lock: %w", err)
+		if locking {
+			locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+			if err != nil {
+				return nil, fmt.Errorf("migration lock: %w", err)
+			}
+			opts = append(opts, goose.WithSessionLocker(locker))
 		}
-		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	p, err := goose.NewProvider(dialect, db.sql, files, opts...)
 	if err != nil {
@@ -260,11 +264,15 @@ func (db *DB) provider() (*goose.Provider, error) {
 
 // SchemaVersion returns the schema version of the database.
 func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
-	p, err := db.provider()
+	p, err := db.provider(false)
 	if err != nil {
 		return 0, err
 	}
-	v, err := p.GetDBVersion(ctx)
+	var v int64
+	err = db.retry(ctx, func() (err error) {
+		v, err = p.GetDBVersion(ctx)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
@@ -306,7 +314,7 @@ func (db *DB) migrateTo(ctx context.Context, target int64) (from, to int64, err 
 		return from, from, fmt.Errorf("database %s has schema version %d, this rotord knows versions up to %d: %w",
 			db.path, from, migrations.Latest(), ErrSchemaTooNew)
 	}
-	p, err := db.provider()
+	p, err := db.provider(true)
 	if err != nil {
 		return from, from, err
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/secretserver/sstest"
+	"github.com/rotord/rotord/store/pgtest"
 )
 
 // events collects the log records of several daemons, read as they come
@@ -277,4 +279,104 @@ func TestAcceptPostgresKilledInstance(t *testing.T) {
 	}
 	requireOncePerSlot(t, l.committedStarts(), every*2/3)
 	l.requireWorks(ctx, "web-root", accPassword)
+}
+
+// TestAcceptPostgresRestartAndOutage: while three instances rotate, the
+// PostgreSQL server is restarted (a short outage), then stopped for
+// longer than the lease TTL. The instances reconnect by themselves; during
+// the long outage no host work starts once the rotations in flight had
+// time to give up; afterwards no rotation is left unfinished, none is
+// doubled within a slot, rotations go on, and Secret Server holds the
+// password every host takes.
+func TestAcceptPostgresRestartAndOutage(t *testing.T) {
+	const secrets, leaseTTL, every = 4, 10 * time.Second, 3 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	groups := map[string][]int{}
+	for i := range secrets {
+		groups[fmt.Sprintf("s%02d-root", i)] = []int{i}
+	}
+	l := newLab(t, ctx, labOptions{hosts: secrets, groups: groups, schedule: fmt.Sprintf("@every %s", every),
+		postgres: true, extra: fmt.Sprintf("rotation:\n  lease_ttl: %s\n  max_concurrent: 4\n", leaseTTL)})
+	pg := pgtest.Shared(t)
+	ds, ev := l.startShared(3)
+	committedSince := func(what string, from int, n int) int {
+		count := map[string]int{}
+		_, at := ev.await(t, what, from, 2*time.Minute, func(rec map[string]any) bool {
+			if is(rec, "rotation finished", "state", "committed") {
+				count[fmt.Sprint(rec["secret"])]++
+			}
+			for name := range groups {
+				if count[name] < n {
+					return false
+				}
+			}
+			return true
+		})
+		return at
+	}
+	at := committedSince("a committed rotation of every secret", 0, 1)
+
+	// A restart: the instances reconnect and go on rotating.
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	committedSince("two committed rotations of every secret after a restart", at+1, 2)
+
+	// An outage longer than the lease.
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down, downAt := time.Now(), len(ev.all())
+	outage := time.NewTimer(leaseTTL + leaseTTL/2) // the outage's length is the test's input
+	<-outage.C
+	if err := pg.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	for _, rec := range ev.all()[downAt:] {
+		when, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"]))
+		if is(rec, "host state", "state", "changing") && when.After(down.Add(leaseTTL/2)) && when.Before(up) {
+			t.Errorf("daemon %v started host work %s into the outage: %v", rec["daemon"], when.Sub(down), rec)
+		}
+	}
+	committedSince("two committed rotations of every secret after the outage", downAt, 2)
+	// The sweeps finish what the outage left unfinished.
+	ev.await(t, "a sweep after the outage", downAt, 2*time.Minute, func(map[string]any) bool {
+		db := l.openStore(ctx)
+		defer db.Close()
+		unf, err := db.Unfinished(ctx)
+		return err == nil && len(unf) == 0
+	})
+	for i, d := range ds {
+		select {
+		case <-d.exited:
+			log := d.logged()
+			t.Fatalf("daemon %d exited (status %d) during the outage; it logged, last:\n%s", i, d.code, log[max(0, len(log)-3000):])
+		default:
+			d.stop()
+		}
+	}
+	starts := l.committedStarts()
+	requireOncePerSlot(t, starts, every*2/3)
+	if t.Failed() {
+		var b strings.Builder
+		for _, rec := range ev.all() {
+			if rec["secret"] == "s00-root" || rec["secret"] == "s01-root" {
+				fmt.Fprintf(&b, "%v d%v %v %v rot=%v st=%v err=%v\n", rec["time"], rec["daemon"], rec["secret"], rec["msg"], rec["rotation"], rec["state"], rec["err"])
+			}
+		}
+		_ = os.WriteFile("/tmp/pg_double.log", []byte(b.String()), 0o600)
+	}
+	total := 0
+	for name := range groups {
+		l.requireWorks(ctx, name, accPassword)
+		total += len(starts[name])
+	}
+	if writes := l.ss.Calls(sstest.EndpointPutField) + l.ss.Calls(sstest.EndpointPutSecret); writes < total {
+		t.Errorf("Secret Server received %d password writes for %d committed rotations", writes, total)
+	}
 }

@@ -93,9 +93,13 @@ func (a *app) run(ctx context.Context) error {
 	go func() { a.instanceBeat(beatCtx, svc.journal, &inFlight); close(beatDone) }()
 	defer func() { stopBeat(); <-beatDone }()
 	var shared instanceStore
+	var sharedState *sharedSchedule
+	state := svc.state
 	sweepEvery := a.cfg.Rotation.LeaseTTL.D()
 	if is, ok := svc.journal.(instanceStore); ok && a.cfg.Store.Postgres() {
 		shared = is
+		sharedState = newSharedSchedule(svc.state)
+		state = sharedState
 		// Another daemon's unfinished rotation is recovered soon after its
 		// lease expires.
 		sweepEvery /= 4
@@ -106,11 +110,11 @@ func (a *app) run(ctx context.Context) error {
 	clock := a.clockOrWall()
 	sched, err = rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: a.cfg.SchedulePlan(),
-		State:        svc.state,
+		State:        state,
 		History:      svc.journal,
 		Run: func(sctx context.Context, spec rotation.SecretSpec) error {
 			if shared != nil {
-				mine, err := a.claimSlot(sctx, shared, spec.Name, clock.Now)
+				mine, err := a.claimSlot(sctx, shared, sharedState, spec.Name, clock.Now)
 				if err != nil || !mine {
 					return err
 				}

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +65,7 @@ func (a *app) instanceBeat(ctx context.Context, journal any, inFlight *atomic.In
 // other's rotation ends within its deadline, and then the slot is either
 // served (skipped here) or still due. It returns true when this daemon
 // rotates the slot; false, nil when another daemon served it.
-func (a *app) claimSlot(ctx context.Context, is instanceStore, name string, now func() time.Time) (bool, error) {
+func (a *app) claimSlot(ctx context.Context, is instanceStore, state *sharedSchedule, name string, now func() time.Time) (bool, error) {
 	ttl := a.cfg.Rotation.LeaseTTL.D()
 	giveUp := time.Now().Add(a.cfg.Rotation.Deadline.D())
 	var tick *time.Ticker
@@ -89,6 +90,12 @@ func (a *app) claimSlot(ctx context.Context, is instanceStore, name string, now 
 		}
 	}
 	slot, ok, err := is.ClaimSlot(ctx, name, holder(), now())
+	if err == nil && !ok && slot.IsZero() {
+		// Served, and the next slot recorded by the instance that served
+		// it: keep it; recording this instance's own (later) next slot
+		// would push the shared one past the other instances' timers.
+		state.keepNext(name)
+	}
 	if err != nil || !ok {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -102,4 +109,38 @@ func (a *app) claimSlot(ctx context.Context, is instanceStore, name string, now 
 	}
 	a.log.Debug("slot claimed", "secret", name, "slot", slot)
 	return true, nil
+}
+
+// sharedSchedule is the scheduler's ScheduleState when several daemons
+// share the journal: the recorded next due time is the one slot they all
+// claim, so a daemon that skipped a slot another served does not record
+// its own next slot over the one the other recorded (keepNext).
+type sharedSchedule struct {
+	rotation.ScheduleState
+
+	mu   sync.Mutex
+	keep map[string]bool // by rotation.SecretKey
+}
+
+func newSharedSchedule(st rotation.ScheduleState) *sharedSchedule {
+	return &sharedSchedule{ScheduleState: st, keep: map[string]bool{}}
+}
+
+// keepNext makes the next SetNextDue of the secret record nothing.
+func (s *sharedSchedule) keepNext(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keep[rotation.SecretKey(name)] = true
+}
+
+// SetNextDue records t unless keepNext asked to keep the recorded time.
+func (s *sharedSchedule) SetNextDue(ctx context.Context, name string, t time.Time) error {
+	s.mu.Lock()
+	keep := s.keep[rotation.SecretKey(name)]
+	delete(s.keep, rotation.SecretKey(name))
+	s.mu.Unlock()
+	if keep {
+		return nil
+	}
+	return s.ScheduleState.SetNextDue(ctx, name, t)
 }
