@@ -114,7 +114,18 @@ func (a *app) run(ctx context.Context) error {
 		History:      svc.journal,
 		Run: func(sctx context.Context, spec rotation.SecretSpec) error {
 			if shared != nil {
-				mine, err := a.claimSlot(sctx, shared, sharedState, spec.Name, clock.Now)
+				mine, err := a.claimSlot(sctx, shared, sharedState, spec.Name, clock.Now, func(ctx context.Context, name string) {
+					only := func(n string) (func(), bool) {
+						return func() {}, rotation.SecretKey(n) == rotation.SecretKey(name)
+					}
+					for _, r := range svc.engine.RecoverUnfinished(work, "daemon", only) {
+						if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+							continue
+						}
+						a.logResult("recovered rotation", r)
+						alerts.rotations(work, r)
+					}
+				})
 				if err != nil || !mine {
 					return err
 				}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/store"
 )
 
@@ -25,6 +26,7 @@ type instanceStore interface {
 	ClaimSlot(ctx context.Context, secretName, holder string, now time.Time) (time.Time, bool, error)
 	Acquire(ctx context.Context, secretName, holder string, ttl time.Duration) (int64, error)
 	Release(ctx context.Context, secretName, holder string) error
+	Unfinished(ctx context.Context) ([]rotation.Rotation, error)
 }
 
 // jsonInstance is one instance in status --json.

@@ -65,15 +65,28 @@ func (a *app) instanceBeat(ctx context.Context, journal any, inFlight *atomic.In
 // other's rotation ends within its deadline, and then the slot is either
 // served (skipped here) or still due. It returns true when this daemon
 // rotates the slot; false, nil when another daemon served it.
-func (a *app) claimSlot(ctx context.Context, is instanceStore, state *sharedSchedule, name string, now func() time.Time) (bool, error) {
+//
+// A rotation of the secret left unfinished (its daemon died, or the
+// database went away mid-rotation) is recovered first, through recover:
+// if it rolls forward it served the slot, which is then not rotated again.
+func (a *app) claimSlot(ctx context.Context, is instanceStore, state *sharedSchedule, name string, now func() time.Time,
+	recover func(ctx context.Context, name string)) (bool, error) {
 	ttl := a.cfg.Rotation.LeaseTTL.D()
 	giveUp := time.Now().Add(a.cfg.Rotation.Deadline.D())
 	var tick *time.Ticker
+	recovered := 0
 	for {
 		_, err := is.Acquire(ctx, name, holder(), ttl)
 		var held *rotation.LeaseHeldError
 		if err == nil {
-			break
+			unfinished, uerr := a.unfinishedOf(ctx, is, name)
+			if uerr != nil || !unfinished || recovered == 2 {
+				break // the engine's own settling deals with what is left
+			}
+			recovered++
+			// The recovery takes the lease itself, and gives it back.
+			recover(ctx, name)
+			continue
 		}
 		if !errors.As(err, &held) || time.Now().After(giveUp) {
 			return false, err
@@ -109,6 +122,21 @@ func (a *app) claimSlot(ctx context.Context, is instanceStore, state *sharedSche
 	}
 	a.log.Debug("slot claimed", "secret", name, "slot", slot)
 	return true, nil
+}
+
+// unfinishedOf reports whether the journal holds an unfinished rotation of
+// the secret.
+func (a *app) unfinishedOf(ctx context.Context, is instanceStore, name string) (bool, error) {
+	unf, err := is.Unfinished(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range unf {
+		if rotation.SecretKey(r.Secret) == rotation.SecretKey(name) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // sharedSchedule is the scheduler's ScheduleState when several daemons
