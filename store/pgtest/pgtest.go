@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -40,6 +41,8 @@ type Cluster struct {
 	uid     uint32
 	gid     uint32
 	asOther bool
+	port    int      // with TLS: the loopback port (also the socket's number)
+	extra   []string // with TLS: the server's settings for it
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -127,8 +130,20 @@ func version(binDir string) int {
 	return v
 }
 
-// Start creates and starts a new cluster in a new temporary directory.
-func Start() (*Cluster, error) {
+// TLS makes a cluster also listen on a loopback TCP port with TLS, with
+// the given server certificate and key (PEM).
+type TLS struct {
+	CertPEM, KeyPEM []byte
+}
+
+// Start creates and starts a new cluster in a new temporary directory,
+// listening on a Unix socket there.
+func Start() (*Cluster, error) { return StartTLS(nil) }
+
+// StartTLS is Start with, when tls is not nil, TLS connections on a
+// loopback port too (see Port). Stop it and remove its directory (Remove)
+// when done.
+func StartTLS(tls *TLS) (*Cluster, error) {
 	bin, err := FindBin()
 	if err != nil {
 		return nil, err
@@ -161,11 +176,53 @@ func Start() (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
+	if tls != nil {
+		if err := c.setupTLS(tls); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+	}
 	if err := c.Restart(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	return c, nil
+}
+
+// setupTLS writes the server's certificate and key, owned by the cluster's
+// user, and picks a free loopback port.
+func (c *Cluster) setupTLS(tls *TLS) error {
+	for name, data := range map[string][]byte{"server.crt": tls.CertPEM, "server.key": tls.KeyPEM} {
+		p := filepath.Join(c.dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return err
+		}
+		if c.asOther {
+			if err := os.Chown(p, int(c.uid), int(c.gid)); err != nil {
+				return err
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.port = l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	c.extra = []string{"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(c.port), "-c", "ssl=on",
+		"-c", "ssl_cert_file=" + filepath.Join(c.dir, "server.crt"), "-c", "ssl_key_file=" + filepath.Join(c.dir, "server.key")}
+	return nil
+}
+
+// Port is the loopback TCP port of a cluster started with TLS (0 without).
+// Its Unix socket then bears the same number.
+func (c *Cluster) Port() int { return c.port }
+
+// Remove stops the cluster and deletes its directory.
+func (c *Cluster) Remove() error {
+	err := c.Stop()
+	_ = os.RemoveAll(c.dir)
+	return err
 }
 
 func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
@@ -196,9 +253,9 @@ func (c *Cluster) Restart() error {
 	if err != nil {
 		return err
 	}
-	cmd := c.command(filepath.Join(c.bin, "postgres"), "-D", c.data(),
-		"-c", "listen_addresses=", "-c", "unix_socket_directories="+c.dir,
-		"-c", "fsync=off", "-c", "max_connections=300", "-c", "shared_buffers=32MB")
+	args := []string{"-D", c.data(), "-c", "listen_addresses=", "-c", "unix_socket_directories=" + c.dir,
+		"-c", "fsync=off", "-c", "max_connections=300", "-c", "shared_buffers=32MB"}
+	cmd := c.command(filepath.Join(c.bin, "postgres"), append(args, c.extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
@@ -251,7 +308,11 @@ func (c *Cluster) Stop() error {
 
 // DSN returns the connection string of database name, over the socket.
 func (c *Cluster) DSN(name string) string {
-	return fmt.Sprintf("host=%s port=5432 user=postgres dbname=%s sslmode=disable", c.dir, name)
+	port := 5432
+	if c.port != 0 {
+		port = c.port
+	}
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", c.dir, port, name)
 }
 
 // CreateDatabase creates a new, empty database and returns its name.
