@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -377,5 +378,49 @@ func TestAcceptPostgresRestartAndOutage(t *testing.T) {
 	}
 	if writes := l.ss.Calls(sstest.EndpointPutField) + l.ss.Calls(sstest.EndpointPutSecret); writes < total {
 		t.Errorf("Secret Server received %d password writes for %d committed rotations", writes, total)
+	}
+}
+
+// TestAcceptPostgresCopyFromSQLite: a secret rotated with a SQLite
+// journal; the journal is copied into an empty PostgreSQL database with
+// `rotord migrate --copy-from`, and rotord on PostgreSQL, with the same
+// key, rolls that rotation back: Secret Server and every host hold the
+// password from before it. A second copy, into a journal no longer empty,
+// is refused.
+func TestAcceptPostgresCopyFromSQLite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly"})
+	if out, errOut, code := l.rotord("rotate", "web-root"); code != 0 {
+		t.Fatalf("rotord rotate: exit %d: %s%s", code, out, errOut)
+	}
+	rotated := l.requireWorks(ctx, "web-root", accPassword)
+
+	sqliteConfig, err := os.ReadFile(l.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.dsn = pgtest.NewDatabase(t)
+	l.write("store-dsn", l.dsn+"\n")
+	l.write("rotord.yaml", strings.Replace(string(sqliteConfig), "store:\n  path: "+l.path("rotord.db")+"\n",
+		"store:\n  driver: postgres\n  dsn_file: "+l.path("store-dsn")+"\n", 1))
+	out, errOut, code := l.rotord("migrate", "--copy-from", "sqlite:"+l.path("rotord.db"))
+	if code != 0 || !strings.Contains(out, "1 rotations") {
+		t.Fatalf("rotord migrate --copy-from: exit %d: %s%s", code, out, errOut)
+	}
+	l.noSecrets(out+errOut, rotated)
+	hist := l.history("web-root")
+	if len(hist) != 1 || hist[0].State != string(rotation.StateCommitted) {
+		t.Fatalf("history on PostgreSQL after the copy: %+v", hist)
+	}
+	out, errOut, code = l.rotord("rollback", "web-root")
+	if code != 0 {
+		t.Fatalf("rotord rollback on the copied journal: exit %d: %s%s", code, out, errOut)
+	}
+	if got := l.requireWorks(ctx, "web-root", rotated); got != accPassword {
+		t.Fatal("Secret Server does not hold the password from before the copied rotation")
+	}
+	if _, errOut, code := l.rotord("migrate", "--copy-from", "sqlite:"+l.path("rotord.db")); code == 0 || !strings.Contains(errOut, "not empty") {
+		t.Errorf("a second copy: exit %d: %s", code, errOut)
 	}
 }
