@@ -59,11 +59,13 @@ func (a *app) instanceBeat(ctx context.Context, journal any, inFlight *atomic.In
 // claimSlot decides whether this daemon rotates the secret's slot that is
 // due now, when several daemons share the journal: it takes the secret's
 // lease (as the engine's holder: the rotation that follows keeps it) and
-// claims the slot under it (store.DB.ClaimSlot). While another process
-// holds the lease — another daemon rotating the same slot — it waits for
-// it, up to rotation.deadline, rather than retrying a minute later: the
-// other's rotation ends within its deadline, and then the slot is either
-// served (skipped here) or still due. It returns true when this daemon
+// claims the slot under it (store.DB.ClaimSlot). A lease held by another
+// live daemon leaves the slot to it (every daemon schedules every secret,
+// so that one serves the slot, now or once it has finished what it holds
+// the lease for). While another process (rotord rotate, rollback) holds
+// it, it waits for it, up to rotation.deadline, rather than retrying a
+// minute later; then the slot is either served (skipped here) or still
+// due. It returns true when this daemon
 // rotates the slot; false, nil when another daemon served it.
 //
 // A rotation of the secret left unfinished (its daemon died, or the
@@ -90,6 +92,14 @@ func (a *app) claimSlot(ctx context.Context, is instanceStore, state *sharedSche
 		}
 		if !errors.As(err, &held) || time.Now().After(giveUp) {
 			return false, err
+		}
+		if a.liveInstance(ctx, is, held.Holder) {
+			// Another daemon has the secret: it is rotating this slot, or
+			// recovering or checking the secret, and then its own timer
+			// serves the slot. The recorded due time stays for it.
+			state.keepNext(name)
+			a.log.Info("slot left to the instance holding the secret's lease", "secret", name, "holder", held.Holder)
+			return false, nil
 		}
 		if tick == nil {
 			a.log.Info("slot waits for the secret's lease held by another process", "secret", name, "holder", held.Holder)
@@ -122,6 +132,24 @@ func (a *app) claimSlot(ctx context.Context, is instanceStore, state *sharedSche
 	}
 	a.log.Debug("slot claimed", "secret", name, "slot", slot)
 	return true, nil
+}
+
+// liveInstance reports whether holder is another daemon sharing the
+// journal whose heartbeat is recent (within three periods).
+func (a *app) liveInstance(ctx context.Context, is instanceStore, holderName string) bool {
+	if holderName == holder() {
+		return false
+	}
+	insts, err := is.Instances(ctx)
+	if err != nil {
+		return false
+	}
+	for _, in := range insts {
+		if in.ID == holderName {
+			return time.Since(in.Heartbeat) <= 3*instanceHeartbeatEvery(a.cfg)
+		}
+	}
+	return false
 }
 
 // unfinishedOf reports whether the journal holds an unfinished rotation of
