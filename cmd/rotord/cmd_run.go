@@ -28,6 +28,11 @@ left unfinished (a "rotord rotate" killed part way) once their lease is free.
 A slot that finds the secret's lease held (a rollback, a dry run, a recovery
 in progress) is retried every minute for an hour, then missed with an alert.
 
+With store.driver postgres several instances, on several machines, may
+share the journal: each registers with a heartbeat (rotord status lists
+them), claims each slot in the database so that exactly one rotates it,
+and recovers another's unfinished rotation once its lease expires.
+
 With heartbeat.schedule (or a secret's heartbeat) set, it also checks that
 the password Secret Server holds logs into every host of each secret on
 that schedule, records each result (rotord history --heartbeats), and
