@@ -5,6 +5,12 @@
 // Down" section for development use); package store applies them with
 // pressly/goose. A migration that has been released is never edited: a
 // change of schema is a new file with the next number.
+//
+// The files at the root are written for SQLite and, where their SQL is
+// portable (ALTER TABLE ... ADD COLUMN, CREATE INDEX, plain DML), run as
+// they are on PostgreSQL too. Where the SQL differs, a file of the same
+// name under postgres/ takes its place on PostgreSQL (see FSFor): one
+// numbering, one schema version, for both databases.
 package migrations
 
 import (
@@ -15,11 +21,48 @@ import (
 	"strings"
 )
 
-//go:embed *.sql
+//go:embed *.sql postgres/*.sql
 var files embed.FS
 
-// FS returns the migration files, named NNNNN_name.sql at its root.
+// Dialects FSFor knows.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// FS returns the migration files for SQLite, named NNNNN_name.sql at its
+// root.
 func FS() fs.FS { return files }
+
+// FSFor returns the migration files for a dialect (SQLite or Postgres),
+// named NNNNN_name.sql at its root: those of FS, each replaced by the
+// dialect's own file of the same name where there is one.
+func FSFor(dialect string) fs.FS {
+	if dialect == SQLite {
+		return FS()
+	}
+	return overlay{base: files, dir: dialect}
+}
+
+// overlay opens dir/NAME instead of NAME when dir has it.
+type overlay struct {
+	base fs.FS
+	dir  string
+}
+
+// Open opens the dialect's file of that name, else the root's.
+func (o overlay) Open(name string) (fs.File, error) {
+	if fs.ValidPath(name) && !strings.Contains(name, "/") && name != "." {
+		if f, err := o.base.Open(path.Join(o.dir, name)); err == nil {
+			return f, nil
+		}
+	}
+	return o.base.Open(name)
+}
+
+// Glob matches pattern at the root (the dialect's files bear the same
+// names as the ones they replace).
+func (o overlay) Glob(pattern string) ([]string, error) { return fs.Glob(o.base, pattern) }
 
 // Latest returns the highest schema version the embedded migrations reach.
 func Latest() int64 {

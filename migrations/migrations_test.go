@@ -60,3 +60,36 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// A dialect's own file only ever replaces a numbered file of the same
+// name: the numbering stays one for both databases.
+func TestDialectFiles(t *testing.T) {
+	own, err := fs.Glob(migrations.FS(), "postgres/*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(own) == 0 {
+		t.Fatal("no PostgreSQL files")
+	}
+	pg := migrations.FSFor(migrations.Postgres)
+	for _, name := range own {
+		base := strings.TrimPrefix(name, "postgres/")
+		if _, err := fs.Stat(migrations.FS(), base); err != nil {
+			t.Errorf("%s replaces no file of the same name: %v", name, err)
+		}
+		want, _ := fs.ReadFile(migrations.FS(), name)
+		got, err := fs.ReadFile(pg, base)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("FSFor(postgres) opens %s not as %s: %v", base, name, err)
+		}
+	}
+	rootNames, _ := fs.Glob(migrations.FS(), "*.sql")
+	pgNames, _ := fs.Glob(pg, "*.sql")
+	if strings.Join(rootNames, ",") != strings.Join(pgNames, ",") {
+		t.Errorf("PostgreSQL lists %v, SQLite %v", pgNames, rootNames)
+	}
+	sqlite, _ := fs.ReadFile(migrations.FSFor(migrations.SQLite), "00001_init.sql")
+	if !strings.Contains(string(sqlite), "STRICT") {
+		t.Error("FSFor(sqlite) does not open the SQLite file")
+	}
+}

@@ -126,14 +126,44 @@ func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 	if r.RollbackOf != 0 {
 		row.RollbackOf = &r.RollbackOf
 	}
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	// On PostgreSQL a failed attempt whose commit's answer was lost may
+	// have landed: before another attempt, the new password's nonce (random,
+	// one per attempt) tells whether it did, so a retry never journals the
+	// rotation twice.
+	var nonce []byte
+	err := db.retry(ctx, func() error {
+		if nonce != nil {
+			var id int64
+			res := db.gdb.WithContext(ctx).Raw(`SELECT rotation_id FROM sealed_passwords WHERE role = ? AND nonce = ?`,
+				roleNew, nonce).Scan(&id)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 1 {
+				row.ID = id
+				return nil
+			}
+		}
+		row.ID = 0
+		return db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error { return db.begin(tx, r, &row, keys, key, now, &nonce) })
+	})
+	if err != nil {
+		return 0, fmt.Errorf("begin rotation of %q: %w", r.Secret, err)
+	}
+	return row.ID, nil
+}
+
+// begin is one attempt of Begin inside tx; *nonce is set to the nonce of
+// the new password it seals.
+func (db *DB) begin(tx *gorm.DB, r rotation.Rotation, row *rotationRow, keys *Keyring, key string, now int64, nonce *[]byte) error {
+	{
 		if err := checkFence(tx, key, r.Generation, r.Generation); err != nil {
 			return err
 		}
 		if err := tx.Exec(`INSERT INTO secrets (name) VALUES (?) ON CONFLICT (name) DO NOTHING`, key).Error; err != nil {
 			return fmt.Errorf("record secret: %w", err)
 		}
-		if err := tx.Create(&row).Error; err != nil {
+		if err := tx.Create(row).Error; err != nil {
 			return fmt.Errorf("insert rotation: %w", err)
 		}
 		for _, p := range []struct {
@@ -143,6 +173,9 @@ func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 			s, err := keys.seal(row.ID, p.role, p.pw)
 			if err != nil {
 				return err
+			}
+			if p.role == roleNew {
+				*nonce = s.Nonce
 			}
 			sr := sealedRow{RotationID: row.ID, Role: p.role, KeyID: s.KeyID, Nonce: s.Nonce, Ciphertext: s.Ciphertext}
 			if err := tx.Create(&sr).Error; err != nil {
@@ -166,11 +199,7 @@ func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("begin rotation of %q: %w", r.Secret, err)
 	}
-	return row.ID, nil
 }
 
 func validateBegin(r rotation.Rotation) error {
@@ -210,7 +239,7 @@ func lockRotation(tx *gorm.DB, id, gen int64) (rotation.State, error) {
 		Secret   string
 		LeaseGen int64
 	}
-	res := tx.Raw(`SELECT state, secret, lease_gen FROM rotations WHERE id = ?`, id).Scan(&row)
+	res := tx.Raw(`SELECT state, secret, lease_gen FROM rotations WHERE id = ?`+forUpdate(tx), id).Scan(&row)
 	if res.Error != nil {
 		return "", fmt.Errorf("read rotation: %w", res.Error)
 	}
@@ -230,12 +259,12 @@ func lockRotation(tx *gorm.DB, id, gen int64) (rotation.State, error) {
 // rotation.ErrFenced. It returns ErrNotFound if there is no such rotation
 // and ErrFinalState if it is committed or rolled back.
 func (db *DB) Adopt(ctx context.Context, id, gen int64) error {
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transact(ctx, func(tx *gorm.DB) error {
 		var row struct {
 			State  string
 			Secret string
 		}
-		res := tx.Raw(`SELECT state, secret FROM rotations WHERE id = ?`, id).Scan(&row)
+		res := tx.Raw(`SELECT state, secret FROM rotations WHERE id = ?`+forUpdate(tx), id).Scan(&row)
 		if res.Error != nil {
 			return fmt.Errorf("read rotation: %w", res.Error)
 		}
@@ -271,7 +300,7 @@ func (db *DB) SetNew(ctx context.Context, id, gen int64, pw secret.Value) error 
 	if err != nil {
 		return fmt.Errorf("set new password of rotation %d: %w", id, err)
 	}
-	err = db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = db.transact(ctx, func(tx *gorm.DB) error {
 		st, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
@@ -301,7 +330,7 @@ func (db *DB) SetState(ctx context.Context, id, gen int64, st rotation.State, er
 	if !slices.Contains(validStates, st) {
 		return fmt.Errorf("set state of rotation %d: unknown state %q", id, st)
 	}
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transact(ctx, func(tx *gorm.DB) error {
 		cur, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
@@ -363,7 +392,7 @@ func (db *DB) SetRefused(ctx context.Context, id, gen int64, h rotation.Host, r 
 // "col = ?, ..." list, args its values), fenced by lease generation gen,
 // refused once the rotation is final.
 func (db *DB) updateHost(ctx context.Context, id, gen int64, h rotation.Host, set string, args ...any) error {
-	return db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return db.transact(ctx, func(tx *gorm.DB) error {
 		st, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err
@@ -462,7 +491,7 @@ func (db *DB) LastCommitted(ctx context.Context, secretName string, beforeID int
 func (db *DB) loadFull(ctx context.Context, where string, args ...any) ([]rotation.Rotation, error) {
 	keys := db.keys.Load()
 	var out []rotation.Rotation
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transact(ctx, func(tx *gorm.DB) error {
 		var rows []rotationRow
 		if err := tx.Raw(`SELECT * FROM rotations WHERE `+where, args...).Scan(&rows).Error; err != nil {
 			return fmt.Errorf("read rotations: %w", err)
@@ -591,22 +620,28 @@ func (db *DB) History(ctx context.Context, q rotation.HistoryQuery) ([]rotation.
 	}
 	where = append(where, "id < ?")
 	args = append(args, before, limit)
-	g := db.gdb.WithContext(ctx)
 	var rows []rotationRow
-	if err := g.Raw(`SELECT * FROM rotations WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`,
-		args...).Scan(&rows).Error; err != nil {
+	var hosts map[int64][]rotation.HostRecord
+	err := db.retry(ctx, func() error {
+		g := db.gdb.WithContext(ctx)
+		rows = nil
+		if err := g.Raw(`SELECT * FROM rotations WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`,
+			args...).Scan(&rows).Error; err != nil {
+			return err
+		}
+		ids := make([]int64, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		var err error
+		hosts, err = loadHosts(g, ids)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
 	if len(rows) == 0 {
 		return nil, nil
-	}
-	ids := make([]int64, len(rows))
-	for i, r := range rows {
-		ids[i] = r.ID
-	}
-	hosts, err := loadHosts(g, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
 	}
 	out := make([]rotation.Rotation, len(rows))
 	for i, row := range rows {
@@ -626,7 +661,10 @@ func (db *DB) Audit(ctx context.Context, e rotation.Event) error {
 	if e.RotationID != 0 {
 		row.RotationID = &e.RotationID
 	}
-	if err := db.gdb.WithContext(ctx).Create(&row).Error; err != nil {
+	if err := db.retry(ctx, func() error {
+		row.ID = 0
+		return db.gdb.WithContext(ctx).Create(&row).Error
+	}); err != nil {
 		return fmt.Errorf("record audit event %q: %w", e.Action, err)
 	}
 	return nil

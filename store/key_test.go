@@ -199,11 +199,13 @@ func TestSwappedValues(t *testing.T) {
 
 // TestWrongKey shows that a database opened with another key refuses to
 // unseal, and that Rekey moves every value to a new key.
-func TestWrongKey(t *testing.T) {
+func TestWrongKey(t *testing.T) { eachBackend(t, testWrongKey) }
+
+func testWrongKey(t *testing.T, b backend) {
 	ctx := context.Background()
 	right := mustKey(t)
-	path := filepath.Join(t.TempDir(), "rotord.db")
-	db, err := store.Open(ctx, path, store.NewKeyring(right))
+	path := b.fresh(t)
+	db, err := b.open(ctx, path, store.NewKeyring(right))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +218,7 @@ func TestWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := mustKey(t)
-	_, err = store.Open(ctx, path, store.NewKeyring(other))
+	_, err = b.open(ctx, path, store.NewKeyring(other))
 	if !errors.Is(err, store.ErrUnseal) {
 		t.Fatalf("Open with another key: %v, want ErrUnseal", err)
 	}
@@ -226,7 +228,7 @@ func TestWrongKey(t *testing.T) {
 	// Past the check at Open (a keyring that holds the right key only as
 	// an old one, while the newest rotation is under another), a value
 	// sealed with a missing key fails to unseal.
-	db2, err := store.Open(ctx, path, store.NewKeyring(other, right))
+	db2, err := b.open(ctx, path, store.NewKeyring(other, right))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func TestWrongKey(t *testing.T) {
 	if _, err := db2.Begin(ctx, sampleRotation("web")); err != nil {
 		t.Fatal(err)
 	}
-	db3, err := store.Open(ctx, path, store.NewKeyring(other))
+	db3, err := b.open(ctx, path, store.NewKeyring(other))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,12 +254,13 @@ func TestWrongKey(t *testing.T) {
 	}
 }
 
-func TestRekey(t *testing.T) {
+func TestRekey(t *testing.T) { eachBackend(t, testRekey) }
+
+func testRekey(t *testing.T, b backend) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "rotord.db")
+	path := b.fresh(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := store.Open(ctx, path, store.NewKeyring(oldKey))
+	db, err := b.open(ctx, path, store.NewKeyring(oldKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +287,7 @@ func TestRekey(t *testing.T) {
 		t.Errorf("second Rekey = %d, %v; want 0, nil", n, err)
 	}
 	var keyIDs []string
-	raw := rawSQL(t, path)
+	raw := b.raw(t, path)
 	rows, err := raw.Query(`SELECT DISTINCT key_id FROM sealed_passwords`)
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +302,7 @@ func TestRekey(t *testing.T) {
 		t.Errorf("key ids after rekey %v, want [%s]", keyIDs, newKey.ID())
 	}
 	// The new key alone unseals everything; the old key alone nothing.
-	dbNew, err := store.Open(ctx, path, store.NewKeyring(newKey))
+	dbNew, err := b.open(ctx, path, store.NewKeyring(newKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +313,7 @@ func TestRekey(t *testing.T) {
 			t.Fatalf("rotation %d after rekey: %v", id, err)
 		}
 	}
-	if _, err := store.Open(ctx, path, store.NewKeyring(oldKey)); !errors.Is(err, store.ErrUnseal) {
+	if _, err := b.open(ctx, path, store.NewKeyring(oldKey)); !errors.Is(err, store.ErrUnseal) {
 		t.Errorf("the old key still opens the journal: %v", err)
 	}
 	// The rekeyed handle seals new values under the new key.

@@ -30,7 +30,8 @@ func (db *DB) Acquire(ctx context.Context, secretName, holder string, ttl time.D
 	now := db.now()
 	var held *rotation.LeaseHeldError
 	var gen int64
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transact(ctx, func(tx *gorm.DB) error {
+		held = nil
 		res := tx.Exec(`INSERT INTO leases (secret, holder, acquired_at, expires_at, generation) VALUES (?, ?, ?, ?, 1)
 			ON CONFLICT (secret) DO UPDATE SET
 				holder = excluded.holder,
@@ -70,7 +71,8 @@ func (db *DB) Renew(ctx context.Context, secretName, holder string, ttl time.Dur
 	}
 	key := rotation.SecretKey(secretName)
 	var held *rotation.LeaseHeldError
-	err := db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.transact(ctx, func(tx *gorm.DB) error {
+		held = nil
 		res := tx.Exec(`UPDATE leases SET expires_at = ? WHERE secret = ? AND holder = ?`,
 			db.now().Add(ttl).UnixNano(), key, holder)
 		if res.Error != nil {
@@ -99,8 +101,10 @@ func (db *DB) Renew(ctx context.Context, secretName, holder string, ttl time.Dur
 // holder does not have is no error and leaves it alone. The lease's row
 // stays, without holder, so that its generation keeps growing.
 func (db *DB) Release(ctx context.Context, secretName, holder string) error {
-	if err := db.gdb.WithContext(ctx).Exec(`UPDATE leases SET holder = '', expires_at = 0 WHERE secret = ? AND holder = ?`,
-		rotation.SecretKey(secretName), holder).Error; err != nil {
+	if err := db.retry(ctx, func() error {
+		return db.gdb.WithContext(ctx).Exec(`UPDATE leases SET holder = '', expires_at = 0 WHERE secret = ? AND holder = ?`,
+			rotation.SecretKey(secretName), holder).Error
+	}); err != nil {
 		return fmt.Errorf("release lease on %q: %w", secretName, err)
 	}
 	return nil
@@ -139,7 +143,7 @@ func currentHolder(tx *gorm.DB, secretName, key string) (*rotation.LeaseHeldErro
 // 0 if there never was one.
 func leaseGeneration(tx *gorm.DB, key string) (int64, error) {
 	var gen int64
-	if err := tx.Raw(`SELECT generation FROM leases WHERE secret = ?`, key).Scan(&gen).Error; err != nil {
+	if err := tx.Raw(`SELECT generation FROM leases WHERE secret = ?`+forUpdate(tx), key).Scan(&gen).Error; err != nil {
 		return 0, fmt.Errorf("read lease generation: %w", err)
 	}
 	return gen, nil

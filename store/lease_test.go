@@ -11,10 +11,12 @@ import (
 	"github.com/rotord/rotord/store"
 )
 
-func TestLeases(t *testing.T) {
+func TestLeases(t *testing.T) { eachBackend(t, testLeases) }
+
+func testLeases(t *testing.T, b backend) {
 	ctx := context.Background()
 	clk := newClock()
-	db, _ := mustOpen(t, store.WithNow(clk.Now))
+	db, _ := b.mustOpen(t, store.WithNow(clk.Now))
 	const name, ttl = "prod-web-root", 2 * time.Minute
 
 	heldBy := func(err error, holder string) bool {
@@ -89,9 +91,11 @@ func TestLeases(t *testing.T) {
 // Secret names match without regard to case everywhere, so everything the
 // store keeps per secret is found under any spelling of the name, and two
 // holders cannot get one secret's lease under two spellings.
-func TestSecretKeysIgnoreCase(t *testing.T) {
+func TestSecretKeysIgnoreCase(t *testing.T) { eachBackend(t, testSecretKeysIgnoreCase) }
+
+func testSecretKeysIgnoreCase(t *testing.T, b backend) {
 	ctx := context.Background()
-	db, _ := mustOpen(t)
+	db, _ := b.mustOpen(t)
 	if _, err := db.Acquire(ctx, "prod-root", "daemon", time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +136,12 @@ func TestSecretKeysIgnoreCase(t *testing.T) {
 // Each new holder of a lease gets a greater generation; the same holder
 // keeps its generation. A rotation's writes are refused (ErrFenced) once
 // another holder took the lease, and after that holder adopted it.
-func TestLeaseGenerationFences(t *testing.T) {
+func TestLeaseGenerationFences(t *testing.T) { eachBackend(t, testLeaseGenerationFences) }
+
+func testLeaseGenerationFences(t *testing.T, b backend) {
 	ctx := context.Background()
 	clk := newClock()
-	db, _ := mustOpen(t, store.WithNow(clk.Now))
+	db, _ := b.mustOpen(t, store.WithNow(clk.Now))
 	const ttl = time.Minute
 	g1, err := db.Acquire(ctx, "web", "a", ttl)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
 	"github.com/rotord/rotord/store"
+	"github.com/rotord/rotord/store/pgtest"
 )
 
 // Child processes are this test binary re-executed with helperEnv set;
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 var leaseEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

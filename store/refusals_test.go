@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/rotord/rotord/rotation"
@@ -12,11 +11,13 @@ import (
 
 // What a host refused survives a restart of rotord, so that recovery does
 // not send a refused password again; SetHost leaves it as it is.
-func TestSetRefusedIsDurable(t *testing.T) {
+func TestSetRefusedIsDurable(t *testing.T) { eachBackend(t, testSetRefusedIsDurable) }
+
+func testSetRefusedIsDurable(t *testing.T, b backend) {
 	ctx := context.Background()
 	key := mustKey(t)
-	path := filepath.Join(t.TempDir(), "rotord.db")
-	db, err := store.Open(ctx, path, store.NewKeyring(key))
+	path := b.fresh(t)
+	db, err := b.open(ctx, path, store.NewKeyring(key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func TestSetRefusedIsDurable(t *testing.T) {
 	}
 	_ = db.Close()
 
-	again, err := store.Open(ctx, path, store.NewKeyring(key))
+	again, err := b.open(ctx, path, store.NewKeyring(key))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,17 +32,11 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	if keys == nil || keys.current.IsZero() {
 		return 0, fmt.Errorf("rekey: %w", ErrNoKey)
 	}
-	// Converting the shared lock to an exclusive one is not atomic: a
-	// failed conversion may have dropped the shared lock, so take it back
-	// either way.
-	err := syscall.Flock(int(db.use.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	defer func() { _ = flockWait(context.WithoutCancel(ctx), db.use, syscall.LOCK_SH) }()
+	unlock, err := db.rekeyLock(ctx)
 	if err != nil {
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			err = ErrInUse
-		}
 		return 0, fmt.Errorf("rekey %s: %w", db.path, err)
 	}
+	defer unlock()
 	target := NewKeyring(newKey)
 	n := 0
 	err = db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -87,6 +81,26 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	}
 	db.keys.Store(NewKeyring(newKey, old...))
 	return n, nil
+}
+
+// rekeyLock takes the database alone: ErrInUse while another process has
+// it open. It returns the function that gives it back.
+func (db *DB) rekeyLock(ctx context.Context) (func(), error) {
+	if db.dialect == dialectPostgres {
+		return db.rekeyLockPostgres(ctx)
+	}
+	// Converting the shared lock to an exclusive one is not atomic: a
+	// failed conversion may have dropped the shared lock, so take it back
+	// either way.
+	back := func() { _ = flockWait(context.WithoutCancel(ctx), db.use, syscall.LOCK_SH) }
+	if err := syscall.Flock(int(db.use.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		back()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			err = ErrInUse
+		}
+		return nil, err
+	}
+	return back, nil
 }
 
 // CheckKey verifies that the keyring opens the newest sealed passwords in

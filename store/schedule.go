@@ -25,8 +25,10 @@ func (db *DB) SetNextDue(ctx context.Context, secretName string, t time.Time) er
 	if secretName == "" {
 		return errors.New("set next due time: empty secret name")
 	}
-	if err := db.gdb.WithContext(ctx).Exec(`INSERT INTO secrets (name, next_due) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET next_due = excluded.next_due`, rotation.SecretKey(secretName), t.UnixNano()).Error; err != nil {
+	if err := db.retry(ctx, func() error {
+		return db.gdb.WithContext(ctx).Exec(`INSERT INTO secrets (name, next_due) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET next_due = excluded.next_due`, rotation.SecretKey(secretName), t.UnixNano()).Error
+	}); err != nil {
 		return fmt.Errorf("set next due time of %q: %w", secretName, err)
 	}
 	return nil
@@ -44,8 +46,10 @@ func (db *DB) SetSecretID(ctx context.Context, secretName string, id int) error 
 	if secretName == "" {
 		return errors.New("set secret id: empty secret name")
 	}
-	if err := db.gdb.WithContext(ctx).Exec(`INSERT INTO secrets (name, vault_id) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET vault_id = excluded.vault_id`, rotation.SecretKey(secretName), id).Error; err != nil {
+	if err := db.retry(ctx, func() error {
+		return db.gdb.WithContext(ctx).Exec(`INSERT INTO secrets (name, vault_id) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET vault_id = excluded.vault_id`, rotation.SecretKey(secretName), id).Error
+	}); err != nil {
 		return fmt.Errorf("set secret id of %q: %w", secretName, err)
 	}
 	return nil
@@ -55,9 +59,12 @@ func (db *DB) SetSecretID(ctx context.Context, secretName string, id int) error 
 // column is one of the constant names above, never user input.
 func (db *DB) secretColumn(ctx context.Context, column, secretName string) (int64, bool, error) {
 	var v *int64
-	res := db.gdb.WithContext(ctx).Raw(`SELECT `+column+` FROM secrets WHERE name = ?`, rotation.SecretKey(secretName)).Scan(&v)
-	if res.Error != nil {
-		return 0, false, fmt.Errorf("read %s of %q: %w", column, secretName, res.Error)
+	err := db.retry(ctx, func() error {
+		v = nil
+		return db.gdb.WithContext(ctx).Raw(`SELECT `+column+` FROM secrets WHERE name = ?`, rotation.SecretKey(secretName)).Scan(&v).Error
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s of %q: %w", column, secretName, err)
 	}
 	if v == nil {
 		return 0, false, nil

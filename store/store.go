@@ -1,16 +1,19 @@
-// Package store keeps rotord's rotation journal in a SQLite database: the
-// rotations with their hosts and sealed passwords, the audit trail, the
-// leases that keep one rotation per secret, and what the scheduler must
-// remember across restarts.
+// Package store keeps rotord's rotation journal in a SQLite database (Open)
+// or a PostgreSQL database (OpenPostgres): the rotations with their hosts
+// and sealed passwords, the audit trail, the leases that keep one rotation
+// per secret, and what the scheduler must remember across restarts. Both
+// run the same numbered migrations (package migrations) and the same
+// statements; where SQLite serializes writers with its write lock,
+// PostgreSQL locks the rows a write checks (SELECT ... FOR UPDATE).
 //
 // Passwords are sealed with AES-256-GCM under a key from a Keyring before
 // they reach the database; each sealed value is bound to its rotation and
 // role (old or new), so values cannot be swapped unnoticed. Every method
 // that changes state returns after the change is on disk (WAL with
-// synchronous=FULL).
+// synchronous=FULL; on PostgreSQL, after the commit).
 //
 // A DB is safe for concurrent use, and several processes may share one
-// database file.
+// database file; several machines may share one PostgreSQL database.
 package store
 
 import (
@@ -28,6 +31,7 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -69,29 +73,41 @@ var ErrInUse = errors.New("the journal is in use by another rotord process (`rot
 
 // DB is an open journal database.
 type DB struct {
-	gdb  *gorm.DB
-	sql  *sql.DB
-	use  *os.File // shared flock on path+".lock" while open; Rekey takes it exclusive
-	path string
-	keys atomic.Pointer[Keyring] // replaced by Rekey
-	now  func() time.Time
-	log  *slog.Logger
+	gdb     *gorm.DB
+	sql     *sql.DB
+	use     *os.File                // SQLite: shared flock on path+".lock" while open; Rekey takes it exclusive
+	useConn *sql.Conn               // PostgreSQL: the session holding the use lock shared (useLockKey)
+	path    string                  // SQLite: the file; PostgreSQL: a description without password
+	dialect string                  // dialectSQLite or dialectPostgres
+	keys    atomic.Pointer[Keyring] // replaced by Rekey
+	now     func() time.Time
+	log     *slog.Logger
+
+	retryWindow time.Duration // PostgreSQL: how long transient failures are retried
 }
 
 // Option configures Open and Migrate.
 type Option func(*options)
 
 type options struct {
-	now func() time.Time
-	log *slog.Logger
+	now         func() time.Time
+	log         *slog.Logger
+	retryWindow time.Duration
 }
 
 // WithNow sets the clock used for timestamps and lease expiry (time.Now by
 // default).
 func WithNow(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithLogger sets the logger for schema migrations (silent by default).
+// WithLogger sets the logger for schema migrations and retried statements
+// (silent by default).
 func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
+
+// WithRetryWindow sets how long a PostgreSQL store retries a statement
+// that failed for a transient reason (DefaultRetryWindow by default). Keep
+// it below the lease TTL's half: a rotation whose lease renewals fail for
+// that long gives up before its lease can expire. SQLite ignores it.
+func WithRetryWindow(d time.Duration) Option { return func(o *options) { o.retryWindow = d } }
 
 // Open opens the journal database at path, creating it (mode 0600) if it
 // does not exist, and applies pending migrations. It refuses a database
@@ -108,17 +124,7 @@ func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB,
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := db.Migrate(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	if keys != nil {
-		if err := db.CheckKey(ctx); err != nil {
-			_ = db.Close()
-			return nil, err
-		}
-	}
-	return db, nil
+	return db.finishOpen(ctx, keys)
 }
 
 // Migrate applies the pending migrations to the database at path, creating
@@ -189,7 +195,7 @@ func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, 
 		_ = use.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	db := &DB{gdb: gdb, sql: sqlDB, use: use, path: path, now: o.now, log: o.log}
+	db := &DB{gdb: gdb, sql: sqlDB, use: use, path: path, dialect: dialectSQLite, now: o.now, log: o.log}
 	db.keys.Store(keys)
 	if err := db.checkPragmas(ctx); err != nil {
 		_ = sqlDB.Close()
@@ -223,16 +229,33 @@ func (db *DB) checkPragmas(ctx context.Context) error {
 
 // Close closes the database.
 func (db *DB) Close() error {
-	defer db.use.Close() // drops the shared lock
+	if db.use != nil {
+		defer db.use.Close() // drops the shared lock
+	}
+	closeUse(db.useConn) // drops the advisory lock with its session
 	if err := db.sql.Close(); err != nil {
 		return fmt.Errorf("close database %s: %w", db.path, err)
 	}
 	return nil
 }
 
-func (db *DB) provider() (*goose.Provider, error) {
-	p, err := goose.NewProvider(goose.DialectSQLite3, db.sql, migrations.FS(),
-		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
+// provider returns goose's migration provider for the database; with
+// locking, on PostgreSQL, migrations of several rotords (on several
+// machines) at once run one at a time. Reading the version needs no lock.
+func (db *DB) provider(locking bool) (*goose.Provider, error) {
+	dialect, files := goose.DialectSQLite3, migrations.FSFor(migrations.SQLite)
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger())}
+	if db.dialect == dialectPostgres {
+		dialect, files = goose.DialectPostgres, migrations.FSFor(migrations.Postgres)
+		if locking {
+			locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+			if err != nil {
+				return nil, fmt.Errorf("migration lock: %w", err)
+			}
+			opts = append(opts, goose.WithSessionLocker(locker))
+		}
+	}
+	p, err := goose.NewProvider(dialect, db.sql, files, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)
 	}
@@ -241,11 +264,15 @@ func (db *DB) provider() (*goose.Provider, error) {
 
 // SchemaVersion returns the schema version of the database.
 func (db *DB) SchemaVersion(ctx context.Context) (int64, error) {
-	p, err := db.provider()
+	p, err := db.provider(false)
 	if err != nil {
 		return 0, err
 	}
-	v, err := p.GetDBVersion(ctx)
+	var v int64
+	err = db.retry(ctx, func() (err error) {
+		v, err = p.GetDBVersion(ctx)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
@@ -272,11 +299,13 @@ func (db *DB) migrateTo(ctx context.Context, target int64) (from, to int64, err 
 	if from >= target {
 		return from, from, nil
 	}
-	unlock, err := lockFile(ctx, db.path+".migrate-lock")
-	if err != nil {
-		return from, from, err
+	if db.dialect == dialectSQLite {
+		unlock, err := lockFile(ctx, db.path+".migrate-lock")
+		if err != nil {
+			return from, from, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	// Another process may have migrated while this one waited for the lock.
 	if from, err = db.SchemaVersion(ctx); err != nil {
 		return 0, 0, err
@@ -285,7 +314,7 @@ func (db *DB) migrateTo(ctx context.Context, target int64) (from, to int64, err 
 		return from, from, fmt.Errorf("database %s has schema version %d, this rotord knows versions up to %d: %w",
 			db.path, from, migrations.Latest(), ErrSchemaTooNew)
 	}
-	p, err := db.provider()
+	p, err := db.provider(true)
 	if err != nil {
 		return from, from, err
 	}

@@ -114,10 +114,12 @@ func TestOpen(t *testing.T) {
 	}
 }
 
-func TestJournal(t *testing.T) {
+func TestJournal(t *testing.T) { eachBackend(t, testJournal) }
+
+func testJournal(t *testing.T, b backend) {
 	ctx := context.Background()
 	clk := newClock()
-	db, _ := mustOpen(t, store.WithNow(clk.Now))
+	db, _ := b.mustOpen(t, store.WithNow(clk.Now))
 
 	r := sampleRotation("prod-web-root")
 	id, err := db.Begin(ctx, r)
@@ -273,10 +275,12 @@ func TestJournal(t *testing.T) {
 	})
 }
 
-func TestNoKey(t *testing.T) {
+func TestNoKey(t *testing.T) { eachBackend(t, testNoKey) }
+
+func testNoKey(t *testing.T, b backend) {
 	ctx := context.Background()
-	_, path := mustOpen(t)
-	db, err := store.Open(ctx, path, nil)
+	_, path := b.mustOpen(t)
+	db, err := b.open(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,9 +293,11 @@ func TestNoKey(t *testing.T) {
 	}
 }
 
-func TestHistory(t *testing.T) {
+func TestHistory(t *testing.T) { eachBackend(t, testHistory) }
+
+func testHistory(t *testing.T, b backend) {
 	ctx := context.Background()
-	db, _ := mustOpen(t)
+	db, _ := b.mustOpen(t)
 	var ids, webIDs []int64
 	for i := range 7 {
 		name := "db"
@@ -351,10 +357,12 @@ func TestHistory(t *testing.T) {
 	}
 }
 
-func TestAudit(t *testing.T) {
+func TestAudit(t *testing.T) { eachBackend(t, testAudit) }
+
+func testAudit(t *testing.T, b backend) {
 	ctx := context.Background()
 	clk := newClock()
-	db, _ := mustOpen(t, store.WithNow(clk.Now))
+	db, _ := b.mustOpen(t, store.WithNow(clk.Now))
 	events := []rotation.Event{
 		{Secret: "web", RotationID: 0, Actor: "scheduler", Action: "rotate", Detail: "3 hosts"},
 		{Secret: "db", Actor: "cli:alice", Action: "rollback"},
@@ -384,9 +392,11 @@ func TestAudit(t *testing.T) {
 	}
 }
 
-func TestScheduleState(t *testing.T) {
+func TestScheduleState(t *testing.T) { eachBackend(t, testScheduleState) }
+
+func testScheduleState(t *testing.T, b backend) {
 	ctx := context.Background()
-	db, _ := mustOpen(t)
+	db, _ := b.mustOpen(t)
 	if _, ok, err := db.NextDue(ctx, "web"); ok || err != nil {
 		t.Errorf("NextDue of unknown = %v, %v", ok, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/rotord/rotord/sshexec"
 	"github.com/rotord/rotord/sshexec/sshtest"
 	"github.com/rotord/rotord/store"
+	"github.com/rotord/rotord/store/pgtest"
 )
 
 const (
@@ -44,6 +45,7 @@ type lab struct {
 	ids    map[string]int   // secret name → emulator id
 	groups map[string][]int // secret name → rig host indices
 	dialer *sshexec.Dialer
+	dsn    string // the PostgreSQL journal's connection string, if it is one
 }
 
 // labOptions shape a lab.
@@ -56,6 +58,7 @@ type labOptions struct {
 	rootPass string // if set, root may log into the hosts with it (a reconcile account)
 	asRoot   bool   // the secrets hold root's account (rootPass) instead of accUser's
 	metrics  string // metrics.listen ("" serves none)
+	postgres bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -125,6 +128,17 @@ metrics:
 %ssecrets:
 %s`, l.ss.URL, accSSUser, l.path("ss-password"), l.path("ca.pem"), l.path("token.cache"), l.path("rotord.db"),
 		l.path("store-key"), l.path("known_hosts"), o.schedule, o.metrics, o.extra, secrets.String()))
+	if o.postgres {
+		l.dsn = pgtest.NewDatabase(t)
+		l.write("store-dsn", l.dsn+"\n")
+		cfg, err := os.ReadFile(l.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = []byte(strings.Replace(string(cfg), "store:\n  path: "+l.path("rotord.db")+"\n",
+			"store:\n  driver: postgres\n  dsn_file: "+l.path("store-dsn")+"\n", 1))
+		l.write("rotord.yaml", string(cfg))
+	}
 	if _, errOut, code := runBin(t, nil, "keygen", l.path("store-key")); code != 0 {
 		t.Fatalf("rotord keygen: exit %d: %s", code, errOut)
 	}
@@ -211,7 +225,11 @@ func (l *lab) openStore(ctx context.Context) *store.DB {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	db, err := store.Open(ctx, l.path("rotord.db"), store.NewKeyring(key))
+	open := func() (*store.DB, error) { return store.Open(ctx, l.path("rotord.db"), store.NewKeyring(key)) }
+	if l.dsn != "" {
+		open = func() (*store.DB, error) { return store.OpenPostgres(ctx, l.dsn, store.NewKeyring(key)) }
+	}
+	db, err := open()
 	if err != nil {
 		l.t.Fatal(err)
 	}

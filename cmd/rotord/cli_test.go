@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rotord/rotord/store/pgtest"
 )
 
 // rotordBin is the binary built once for the tests that run it.
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		panic("build rotord: " + err.Error() + "\n" + string(out))
 	}
-	code := m.Run()
+	code := pgtest.Main(m) // a throwaway PostgreSQL for the tests of a shared journal
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -52,7 +54,7 @@ func TestBinaryHelpEverywhere(t *testing.T) {
 	cmds := [][]string{
 		{}, {"run"}, {"rotate"}, {"rollback"}, {"history"}, {"recover"}, {"heartbeat"}, {"check"},
 		{"hostkeys"}, {"hostkeys", "scan"}, {"token"}, {"token", "clear"}, {"migrate"}, {"keygen"},
-		{"rekey"}, {"version"}, {"completion"},
+		{"rekey"}, {"version"}, {"completion"}, {"status"},
 	}
 	for _, c := range cmds {
 		t.Run(strings.Join(append([]string{"rotord"}, c...), " "), func(t *testing.T) {

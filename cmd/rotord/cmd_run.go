@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,11 @@ runs, it also finishes, every rotation.lease_ttl, rotations another process
 left unfinished (a "rotord rotate" killed part way) once their lease is free.
 A slot that finds the secret's lease held (a rollback, a dry run, a recovery
 in progress) is retried every minute for an hour, then missed with an alert.
+
+With store.driver postgres several instances, on several machines, may
+share the journal: each registers with a heartbeat (rotord status lists
+them), claims each slot in the database so that exactly one rotates it,
+and recovers another's unfinished rotation once its lease expires.
 
 With heartbeat.schedule (or a secret's heartbeat) set, it also checks that
 the password Secret Server holds logs into every host of each secret on
@@ -73,6 +79,15 @@ func (a *app) run(ctx context.Context) error {
 
 	a.log.Info("rotord starting", "version", version, "config", a.cfg.Path(), "secrets", len(a.cfg.Secrets), "holder", holder())
 	d := &runningDaemon{a: a, work: work, svc: svc, met: newMetrics(), alerts: a.notifier(), clock: a.clockOrWall(), sd: newSDNotifier(a.getenv, a.log)}
+	// Daemons sharing the journal (PostgreSQL) register with a heartbeat
+	// and claim each slot in the database, so that one of them rotates it.
+	beatCtx, stopBeat := context.WithCancel(work)
+	beatDone := make(chan struct{})
+	go func() { a.instanceBeat(beatCtx, svc.journal, &d.inFlight); close(beatDone) }()
+	defer func() { stopBeat(); <-beatDone }()
+	if is, ok := svc.journal.(instanceStore); ok && a.cfg.Store.Postgres() {
+		d.shared, d.sharedState = is, newSharedSchedule(svc.state)
+	}
 	d.recoverAtStart()
 	if ctx.Err() != nil {
 		d.sd.stopping()
@@ -105,6 +120,12 @@ type runningDaemon struct {
 	alerts *notifier
 	clock  rotation.Clock
 	sd     *sdNotifier
+
+	inFlight atomic.Int64 // rotations running, for the instance heartbeat
+	// On a shared journal (PostgreSQL): the instances' store and the shared
+	// due times; nil on SQLite.
+	shared      instanceStore
+	sharedState *sharedSchedule
 }
 
 // recoverAtStart finishes or undoes the rotations the journal holds
@@ -121,9 +142,17 @@ func (d *runningDaemon) recoverAtStart() {
 // alerts.
 func (d *runningDaemon) schedulers(ctx context.Context) (*rotation.Scheduler, *rotation.HeartbeatScheduler, error) {
 	a, work, met := d.a, d.work, d.met
+	var state rotation.ScheduleState = d.svc.state
+	sweepEvery := a.cfg.Rotation.LeaseTTL.D()
+	if d.shared != nil {
+		state = d.sharedState
+		// Another daemon's unfinished rotation is recovered soon after its
+		// lease expires.
+		sweepEvery /= 4
+	}
 	sched, err := rotation.NewScheduler(rotation.SchedulerConfig{
 		SchedulePlan: a.cfg.SchedulePlan(),
-		State:        d.svc.state,
+		State:        state,
 		History:      d.svc.journal,
 		Run:          d.rotate,
 		OnPark: func(spec rotation.SecretSpec, err error) {
@@ -136,9 +165,9 @@ func (d *runningDaemon) schedulers(ctx context.Context) (*rotation.Scheduler, *r
 		},
 		// Rotations another process left unfinished (a `rotord rotate`
 		// killed with its terminal) are finished once their lease is free,
-		// checked every lease lifetime.
+		// checked every lease lifetime (a quarter of it on a shared journal).
 		Sweep:      d.sweep,
-		SweepEvery: a.cfg.Rotation.LeaseTTL.D(),
+		SweepEvery: sweepEvery,
 		// systemd's watchdog (WatchdogSec=) is fed from the scheduler's
 		// loop, so a stuck scheduler gets the daemon restarted.
 		Alive:      alive(d.sd),
@@ -171,10 +200,18 @@ func (d *runningDaemon) schedulers(ctx context.Context) (*rotation.Scheduler, *r
 
 // rotate is the scheduler's Run: one scheduled rotation, measured, logged
 // and alerted on.
-func (d *runningDaemon) rotate(_ context.Context, spec rotation.SecretSpec) error {
+func (d *runningDaemon) rotate(sctx context.Context, spec rotation.SecretSpec) error {
+	if d.shared != nil {
+		mine, err := d.a.claimSlot(sctx, d.shared, d.sharedState, spec.Name, d.clock.Now, d.recoverSecret)
+		if err != nil || !mine {
+			return err
+		}
+	}
 	d.met.inFlight.Inc()
+	d.inFlight.Add(1)
 	started := d.clock.Now()
 	r := d.svc.engine.Rotate(d.work, spec, rotation.RotateOptions{Actor: "scheduler"})
+	d.inFlight.Add(-1)
 	d.met.inFlight.Dec()
 	if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
 		// Nothing started: the scheduler retries the slot shortly,
@@ -187,6 +224,21 @@ func (d *runningDaemon) rotate(_ context.Context, spec rotation.SecretSpec) erro
 	d.alerts.rotations(d.work, r)
 	d.alerts.operatorNeeded(d.work, r)
 	return r.Err
+}
+
+// recoverSecret finishes or undoes the unfinished rotation of one secret
+// before its slot is claimed on a shared journal.
+func (d *runningDaemon) recoverSecret(_ context.Context, name string) {
+	only := func(n string) (func(), bool) {
+		return func() {}, rotation.SecretKey(n) == rotation.SecretKey(name)
+	}
+	for _, r := range d.svc.engine.RecoverUnfinished(d.work, "daemon", only) {
+		if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
+			continue
+		}
+		d.a.logResult("recovered rotation", r)
+		d.alerts.rotations(d.work, r)
+	}
 }
 
 // sweep is the scheduler's Sweep: it finishes the rotations left

@@ -24,6 +24,7 @@ import (
 	"github.com/rotord/rotord/rotation/secret"
 	"github.com/rotord/rotord/secretserver"
 	"github.com/rotord/rotord/sshexec"
+	"github.com/rotord/rotord/store"
 )
 
 // defaultConfigPath is read when neither --config nor $ROTORD_CONFIG is set.
@@ -72,10 +73,44 @@ type SecretServerConfig struct {
 func (c SecretServerConfig) Password() secret.Value { return c.password }
 
 // StoreConfig locates the journal database and its sealing key.
+//
+// With driver sqlite the journal is the file at path. With driver
+// postgres it is the PostgreSQL database whose connection string (it may
+// hold a password) is read from dsn_file or the environment variable
+// dsn_env, never from the configuration text; ca_file asks for TLS with
+// the server's certificate checked against that CA and its name against
+// the host (sslmode=verify-full).
 type StoreConfig struct {
 	Driver  string `yaml:"driver"`
 	Path    string `yaml:"path"`
 	KeyFile string `yaml:"key_file"`
+	DSNFile string `yaml:"dsn_file"`
+	DSNEnv  string `yaml:"dsn_env"`
+	CAFile  string `yaml:"ca_file"`
+	// DSN is refused: a connection string may hold a password.
+	DSN string `yaml:"dsn"`
+
+	dsn secret.Value
+}
+
+// Postgres reports whether the journal is in PostgreSQL.
+func (c StoreConfig) Postgres() bool { return c.Driver == "postgres" }
+
+// ConnString returns the PostgreSQL connection string read at load time,
+// with the TLS settings of ca_file added.
+func (c StoreConfig) ConnString() string { return c.dsn.Reveal() }
+
+// Describe names the journal for messages: its file, or the PostgreSQL
+// database without the connection string's password.
+func (c StoreConfig) Describe() string {
+	if !c.Postgres() {
+		return c.Path
+	}
+	d, err := store.DescribePostgres(c.dsn.Reveal())
+	if err != nil {
+		return "the postgres database"
+	}
+	return d
 }
 
 // SSHConfig holds the settings of SSH connections to hosts.
@@ -546,13 +581,24 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 
 	switch c.Store.Driver {
 	case "sqlite":
+		if c.Store.Path == "" {
+			v.errf("store.path", "required")
+		}
+		for _, f := range []struct{ field, val string }{
+			{"dsn_file", c.Store.DSNFile}, {"dsn_env", c.Store.DSNEnv}, {"ca_file", c.Store.CAFile},
+		} {
+			if f.val != "" {
+				v.errf("store."+f.field, "only for driver postgres")
+			}
+		}
 	case "postgres", "postgresql":
-		v.errf("store.driver", "postgres is not supported by this version; use sqlite")
+		c.Store.Driver = "postgres"
+		validPostgres(v, &c.Store, getenv)
 	default:
-		v.errf("store.driver", "must be sqlite, got %q", c.Store.Driver)
+		v.errf("store.driver", "must be sqlite or postgres, got %q", c.Store.Driver)
 	}
-	if c.Store.Path == "" {
-		v.errf("store.path", "required")
+	if c.Store.DSN != "" {
+		v.errf("store.dsn", "a connection string may hold a password: put it in a file (dsn_file) or an environment variable (dsn_env), never in the configuration")
 	}
 	if c.Store.KeyFile == "" {
 		v.errf("store.key_file", "required: the file holding the journal's sealing key (rotord keygen writes one)")
@@ -755,6 +801,66 @@ func (v *validator) generator(field, g string, emptyOK bool) {
 // credential reads a secret from exactly one of file and env. A file that
 // group or others may read is refused: a password must be readable by its
 // owner only.
+// validPostgres reads the connection string of a PostgreSQL journal from
+// its file or environment variable (always: every command needs the
+// journal) and adds the TLS settings of ca_file.
+func validPostgres(v *validator, st *StoreConfig, getenv func(string) string) {
+	var dsn string
+	switch {
+	case st.DSNFile != "" && st.DSNEnv != "":
+		v.errf("store.dsn_env", "give dsn_file or dsn_env, not both")
+		return
+	case st.DSNFile != "":
+		st.DSNFile = expandCredentials(st.DSNFile, getenv)
+		dsn = v.readCredentialFile("store.dsn_file", st.DSNFile).Reveal()
+	case st.DSNEnv != "":
+		dsn = getenv(st.DSNEnv)
+		if dsn == "" {
+			v.errf("store.dsn_env", "environment variable %s is empty or not set", st.DSNEnv)
+		}
+	default:
+		v.errf("store", "dsn_file or dsn_env is required with driver postgres (the connection string is never in the configuration)")
+	}
+	if dsn == "" {
+		return
+	}
+	if st.CAFile != "" {
+		if _, err := os.Stat(st.CAFile); err != nil {
+			v.errf("store.ca_file", "cannot read: %v", unwrapPath(err))
+			return
+		}
+		dsn = withVerifyFull(dsn, st.CAFile)
+	}
+	field := "store.dsn_file"
+	if st.DSNEnv != "" {
+		field = "store.dsn_env"
+	}
+	if _, err := store.DescribePostgres(dsn); err != nil {
+		v.errf(field, "%v", err)
+		return
+	}
+	st.dsn = secret.New(dsn)
+}
+
+// withVerifyFull returns dsn (a URL or key=value pairs) asking for TLS
+// with the server's certificate verified against caFile and its name.
+func withVerifyFull(dsn, caFile string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn // refused by DescribePostgres
+		}
+		q := u.Query()
+		q.Set("sslmode", "verify-full")
+		q.Set("sslrootcert", caFile)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	quoted := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(caFile) + "'"
+	// Later settings win over earlier ones of the same name.
+	return dsn + " sslmode=verify-full sslrootcert=" + quoted
+}
+
 func (v *validator) credential(section, file, env string, required bool, getenv func(string) string) secret.Value {
 	switch {
 	case file != "" && env != "":

@@ -144,8 +144,17 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{"FILE:7: schedule: bad cron spec: end of range (25) above maximum (23): 25"}},
 		{"BadSecretCron", strings.Replace(minimal, "  - name: web-root\n", "  - name: web-root\n  - name: db-root\n    schedule: \"@fortnightly\"\n", 1),
 			[]string{"FILE:8: secrets[1].schedule: bad cron spec: unrecognized descriptor: @fortnightly"}},
-		{"Postgres", minimal + "store:\n  driver: postgres\n",
-			[]string{"FILE:8: store.driver: postgres is not supported by this version; use sqlite"}},
+		{"PostgresWithoutDSN", minimal + "store:\n  driver: postgres\n",
+			[]string{"FILE:7: store: dsn_file or dsn_env is required with driver postgres (the connection string is never in the configuration)"}},
+		{"PostgresInlineDSN", minimal + "store:\n  driver: postgres\n  dsn_env: PG_DSN\n  dsn: \"host=db password=" + testPassword + "\"\n",
+			[]string{
+				"FILE:9: store.dsn_env: environment variable PG_DSN is empty or not set",
+				"FILE:10: store.dsn: a connection string may hold a password: put it in a file (dsn_file) or an environment variable (dsn_env), never in the configuration",
+			}},
+		{"PostgresFieldsOnSQLite", minimal + "store:\n  dsn_env: PG_DSN\n  ca_file: /ca.pem\n",
+			[]string{"FILE:8: store.dsn_env: only for driver postgres", "FILE:9: store.ca_file: only for driver postgres"}},
+		{"BadDriver", minimal + "store:\n  driver: mysql\n",
+			[]string{`FILE:8: store.driver: must be sqlite or postgres, got "mysql"`}},
 		{"PlainHTTP", strings.Replace(minimal, "https://", "http://", 1),
 			[]string{"FILE:2: secret_server.url: must be https (credentials and passwords cross it); give ca_file for a private CA"}},
 		{"DuplicateName", minimal + "  - name: Web-Root\n",
@@ -328,5 +337,43 @@ func TestLoadConfigSMTP(t *testing.T) {
 	}
 	if sm := c.Notify.SMTP; sm.Port != 465 || sm.Password().Reveal() != "env-pw" || sm.DedupeWindow.D() != 10*time.Minute {
 		t.Errorf("smtp %+v: want port 465, the environment's password, a 10m window", sm)
+	}
+}
+
+// A PostgreSQL journal's connection string comes from a file or the
+// environment, never the configuration; ca_file makes it verify the
+// server (verify-full), and messages name the database without the
+// password.
+func TestLoadConfigPostgres(t *testing.T) {
+	path, dir := writeConfig(t, minimal+"store:\n  driver: postgres\n  dsn_file: {{dir}}/dsn\n  ca_file: {{dir}}/ca.pem\n")
+	testCA, _ := testCertificate(t)
+	if err := os.WriteFile(filepath.Join(dir, "dsn"), []byte("host=db.example.com user=rotord password="+testPassword+" dbname=rotord\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte(testCA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "host=db.example.com user=rotord password=" + testPassword + " dbname=rotord sslmode=verify-full sslrootcert='" + dir + "/ca.pem'"
+	if !c.Store.Postgres() || c.Store.ConnString() != want {
+		t.Errorf("connection string %q, want %q", c.Store.ConnString(), want)
+	}
+	if d := c.Store.Describe(); strings.Contains(d, testPassword) || !strings.Contains(d, "rotord") {
+		t.Errorf("Describe() = %q", d)
+	}
+
+	path, _ = writeConfig(t, minimal+"store:\n  driver: postgresql\n  dsn_env: PG_DSN\n")
+	c, err = LoadConfig(path, testEnv(map[string]string{"PG_DSN": "postgres://rotord:" + testPassword + "@db.example.com/rotord?sslmode=require"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Store.Postgres() || !strings.HasSuffix(c.Store.ConnString(), "sslmode=require") {
+		t.Errorf("connection string from the environment: %q", c.Store.ConnString())
+	}
+	if got := withVerifyFull("postgres://u@h/db?sslmode=disable", "/etc/ca.pem"); got != "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem" {
+		t.Errorf("withVerifyFull of a URL = %q", got)
 	}
 }

@@ -131,7 +131,7 @@ $ROTORD_CONFIG, else ` + defaultConfigPath + `.`,
 	root.SetVersionTemplate(versionLine())
 
 	root.AddCommand(
-		a.runCmd(), a.rotateCmd(), a.rollbackCmd(), a.historyCmd(), a.recoverCmd(),
+		a.runCmd(), a.rotateCmd(), a.rollbackCmd(), a.historyCmd(), a.statusCmd(), a.recoverCmd(),
 		a.heartbeatCmd(), a.checkCmd(), a.hostkeysCmd(), a.tokenCmd(), a.migrateCmd(),
 		a.keygenCmd(), a.rekeyCmd(), a.versionCmd(),
 	)

@@ -47,7 +47,10 @@ func (a *app) stateFiles() []string {
 	if a.cfg == nil {
 		return nil
 	}
+	files := []string{a.cfg.SecretServer.TokenCache, a.cfg.Store.KeyFile}
+	if a.cfg.Store.Postgres() {
+		return files // the journal is on the database server
+	}
 	db := a.cfg.Store.Path
-	return []string{db, db + "-wal", db + "-shm", db + ".lock", db + ".migrate-lock",
-		a.cfg.SecretServer.TokenCache, a.cfg.Store.KeyFile}
+	return append([]string{db, db + "-wal", db + "-shm", db + ".lock", db + ".migrate-lock"}, files...)
 }

@@ -86,12 +86,18 @@ func defaultAdapters() adapters {
 		openCheck:    openCheckServices,
 		scanHostKeys: scanHostKeys,
 		migrate: func(ctx context.Context, cfg *Config, log *slog.Logger) error {
-			// Outside the unit (whose StateDirectory= makes it) the journal's
-			// directory may not exist yet: make it, open to root only.
-			if err := os.MkdirAll(filepath.Dir(cfg.Store.Path), 0o700); err != nil {
-				return fmt.Errorf("create the journal's directory: %w", err)
+			var from, to int64
+			var err error
+			if cfg.Store.Postgres() {
+				from, to, err = store.MigratePostgres(ctx, cfg.Store.ConnString(), store.WithLogger(log))
+			} else {
+				// Outside the unit (whose StateDirectory= makes it) the journal's
+				// directory may not exist yet: make it, open to root only.
+				if err := os.MkdirAll(filepath.Dir(cfg.Store.Path), 0o700); err != nil {
+					return fmt.Errorf("create the journal's directory: %w", err)
+				}
+				from, to, err = store.Migrate(ctx, cfg.Store.Path, store.WithLogger(log))
 			}
-			from, to, err := store.Migrate(ctx, cfg.Store.Path, store.WithLogger(log))
 			if err != nil {
 				return err
 			}
@@ -111,7 +117,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		return nil, err
 	}
 	keys := store.NewKeyring(key)
-	db, err := store.Open(ctx, cfg.Store.Path, keys, store.WithLogger(log))
+	db, err := openStore(ctx, cfg, keys, log)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +159,19 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	}, nil
 }
 
+// openStore opens the journal store.driver names: the SQLite file at
+// store.path, or the PostgreSQL database of the connection string. On
+// PostgreSQL a statement that fails for a transient reason is retried for
+// a third of the lease TTL, so that a rotation whose lease renewals fail
+// for longer gives up before its lease can expire.
+func openStore(ctx context.Context, cfg *Config, keys *store.Keyring, log *slog.Logger) (*store.DB, error) {
+	if cfg.Store.Postgres() {
+		return store.OpenPostgres(ctx, cfg.Store.ConnString(), keys, store.WithLogger(log),
+			store.WithRetryWindow(cfg.Rotation.LeaseTTL.D()/3))
+	}
+	return store.Open(ctx, cfg.Store.Path, keys, store.WithLogger(log))
+}
+
 // openCheckServices builds the Secret Server client and the host-key
 // inspector for check. Neither needs known_hosts or the journal to exist;
 // without a usable store key the token is not cached, and the key's
@@ -187,6 +206,14 @@ func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*ser
 // not created yet is not a problem: the first command that needs it makes
 // it, and check does not.
 func checkJournal(ctx context.Context, cfg *Config, key store.Key, log *slog.Logger) string {
+	if cfg.Store.Postgres() {
+		db, err := openStore(ctx, cfg, store.NewKeyring(key), log)
+		if err != nil {
+			return fmt.Sprintf("store: %v", err)
+		}
+		_ = db.Close()
+		return ""
+	}
 	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, os.ErrNotExist) {
 		return ""
 	}
@@ -229,7 +256,7 @@ func rekey(ctx context.Context, cfg *Config, newKeyFile string, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(ctx, cfg.Store.Path, store.NewKeyring(old), store.WithLogger(log))
+	db, err := openStore(ctx, cfg, store.NewKeyring(old), log)
 	if err != nil {
 		return err
 	}
