@@ -190,14 +190,13 @@ func (r *Reach) Verify(ctx context.Context, h rotation.Host, target string, pw s
 // the target's shell (the lifeline); with sudo every command runs through
 // sudo on its own channel of the logon connection.
 type reachSession struct {
-	r              *Reach
-	client         *ssh.Client
-	addr           string
-	logon, target  string
-	pw             secret.Value // the target's password the session was opened with
-	shell          *ptyChan     // su: the target's shell
-	shellBroken    bool
-	verifiedTarget bool
+	r             *Reach
+	client        *ssh.Client
+	addr          string
+	logon, target string
+	pw            secret.Value // the target's password the session was opened with
+	shell         *ptyChan     // su: the target's shell
+	shellBroken   bool
 }
 
 var _ rotation.HostSession = (*reachSession)(nil)
@@ -266,7 +265,6 @@ func (s *reachSession) openShell(ctx context.Context) error {
 		return err
 	}
 	s.shell = p
-	s.verifiedTarget = true
 	return nil
 }
 

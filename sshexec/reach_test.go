@@ -182,7 +182,7 @@ func (e *rigEnv) rotateRoot(t *testing.T, r *Reach, i int, old, new string, secr
 func TestReachRootThroughSu(t *testing.T) {
 	no := &sshtest.ReachSpec{PermitRootLogin: "no"}
 	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian, Reach: no}, sshtest.HostSpec{Variant: sshtest.BusyBox, Reach: no})
-	const newPw, back = "Root-Via-Su-4k", "Root-Back-Su-8m"
+	const newPw, back, logonNew = "Root-Via-Su-4k", "Root-Back-Su-8m", "Logon-Set-Pw-6t"
 	r := e.through(t, Path{Logon: rigUser, Auth: PasswordLogon(secret.New(rigPw)), Escalation: EscalateSu})
 	for i, h := range e.rig.Hosts() {
 		t.Run(h.Variant.String(), func(t *testing.T) {
@@ -192,9 +192,24 @@ func TestReachRootThroughSu(t *testing.T) {
 			}
 			e.rotateRoot(t, r, i, rigRoot, newPw, rigPw)
 			e.rotateRoot(t, r, i, newPw, back, rigPw)
+			// Root's shell sets another account's password (reconcile's
+			// SetPassword): here the logon account's own, last.
+			s, err := r.Login(context.Background(), e.host(i), "root", secret.New(back))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			o := s.SetPassword(context.Background(), rigUser, secret.New(logonNew))
+			e.watch.add(o)
+			if o.Kind != rotation.OutcomeChanged {
+				t.Fatalf("set password: %v\ntranscript %q", o, o.Transcript)
+			}
+			if ok, err := e.rig.PasswordWorks(i, rigUser, logonNew); err != nil || !ok {
+				t.Fatalf("the logon account's new password is not in the host's shadow (%v)", err)
+			}
 		})
 	}
-	e.watch.check(t, rigRoot, newPw, back, rigPw)
+	e.watch.check(t, rigRoot, newPw, back, rigPw, logonNew)
 }
 
 // TestReachRootThroughSudo: on keys-only hosts (no password logins at
@@ -298,7 +313,34 @@ func TestReachLogonKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	e.watch.check(t, rigRoot, rigPw, keys[3].passphrase, "Wrong-Phrase-1")
+	// The target logs in itself by key (escalation none): su proves its
+	// password, and passwd, asking the current one, changes it.
+	t.Run("none by key", func(t *testing.T) {
+		const newPw = "Self-By-Key-3w"
+		r := e.through(t, Path{Auth: keys[0].auth(t), Escalation: EscalateNone})
+		_, err := r.Login(ctx, e.host(0), rigUser, secret.New("Not-Its-Pw-5"))
+		e.watch.add(err)
+		if !errors.Is(err, rotation.ErrAuthFailed) {
+			t.Fatalf("a wrong password through a key logon: %v", err)
+		}
+		s, err := r.Login(ctx, e.host(0), rigUser, secret.New(rigPw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		o := s.ChangePassword(ctx, secret.New(rigPw), secret.New(newPw))
+		e.watch.add(o)
+		if o.Kind != rotation.OutcomeChanged {
+			t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+		}
+		if err := r.Verify(ctx, e.host(0), rigUser, secret.New(newPw)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := e.rig.PasswordWorks(0, rigUser, newPw); err != nil || !ok {
+			t.Fatalf("the new password is not in the host's shadow (%v)", err)
+		}
+	})
+	e.watch.check(t, rigRoot, rigPw, keys[3].passphrase, "Wrong-Phrase-1", "Not-Its-Pw-5", "Self-By-Key-3w")
 }
 
 // TestReachFailures: each way a path fails is a *StepError naming the
@@ -377,6 +419,25 @@ func TestReachFailures(t *testing.T) {
 			t.Log(err)
 		})
 	}
+	// sudo refusing the logon password at passwd time (changed behind the
+	// session's back) is an outcome with the typed step error: passwd
+	// never ran.
+	t.Run("sudo refuses at passwd", func(t *testing.T) {
+		s, err := e.through(t, byKey(ed, rigPw, EscalateSudo)).Login(context.Background(), e.host(4), "root", secret.New(rigRoot))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := e.rig.SetPassword(4, "Changed-Behind-7"); err != nil {
+			t.Fatal(err)
+		}
+		o := s.ChangePassword(context.Background(), secret.New(rigRoot), secret.New("Never-Set-Pw-2"))
+		e.watch.add(o)
+		var se *StepError
+		if o.Kind != rotation.OutcomeUnexpected || !errors.As(o.Err, &se) || se.Step != StepSudo || !errors.Is(o.Err, ErrSudoRefused) {
+			t.Fatalf("outcome %v", o)
+		}
+	})
 	// The wheel member may su on its host.
 	if err := e.through(t, byPw(rigPw, EscalateSu)).Verify(context.Background(), e.host(2), "root", secret.New(rigRoot)); err != nil {
 		t.Fatalf("wheel member: %v", err)
@@ -386,7 +447,7 @@ func TestReachFailures(t *testing.T) {
 			t.Errorf("host %d: root's shadow entry changed", i)
 		}
 	}
-	e.watch.check(t, rigRoot, rigPw, wrongLogon, wrongRoot)
+	e.watch.check(t, rigRoot, rigPw, wrongLogon, wrongRoot, "Changed-Behind-7", "Never-Set-Pw-2")
 }
 
 // TestReachFaillockBudget: on a pam_faillock host a refused target
