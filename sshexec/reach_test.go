@@ -497,3 +497,62 @@ func TestReachFaillockBudget(t *testing.T) {
 		t.Fatalf("root's tally after a sudo refusal: %d", n)
 	}
 }
+
+// TestReachShellSurvivesRefusal: a policy refusal inside the kept su
+// shell leaves the shell working (passwd is given up on, not the shell),
+// so the lifeline can still change the password; and a host whose key is
+// not known gets no credential at all.
+func TestReachShellSurvivesRefusal(t *testing.T) {
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.PwQuality, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}})
+	ctx := context.Background()
+	const newPw = "Qx7-Lifeline-Pw-2025"
+	r := e.through(t, Path{Logon: rigUser, Auth: PasswordLogon(secret.New(rigPw)), Escalation: EscalateSu})
+	s, err := r.Login(ctx, e.host(0), rigUser, secret.New(rigPw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := e.shadow(t, 0)
+	o := s.ChangePassword(ctx, secret.New(rigPw), secret.New("abc"))
+	e.watch.add(o)
+	if o.Kind != rotation.OutcomeRejected {
+		t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+	}
+	if e.shadow(t, 0) != before {
+		t.Fatal("a refused password changed the shadow entry")
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("the shell after a refusal: %v", err)
+	}
+	o = s.ChangePassword(ctx, secret.New(rigPw), secret.New(newPw))
+	e.watch.add(o)
+	if o.Kind != rotation.OutcomeChanged {
+		t.Fatalf("outcome %v\ntranscript %q", o, o.Transcript)
+	}
+	if ok, err := e.rig.PasswordWorks(0, rigUser, newPw); err != nil || !ok {
+		t.Fatalf("the new password is not in the host's shadow (%v)", err)
+	}
+
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(kh, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{KnownHosts: kh}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict, err := d.Through(Path{Logon: rigUser, Auth: PasswordLogon(secret.New(newPw)), Escalation: EscalateSu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := e.rig.AuthAttempts(0)
+	_, err = strict.Login(ctx, e.host(0), "root", secret.New(rigRoot))
+	var hke *HostKeyError
+	if !errors.As(err, &hke) || !errors.Is(err, rotation.ErrHostKey) {
+		t.Fatalf("unknown host key: %v", err)
+	}
+	if e.rig.AuthAttempts(0) != attempts {
+		t.Fatal("a credential went to a host whose key is unknown")
+	}
+	e.watch.check(t, rigPw, newPw, "abc", rigRoot)
+}
