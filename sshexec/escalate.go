@@ -134,6 +134,9 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 		return nil, fmt.Errorf("login %s: invalid user name %q", h, target)
 	}
 	p := r.path
+	if p.Escalation == EscalateNone && p.Logon != "" && p.Logon != target {
+		return nil, fmt.Errorf("login %s: escalation none logs in as the target %s itself, not %s", h, target, p.Logon)
+	}
 	if p.Escalation == EscalateNone && p.Auth.signer == nil {
 		return r.d.Login(ctx, h, target, pw)
 	}
@@ -164,6 +167,9 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 			return nil, err
 		}
 	case EscalateSudo:
+		if err := s.proveLogonPassword(ctx); err != nil {
+			return nil, err
+		}
 		if err := s.sudoCheck(ctx); err != nil {
 			return nil, err
 		}
@@ -207,27 +213,31 @@ func (s *reachSession) stepErr(step Step, user string, err error, transcript str
 	return &StepError{Host: s.addr, Step: step, User: user, Err: err, Transcript: transcript}
 }
 
-// suCommand is su to the target running script (markers only, no secret).
-func (s *reachSession) suCommand(login bool, script string) string {
+// suCommand is su to user running script (markers only, no secret).
+func suCommand(user string, login bool, script string) string {
 	dash := ""
 	if login {
 		dash = "- "
 	}
-	return "exec env LC_ALL=C LANG=C su " + dash + s.target + " -c '" + script + "'"
+	return "exec env LC_ALL=C LANG=C su " + dash + user + " -c '" + script + "'"
 }
 
 // shellScript prints the ready marker and then runs each line it reads,
 // without prompts (a non-interactive shell on the PTY).
 const shellScript = `printf "@rotord@ready@%s@\n" "$(id -un)"; while IFS= read -r l; do eval "$l"; done`
 
-// suDialogue runs cmd (an su) and answers its password prompt with the
-// target's password, once. It leaves p open when su let the account in.
-func (s *reachSession) suDialogue(ctx context.Context, cmd string) (*ptyChan, error) {
+// readyScript only prints the ready marker.
+const readyScript = `printf "@rotord@ready@%s@\n" "$(id -un)"`
+
+// suDialogue runs cmd, an su to user, and answers its password prompt
+// with pw, once. It leaves the channel open when su let the account in;
+// otherwise the error is a *StepError of StepSu.
+func (s *reachSession) suDialogue(ctx context.Context, cmd, user string, pw secret.Value) (*ptyChan, error) {
 	p, err := openPTY(ctx, s.client, cmd, s.step())
 	if err != nil {
-		return nil, s.stepErr(StepSu, s.target, err, "")
+		return nil, s.stepErr(StepSu, user, err, "")
 	}
-	e := newEscDialogue(viaSu, s.pw.Reveal())
+	e := newEscDialogue(viaSu, pw.Reveal())
 	end, cerr := p.converse(ctx, s.step(), func(b []byte) ([]byte, bool) {
 		a, done, _ := e.feed(b)
 		return a, done
@@ -236,7 +246,7 @@ func (s *reachSession) suDialogue(ctx context.Context, cmd string) (*ptyChan, er
 	switch end {
 	case endDone:
 		why = e.err
-		if why == nil && e.user != s.target {
+		if why == nil && e.user != user {
 			why = ErrNotTarget
 		}
 	case endEOF:
@@ -253,14 +263,14 @@ func (s *reachSession) suDialogue(ctx context.Context, cmd string) (*ptyChan, er
 	}
 	if why != nil {
 		p.close()
-		return nil, s.stepErr(StepSu, s.target, why, e.transcript())
+		return nil, s.stepErr(StepSu, user, why, e.transcript())
 	}
 	return p, nil
 }
 
 // openShell becomes the target through `su - target` and keeps the shell.
 func (s *reachSession) openShell(ctx context.Context) error {
-	p, err := s.suDialogue(ctx, s.suCommand(true, shellScript))
+	p, err := s.suDialogue(ctx, suCommand(s.target, true, shellScript), s.target, s.pw)
 	if err != nil {
 		return err
 	}
@@ -271,12 +281,44 @@ func (s *reachSession) openShell(ctx context.Context) error {
 // suProve proves the target's password through PAM: `su target -c`
 // answering with it, from the logon session.
 func (s *reachSession) suProve(ctx context.Context) error {
-	p, err := s.suDialogue(ctx, s.suCommand(false, `printf "@rotord@ready@%s@\n" "$(id -un)"`))
+	p, err := s.suDialogue(ctx, suCommand(s.target, false, readyScript), s.target, s.pw)
 	if err != nil {
 		return err
 	}
 	p.close()
 	return nil
+}
+
+// proveLogonPassword checks the logon account's password before sudo is
+// given it, with `su LOGON` (one try). sudo tries a refused password
+// again at once, and stopping it there fails that second try through PAM
+// too: two refusals pam_faillock counts instead of one. Only a logon by
+// key needs it (sshd has just accepted a logon password). Where su is
+// denied to the logon account (pam_wheel) there is no such proof and
+// sudo is asked directly.
+func (s *reachSession) proveLogonPassword(ctx context.Context) error {
+	auth := s.r.path.Auth
+	if auth.signer == nil || auth.password.IsZero() {
+		return nil
+	}
+	p, err := s.suDialogue(ctx, suCommand(s.logon, false, readyScript), s.logon, auth.password)
+	if err == nil {
+		p.close()
+		return nil
+	}
+	var se *StepError
+	switch {
+	case errors.Is(err, ErrSuDenied):
+		return nil
+	case errors.As(err, &se) && errors.Is(err, ErrSuRefused):
+		return s.stepErr(StepSudo, s.logon, ErrSudoRefused, se.Transcript)
+	case errors.As(err, &se) && errors.Is(err, ErrSuUnknown):
+		return s.stepErr(StepSudo, s.logon, fmt.Errorf("%w: proving the logon password with su: %w", ErrEscalation, rotation.ErrLoginUnknown), se.Transcript)
+	case errors.As(err, &se):
+		se.Step, se.Err = StepSudo, fmt.Errorf("proving the logon password with su: %w", se.Err)
+		return se
+	}
+	return err
 }
 
 // sudoCommand runs cmd as root through sudo: -S with the fixed prompt

@@ -21,9 +21,10 @@ var (
 	endRe   = regexp.MustCompile(`@rotord@end@([A-Za-z0-9_.$-]*)@`)
 )
 
-// The C-locale words of util-linux su and sudo 1.9.
+// The C-locale words of su (util-linux and shadow-utils: "Authentication
+// failure"; BusyBox: "incorrect password") and sudo 1.9.
 var (
-	suAuthFailRe  = regexp.MustCompile(`(?im)^su: authentication failure`)
+	suAuthFailRe  = regexp.MustCompile(`(?im)^su: (authentication failure|incorrect password)`)
 	suDeniedRe    = regexp.MustCompile(`(?im)^su: permission denied`)
 	sudoSorryRe   = regexp.MustCompile(`(?im)(^sorry, try again\.|\bincorrect password attempts?\b)`)
 	sudoersRe     = regexp.MustCompile(`(?im)(is not in the sudoers file|may not run sudo on|is not allowed to (execute|run))`)
@@ -47,6 +48,9 @@ type escDialogue struct {
 	err     error
 	user    string // su: the account the ready marker names
 }
+
+// interrupt is the terminal's interrupt character (^C, VINTR).
+const interrupt = 0x03
 
 func newEscDialogue(via escVia, answer string, secrets ...string) *escDialogue {
 	return &escDialogue{via: via, answer: answer, secrets: append(secrets, answer)}
@@ -94,7 +98,11 @@ func (e *escDialogue) feed(p []byte) (answer []byte, done bool, pass []byte) {
 	case viaSudo:
 		switch {
 		case sudoSorryRe.MatchString(text):
-			return nil, e.end(ErrSudoRefused), nil
+			// sudo goes straight on to its next try: interrupt it (^C on
+			// the terminal; sudo dies of the signal without going back to
+			// PAM). Ending its input or the channel instead fails that try
+			// through PAM, a second refusal pam_faillock counts.
+			return []byte{interrupt}, e.end(ErrSudoRefused), nil
 		case sudoersRe.MatchString(text):
 			return nil, e.end(ErrNotInSudoers), nil
 		case sudoTTYRe.MatchString(text):
@@ -104,7 +112,7 @@ func (e *escDialogue) feed(p []byte) (answer []byte, done bool, pass []byte) {
 		case last == sudoPrompt:
 			switch {
 			case e.sent:
-				return nil, e.end(ErrSudoRefused), nil
+				return []byte{interrupt}, e.end(ErrSudoRefused), nil
 			case e.answer == "":
 				return nil, e.end(ErrSudoPasswordRequired), nil
 			}

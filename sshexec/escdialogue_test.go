@@ -36,6 +36,7 @@ func TestEscalationDialogueSu(t *testing.T) {
 		{"pam_wheel", []string{"Password: ", "\r\nsu: Permission denied\r\n"}, ErrSuDenied, true},
 		{"pam_wheel requisite", []string{"su: Permission denied\r\n"}, ErrSuDenied, false},
 		{"locked before a prompt", []string{"su: Authentication failure\r\n"}, ErrSuRefused, false},
+		{"busybox su", []string{"Password: ", "\r\nsu: incorrect password\r\n"}, ErrSuRefused, true},
 		{"asked twice", []string{"Password: ", "\r\nPassword: "}, ErrEscalation, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -106,12 +107,15 @@ func TestEscalationDialogueSudo(t *testing.T) {
 			}
 			n := 0
 			for _, a := range answers {
-				if a != "" {
+				if a != "" && a != "\x03" {
 					n++
 				}
 			}
 			if n > 1 {
 				t.Fatalf("answered %d times", n)
+			}
+			if c.want == ErrSudoRefused && answers[len(answers)-1] != "\x03" {
+				t.Fatal("a refusing sudo was not interrupted before its next try")
 			}
 			if strings.Contains(e.transcript(), pw) {
 				t.Fatal("the transcript holds the password")

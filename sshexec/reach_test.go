@@ -479,6 +479,18 @@ func TestReachFaillockBudget(t *testing.T) {
 	if n := count(0, rigUser); n != 0 {
 		t.Fatalf("the logon account's tally: %d", n)
 	}
+	// A refused logon password is one refusal of the logon account's,
+	// none of root's.
+	_, err = e.through(t, Path{Logon: rigUser, Auth: PasswordLogon(secret.New("Wrong-Logon-Pw-7")), Escalation: EscalateSu}).Login(ctx, e.host(0), "root", secret.New(rigRoot))
+	if !errors.Is(err, ErrLogonRefused) {
+		t.Fatalf("a wrong logon password: %v", err)
+	}
+	if n := count(0, rigUser); n != 1 {
+		t.Fatalf("the logon account's tally after one refused logon: %d", n)
+	}
+	if n := count(0, "root"); n != 1 {
+		t.Fatalf("root's tally after a refused logon: %d", n)
+	}
 	// A good su resets nothing of root's budget it did not spend.
 	if err := su.Verify(ctx, e.host(0), "root", secret.New(rigRoot)); err != nil {
 		t.Fatal(err)
@@ -486,12 +498,14 @@ func TestReachFaillockBudget(t *testing.T) {
 	sudo := e.through(t, Path{Logon: rigUser, Auth: keys[0].auth(t).WithPassword(secret.New("Wrong-Logon-Pw-8")), Escalation: EscalateSudo})
 	deadline, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	_, err = sudo.Login(deadline, e.host(1), "root", secret.New(rigRoot))
-	if !errors.Is(err, ErrSudoRefused) {
-		t.Fatalf("sudo with a wrong password: %v", err)
-	}
-	if n := count(1, rigUser); n != 1 {
-		t.Fatalf("the logon account's tally after one refused sudo password: %d", n)
+	for i := 1; i < sshtest.FaillockDeny; i++ {
+		_, err = sudo.Login(deadline, e.host(1), "root", secret.New(rigRoot))
+		if !errors.Is(err, ErrSudoRefused) {
+			t.Fatalf("sudo with a wrong password: %v", err)
+		}
+		if n := count(1, rigUser); n != i {
+			t.Fatalf("the logon account's tally after %d refused sudo passwords: %d", i, n)
+		}
 	}
 	if n := count(1, "root"); n != 0 {
 		t.Fatalf("root's tally after a sudo refusal: %d", n)
