@@ -102,6 +102,9 @@ func (d *Dialer) Through(p Path) (*Reach, error) {
 		if p.Logon == "" {
 			return nil, fmt.Errorf("path: %s needs a logon account", p.Escalation)
 		}
+		if p.Auth.signer == nil && p.Auth.password.IsZero() {
+			return nil, fmt.Errorf("path: the logon account %s has no credential (a password or a key)", p.Logon)
+		}
 	default:
 		return nil, fmt.Errorf("path: unknown escalation %d", p.Escalation)
 	}
@@ -190,6 +193,13 @@ func (r *Reach) Verify(ctx context.Context, h rotation.Host, target string, pw s
 	}
 	defer s.Close()
 	return s.Check(ctx)
+}
+
+// Preflight checks, changing nothing, that the whole path works on h:
+// the logon, the escalation, and that pw authenticates target. It is
+// Verify under the name the rotation protocol uses before a change.
+func (r *Reach) Preflight(ctx context.Context, h rotation.Host, target string, pw secret.Value) error {
+	return r.Verify(ctx, h, target, pw)
 }
 
 // reachSession is a session of a Reach with su or sudo. With su, shell is

@@ -76,6 +76,7 @@ func rotateRootVia(v verifier, h rotation.Host, old, new string) error {
 // reports the wall ratio and each one's client CPU per host.
 func BenchmarkRotateRootThroughSu50(b *testing.B) {
 	sshtest.RequireRig(b)
+	sshtest.RequireReach(b)
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		b.Fatal(err)

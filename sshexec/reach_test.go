@@ -180,6 +180,7 @@ func (e *rigEnv) rotateRoot(t *testing.T, r *Reach, i int, old, new string, secr
 // old one is no longer root's, and no password shows in a process's
 // arguments or environment on the host, or in any text sshexec produced.
 func TestReachRootThroughSu(t *testing.T) {
+	sshtest.RequireReach(t)
 	no := &sshtest.ReachSpec{PermitRootLogin: "no"}
 	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian, Reach: no}, sshtest.HostSpec{Variant: sshtest.BusyBox, Reach: no})
 	const newPw, back, logonNew = "Root-Via-Su-4k", "Root-Back-Su-8m", "Logon-Set-Pw-6t"
@@ -217,6 +218,7 @@ func TestReachRootThroughSu(t *testing.T) {
 // answering sudo with its own password, also under `Defaults requiretty`,
 // and without one where sudoers says NOPASSWD; shadow-utils and BusyBox.
 func TestReachRootThroughSudo(t *testing.T) {
+	sshtest.RequireReach(t)
 	keys := logonKeys(t)
 	key := keys[0]
 	spec := func(v sshtest.Variant, rule sshtest.SudoRule, tty bool) sshtest.HostSpec {
@@ -258,6 +260,7 @@ func TestReachRootThroughSudo(t *testing.T) {
 // key) and with its password; a key file readable by others is refused
 // before it is read, a 0600 one is loaded; a wrong passphrase is an error.
 func TestReachLogonKeys(t *testing.T) {
+	sshtest.RequireReach(t)
 	keys := logonKeys(t)
 	var pubs []ssh.PublicKey
 	for _, k := range keys {
@@ -348,6 +351,7 @@ func TestReachLogonKeys(t *testing.T) {
 // password is rotation.ErrAuthFailed; root's password is unchanged on
 // every host; no credential shows.
 func TestReachFailures(t *testing.T) {
+	sshtest.RequireReach(t)
 	keys := logonKeys(t)
 	ed, stranger := keys[0], keys[1]
 	keysOnly := func(rule sshtest.SudoRule, algos string) *sshtest.ReachSpec {
@@ -454,6 +458,7 @@ func TestReachFailures(t *testing.T) {
 // password costs su exactly one refusal in root's tally, and a refused
 // sudo password one in the logon account's: nothing is sent twice.
 func TestReachFaillockBudget(t *testing.T) {
+	sshtest.RequireReach(t)
 	keys := logonKeys(t)
 	e := startRig(t, Config{},
 		sshtest.HostSpec{Variant: sshtest.Faillock, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}},
@@ -517,6 +522,7 @@ func TestReachFaillockBudget(t *testing.T) {
 // so the lifeline can still change the password; and a host whose key is
 // not known gets no credential at all.
 func TestReachShellSurvivesRefusal(t *testing.T) {
+	sshtest.RequireReach(t)
 	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.PwQuality, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}})
 	ctx := context.Background()
 	const newPw = "Qx7-Lifeline-Pw-2025"

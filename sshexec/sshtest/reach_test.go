@@ -23,6 +23,7 @@ import (
 // pam_wheel); PasswordWorks reads the host's shadow.
 func TestRigReachVariants(t *testing.T) {
 	sshtest.RequireRig(t, sshtest.BusyBox)
+	sshtest.RequireReach(t)
 	const user, pw, rootPw = "rotuser", "Initial-Pw-2024", "Root-Admin-Pw-7"
 	_, edKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

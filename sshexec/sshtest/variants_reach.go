@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -169,6 +170,31 @@ func (r *Rig) prepareReach(dir string, spec HostSpec, uid, gid int) error {
 		}
 	}
 	return nil
+}
+
+// RequireReach skips tb when the machine lacks what ReachSpec hosts and
+// their tests need (su, sudo, pam_wheel, perl for PasswordWorks), but
+// fails it when the environment variable CI is "true", as RequireRig.
+func RequireReach(tb testing.TB) {
+	tb.Helper()
+	var missing []string
+	for _, p := range []string{"/usr/bin/su", "/usr/bin/sudo", "/usr/bin/perl"} {
+		if _, err := os.Stat(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if m, _ := filepath.Glob("/usr/lib/*/security/pam_wheel.so"); len(m) == 0 {
+		if m, _ = filepath.Glob("/lib/*/security/pam_wheel.so"); len(m) == 0 {
+			missing = append(missing, "pam_wheel.so")
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("reach hosts required under CI: missing %s", strings.Join(missing, ", "))
+	}
+	tb.Skipf("reach hosts unavailable: missing %s", strings.Join(missing, ", "))
 }
 
 // PasswordWorks reports whether pw is user's password on host i, by
