@@ -256,8 +256,12 @@ func (s *reachSession) suDialogue(ctx context.Context, cmd, user string, pw secr
 	switch end {
 	case endDone:
 		why = e.err
-		if why == nil && e.user != user {
+		switch {
+		case why != nil:
+		case e.user != user:
 			why = ErrNotTarget
+		case !e.sent:
+			why = ErrSuNoPassword
 		}
 	case endEOF:
 		why = e.eof()

@@ -358,12 +358,13 @@ func TestReachFailures(t *testing.T) {
 		return &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{ed.pub}, Sudo: rule, PubkeyAcceptedAlgorithms: algos}
 	}
 	e := startRig(t, Config{},
-		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}},                                       // 0
-		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelNotMember}},        // 1
-		sshtest.HostSpec{Variant: sshtest.BusyBox, Reach: &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelMember}},          // 2
-		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoNone, "")},                                                  // 3
-		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "")},                                              // 4
-		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256")}, // 5
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}},                                                             // 0
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelNotMember}},                              // 1
+		sshtest.HostSpec{Variant: sshtest.BusyBox, Reach: &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelMember}},                                // 2
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoNone, "")},                                                                        // 3
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "")},                                                                    // 4
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256")},                       // 5
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "prohibit-password", RootAuthorizedKeys: []ssh.PublicKey{ed.pub}}}, // 6
 	)
 	before := make([]string, len(e.rig.Hosts()))
 	for i := range before {
@@ -398,6 +399,7 @@ func TestReachFailures(t *testing.T) {
 		{"not in sudoers", 3, byKey(ed, rigPw, EscalateSudo), rigRoot, StepSudo, ErrNotInSudoers, false},
 		{"wrong sudo password", 4, byKey(ed, wrongLogon, EscalateSudo), rigRoot, StepSudo, ErrSudoRefused, false},
 		{"sudo needs a password the path lacks", 4, byKey(ed, "", EscalateSudo), rigRoot, StepSudo, ErrSudoPasswordRequired, false},
+		{"root by key proves no password", 6, Path{Auth: ed.auth(t)}, rigRoot, StepSu, ErrSuNoPassword, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.through(t, c.path)

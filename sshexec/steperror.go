@@ -50,6 +50,11 @@ var (
 	// (pam_wheel: the logon account is not in the wheel group, or another
 	// PAM rule): "su: Permission denied".
 	ErrSuDenied = errors.New("su denied the logon account (pam_wheel: not in group wheel, or another PAM rule)")
+	// ErrSuNoPassword: su let the account in without asking a password
+	// (the logon account is root, or PAM trusts it), so nothing proved the
+	// password. Root logging in itself by key cannot have its password
+	// proven this way: use a logon account and su.
+	ErrSuNoPassword = errors.New("su asked no password, so it proves none (the logon account is root or PAM trusts it)")
 	// ErrSudoRefused: sudo refused the logon account's password ("Sorry,
 	// try again."); it was not sent again.
 	ErrSudoRefused = errors.New("sudo refused the logon account's password")

@@ -28,6 +28,9 @@ type ReachSpec struct {
 	// AuthorizedKeys are keys the test account may log in with; public
 	// key authentication is on when there is one.
 	AuthorizedKeys []ssh.PublicKey
+	// RootAuthorizedKeys are keys root may log in with (with
+	// PermitRootLogin prohibit-password or yes).
+	RootAuthorizedKeys []ssh.PublicKey
 	// PubkeyAcceptedAlgorithms restricts the key types sshd accepts ("" for
 	// sshd's default).
 	PubkeyAcceptedAlgorithms string
@@ -104,7 +107,7 @@ func sshdReach(spec HostSpec) string {
 	if rs.KeysOnly {
 		b.WriteString("PasswordAuthentication no\nKbdInteractiveAuthentication no\n")
 	}
-	if len(rs.AuthorizedKeys) > 0 {
+	if len(rs.AuthorizedKeys)+len(rs.RootAuthorizedKeys) > 0 {
 		b.WriteString("PubkeyAuthentication yes\nAuthorizedKeysFile .ssh/authorized_keys\n")
 	}
 	if rs.PubkeyAcceptedAlgorithms != "" {
@@ -114,16 +117,26 @@ func sshdReach(spec HostSpec) string {
 }
 
 // prepareReach writes the host files spec.Reach asks for: the test
-// account's authorized_keys, the wheel group and pam_wheel in su's stack.
+// account's and root's authorized_keys, the wheel group and pam_wheel in su's stack.
 func (r *Rig) prepareReach(dir string, spec HostSpec, uid, gid int) error {
 	rs := spec.Reach
 	if rs == nil {
 		return nil
 	}
-	if len(rs.AuthorizedKeys) > 0 {
-		sshDir := filepath.Join(dir, "home", r.opts.User, ".ssh")
+	for _, a := range []struct {
+		home     string
+		keys     []ssh.PublicKey
+		uid, gid int
+	}{
+		{filepath.Join(dir, "home", r.opts.User), rs.AuthorizedKeys, uid, gid},
+		{filepath.Join(dir, "root"), rs.RootAuthorizedKeys, 0, 0},
+	} {
+		if len(a.keys) == 0 {
+			continue
+		}
+		sshDir := filepath.Join(a.home, ".ssh")
 		var keys []byte
-		for _, k := range rs.AuthorizedKeys {
+		for _, k := range a.keys {
 			keys = append(keys, ssh.MarshalAuthorizedKey(k)...)
 		}
 		if err := os.MkdirAll(sshDir, 0o700); err != nil {
@@ -133,7 +146,7 @@ func (r *Rig) prepareReach(dir string, spec HostSpec, uid, gid int) error {
 			return err
 		}
 		for _, p := range []string{sshDir, filepath.Join(sshDir, "authorized_keys")} {
-			if err := os.Chown(p, uid, gid); err != nil {
+			if err := os.Chown(p, a.uid, a.gid); err != nil {
 				return err
 			}
 		}
