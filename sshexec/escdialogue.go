@@ -30,6 +30,9 @@ var (
 	sudoersRe     = regexp.MustCompile(`(?im)(is not in the sudoers file|may not run sudo on|is not allowed to (execute|run))`)
 	sudoTTYRe     = regexp.MustCompile(`(?im)(a terminal is required|you must have a tty to run sudo)`)
 	sudoNeedsPwRe = regexp.MustCompile(`(?im)^sudo: a password is required`)
+	// sudoDefaultPromptRe is sudo's own prompt (lower-cased), should a
+	// sudoers passprompt_override put it in place of the one rotord asks for.
+	sudoDefaultPromptRe = regexp.MustCompile(`^\[sudo\] password for [a-z0-9_.$-]+:$`)
 )
 
 // escDialogue drives su's or sudo's authentication. Like dialogue it is
@@ -109,7 +112,7 @@ func (e *escDialogue) feed(p []byte) (answer []byte, done bool, pass []byte) {
 			return nil, e.end(ErrSudoTTY), nil
 		case sudoNeedsPwRe.MatchString(text):
 			return nil, e.end(ErrSudoPasswordRequired), nil
-		case last == sudoPrompt:
+		case last == sudoPrompt || sudoDefaultPromptRe.MatchString(last):
 			switch {
 			case e.sent:
 				return []byte{interrupt}, e.end(ErrSudoRefused), nil

@@ -122,6 +122,13 @@ func TestEscalationDialogueSudo(t *testing.T) {
 			}
 		})
 	}
+	for _, prompt := range []string{sudoPrompt, "[sudo] password for rotuser: "} {
+		e := newEscDialogue(viaSudo, pw)
+		answers, done, passed := feedAll(e, prompt, "\r\nNew password: ")
+		if done || answers[0] != pw+"\n" || answers[1] != "" || passed != "\r\nNew password: " {
+			t.Fatalf("done %v answers %q passed %q", done, redact(strings.Join(answers, "|"), pw), passed)
+		}
+	}
 	e := newEscDialogue(viaSudo, pw)
 	answers, done, passed := feedAll(e, sudoPrompt, "\r\nNew password: ")
 	if done || answers[0] != pw+"\n" || answers[1] != "" || passed != "\r\nNew password: " {

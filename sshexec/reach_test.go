@@ -578,3 +578,21 @@ func TestReachShellSurvivesRefusal(t *testing.T) {
 	}
 	e.watch.check(t, rigPw, newPw, "abc", rigRoot)
 }
+
+// TestReachSlowSuRefusal: su given the target's password and silent past
+// the step timeout is ErrSuUnknown: rotation.ErrLoginUnknown (it may
+// have been refused, so it counts and is not retried), never
+// rotation.ErrUnreachable.
+func TestReachSlowSuRefusal(t *testing.T) {
+	sshtest.RequireReach(t)
+	e := startRig(t, Config{StepTimeout: time.Second}, sshtest.HostSpec{Variant: sshtest.Debian, RefusalDelay: 4 * time.Second, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}})
+	r := e.through(t, Path{Logon: rigUser, Auth: PasswordLogon(secret.New(rigPw)), Escalation: EscalateSu})
+	_, err := r.Login(context.Background(), e.host(0), "root", secret.New("Wrong-Slow-Pw-1"))
+	e.watch.add(err)
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != StepSu || !errors.Is(err, ErrSuUnknown) || !errors.Is(err, rotation.ErrLoginUnknown) ||
+		errors.Is(err, rotation.ErrUnreachable) || errors.Is(err, rotation.ErrAuthFailed) {
+		t.Fatalf("a slow su refusal: %v", err)
+	}
+	e.watch.check(t, rigPw, "Wrong-Slow-Pw-1")
+}
