@@ -87,6 +87,7 @@ func (p Path) String() string {
 type Reach struct {
 	d    *Dialer
 	path Path
+	pool logonPool
 }
 
 var _ rotation.HostChanger = (*Reach)(nil)
@@ -143,15 +144,25 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 	if p.Escalation == EscalateNone && p.Auth.signer == nil {
 		return r.d.Login(ctx, h, target, pw)
 	}
-	logon := p.Logon
 	if p.Escalation == EscalateNone {
-		logon = target
+		// The target logs in itself by key: a connection of its own,
+		// which the returned *Session closes.
+		client, addr, err := r.d.dialLogon(ctx, h, target, p.Auth)
+		if err != nil {
+			return nil, err
+		}
+		s := &reachSession{r: r, client: client, addr: addr, logon: target, target: target, pw: pw}
+		if err := s.suProve(ctx); err != nil {
+			client.Close()
+			return nil, err
+		}
+		return &Session{client: client, addr: addr, user: target, pw: pw, step: r.d.cfg.StepTimeout, log: r.d.log}, nil
 	}
-	client, addr, err := r.d.dialLogon(ctx, h, logon, p.Auth)
+	client, addr, release, err := r.sharedLogon(ctx, h, p.Logon)
 	if err != nil {
 		return nil, err
 	}
-	s := &reachSession{r: r, client: client, addr: addr, logon: logon, target: target, pw: pw}
+	s := &reachSession{r: r, client: client, release: release, addr: addr, logon: p.Logon, target: target, pw: pw}
 	ok := false
 	defer func() {
 		if !ok {
@@ -159,12 +170,6 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 		}
 	}()
 	switch p.Escalation {
-	case EscalateNone:
-		if err := s.suProve(ctx); err != nil {
-			return nil, err
-		}
-		ok = true
-		return &Session{client: client, addr: addr, user: target, pw: pw, step: r.d.cfg.StepTimeout, log: r.d.log}, nil
 	case EscalateSu:
 		if err := s.openShell(ctx); err != nil {
 			return nil, err
@@ -207,7 +212,8 @@ func (r *Reach) Preflight(ctx context.Context, h rotation.Host, target string, p
 // sudo on its own channel of the logon connection.
 type reachSession struct {
 	r             *Reach
-	client        *ssh.Client
+	client        *ssh.Client // the logon connection, maybe shared with other sessions of r
+	release       func()      // gives the connection back
 	addr          string
 	logon, target string
 	pw            secret.Value // the target's password the session was opened with
@@ -540,7 +546,8 @@ func (s *reachSession) Close() error {
 	if s.shell != nil {
 		s.shell.close()
 	}
-	return s.client.Close()
+	s.release()
+	return nil
 }
 
 // lastLine returns the last non-empty line of s, trimmed.

@@ -208,6 +208,15 @@ func TestReachRootThroughSu(t *testing.T) {
 			if ok, err := e.rig.PasswordWorks(i, rigUser, logonNew); err != nil || !ok {
 				t.Fatalf("the logon account's new password is not in the host's shadow (%v)", err)
 			}
+			// sshd saw root's refused login, one logon per rotation (the
+			// verifying su shares the lifeline's connection), the
+			// SetPassword logon and this control login: nothing else.
+			if !e.logsIn(t, i, logonNew) {
+				t.Fatal("the control login failed")
+			}
+			if n := e.waitAttempts(t, i, 5); n != 5 {
+				t.Fatalf("sshd saw %d authentications, want 5", n)
+			}
 		})
 	}
 	e.watch.check(t, rigRoot, newPw, back, rigPw, logonNew)
@@ -595,4 +604,37 @@ func TestReachSlowSuRefusal(t *testing.T) {
 		t.Fatalf("a slow su refusal: %v", err)
 	}
 	e.watch.check(t, rigPw, "Wrong-Slow-Pw-1")
+}
+
+// TestReachSharedConnectionBroken: a login that would share a lifeline's
+// logon connection which has died meanwhile (the host restarted) dials a
+// fresh one; the dead lifeline reports itself unreachable.
+func TestReachSharedConnectionBroken(t *testing.T) {
+	sshtest.RequireReach(t)
+	e := startRig(t, Config{}, sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}})
+	ctx := context.Background()
+	r := e.through(t, Path{Logon: rigUser, Auth: PasswordLogon(secret.New(rigPw)), Escalation: EscalateSu})
+	s, err := r.Login(ctx, e.host(0), "root", secret.New(rigRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := e.rig.StopHost(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rig.StartHost(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(ctx, e.host(0), "root", secret.New(rigRoot)); err != nil {
+		t.Fatalf("a login after the shared connection died: %v", err)
+	}
+	if err := s.Check(ctx); !errors.Is(err, rotation.ErrUnreachable) {
+		t.Fatalf("the dead lifeline: %v", err)
+	}
+	if o := s.ChangePassword(ctx, secret.New(rigRoot), secret.New("Never-Pw-3")); o.Kind != rotation.OutcomeUnexpected || !errors.Is(o.Err, rotation.ErrUnreachable) || o.Transcript != "" {
+		t.Fatalf("passwd on the dead lifeline: %v", o)
+	}
+	if !e.rootWorks(t, 0, rigRoot) {
+		t.Fatal("root's password changed")
+	}
 }
