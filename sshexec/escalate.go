@@ -125,8 +125,13 @@ func (r *Reach) Path() Path { return r.path }
 //     proves pw); the session is a *Session.
 //   - su: the logon account logs in, runs `su - target` answering pw, and
 //     keeps that shell as the session (the lifeline).
-//   - sudo: the logon account logs in, shows through sudo that it may act
-//     as root, and `su target -c` proves pw.
+//   - sudo: the logon account logs in; when it logged in by key, `su
+//     LOGON` proves its password first (one try: sudo would try a refused
+//     one twice); sudo shows it may act as root; `su target -c` proves pw.
+//
+// With su and sudo, sessions open on h at the same time share one logon
+// connection (the verifying login rides on the lifeline's), each on its
+// own channel; a connection that died is replaced by a fresh login.
 //
 // Errors: *HostKeyError (rotation.ErrHostKey), rotation.ErrUnreachable
 // before any credential was sent, and otherwise a *StepError naming the
