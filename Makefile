@@ -27,6 +27,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 20m ./store/ ./secretserver/ ./rotation/
 	$(GO) test -run '^$$' -bench HostKeyLookup ./sshexec/
 	$(GO) test -run '^$$' -bench ChangeVerify -benchtime 4x -timeout 20m ./sshexec/
+	$(GO) test -run '^$$' -bench RotateRootThroughSu -benchtime 2x -timeout 20m ./sshexec/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi

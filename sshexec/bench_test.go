@@ -166,7 +166,12 @@ func holdRig(n int) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	r, err := sshtest.StartRig(ctx, sshtest.RigOptions{Hosts: make([]sshtest.HostSpec, n), User: rigUser, Password: rigPw})
+	opts, err := benchRigOptions(n)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r, err := sshtest.StartRig(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -183,9 +188,9 @@ func holdRig(n int) int {
 
 // startRigProcess runs holdRig in a child process (this test binary again)
 // and returns its hosts; the rig stops when the benchmark ends.
-func startRigProcess(b *testing.B, n int) rigProcess {
+func startRigProcess(b *testing.B, n int, env ...string) rigProcess {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), rigProcessEnv+"="+strconv.Itoa(n))
+	cmd.Env = append(append(os.Environ(), rigProcessEnv+"="+strconv.Itoa(n)), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -86,6 +86,9 @@ type HostSpec struct {
 	// EmptyPasswords lets sshd accept an empty password
 	// (PermitEmptyPasswords), for accounts ClearPassword left without one.
 	EmptyPasswords bool
+	// Reach shapes root logins, keys, su and sudo on the host (nil: the
+	// rig's defaults).
+	Reach *ReachSpec
 }
 
 // RigOptions configure StartRig.
@@ -422,10 +425,11 @@ func (r *Rig) prepareHost(i int, spec HostSpec, template string, uid, gid int) (
 		"Defaults	timestampdir=" + filepath.Join(dir, "sudo", "ts") + "\n" +
 		"Defaults	lecture_status_dir=" + filepath.Join(dir, "sudo", "lectured") + "\n" +
 		"root	ALL=(ALL:ALL) ALL\n"
-	if r.opts.Sudo {
-		sudoers += r.opts.User + "	ALL=(ALL:ALL) ALL\n"
-	}
+	sudoers += sudoRules(r.opts, spec)
 	if err := writeFile(filepath.Join(upper, "sudoers"), sudoers, 0o440); err != nil {
+		return nil, fmt.Errorf("sshtest: %w", err)
+	}
+	if err := r.prepareReach(dir, spec, uid, gid); err != nil {
 		return nil, fmt.Errorf("sshtest: %w", err)
 	}
 	h := &rigHost{RigHost: RigHost{Name: "127.0.0.1", Variant: spec.Variant}, dir: dir}
@@ -483,7 +487,7 @@ func (r *Rig) assignPort(h *rigHost, spec HostSpec) error {
 	if r.opts.RootPassword != "" {
 		permitRoot = "yes"
 	}
-	conf := fmt.Sprintf(`Port %d
+	conf := sshdReach(spec) + fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
 HostKey %s

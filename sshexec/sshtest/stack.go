@@ -17,7 +17,7 @@ import (
 // on install) or an administrator's login.defs changes no host.
 
 // pamCommon is the part of every host's PAM configuration that does not
-// depend on its variant: the services sshd, passwd, chpasswd, su, sudo and
+// depend on its variant: the services sshd, passwd, chpasswd, su, su-l, sudo and
 // everything else ("other", refused).
 var pamCommon = map[string]string{
 	"common-account": `account	[success=1 new_authtok_reqd=done default=ignore]	pam_unix.so
@@ -42,6 +42,9 @@ account	required			pam_permit.so
 @include common-auth
 @include common-account
 @include common-session
+`,
+	// util-linux su takes su-l for a login shell (su -), as Debian's own file.
+	"su-l": `@include su
 `,
 	"sudo": `@include common-auth
 @include common-account
