@@ -189,7 +189,7 @@ func (d *Dialer) dialLogon(ctx context.Context, h rotation.Host, user string, au
 		Auth:    methods,
 		Timeout: d.cfg.ConnectTimeout,
 	}
-	cctx, cancel := context.WithTimeout(ctx, d.cfg.ConnectTimeout)
+	cctx, cancel := withLimit(ctx, d.cfg.ConnectTimeout)
 	defer cancel()
 	conn, err := dialContext(cctx, addr)
 	if err != nil {
