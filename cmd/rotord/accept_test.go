@@ -44,6 +44,7 @@ type lab struct {
 	rig    *sshtest.Rig
 	ids    map[string]int   // secret name → emulator id
 	groups map[string][]int // secret name → rig host indices
+	root   map[string]bool  // secrets that hold root's account rather than accUser's
 	dialer *sshexec.Dialer
 	dsn    string // the PostgreSQL journal's connection string, if it is one
 }
@@ -57,8 +58,11 @@ type labOptions struct {
 	extra    string // appended to the configuration file
 	rootPass string // if set, root may log into the hosts with it (a reconcile account)
 	asRoot   bool   // the secrets hold root's account (rootPass) instead of accUser's
-	metrics  string // metrics.listen ("" serves none)
-	postgres bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
+	// rootSecrets hold root's account (rootPass) rather than accUser's,
+	// so that two secrets can share a host with distinct accounts.
+	rootSecrets map[string]bool
+	metrics     string // metrics.listen ("" serves none)
+	postgres    bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -68,7 +72,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 		variants = make([]sshtest.Variant, o.hosts) // sshtest.Debian
 	}
 	sshtest.RequireRig(t, variants...)
-	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups}
+	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups, root: map[string]bool{}}
 	specs := make([]sshtest.HostSpec, len(variants))
 	for i, v := range variants {
 		specs[i] = sshtest.HostSpec{Variant: v}
@@ -90,8 +94,9 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 			hs = append(hs, rig.Hosts()[i].Addr())
 		}
 		user, pw := accUser, accPassword
-		if o.asRoot {
+		if o.asRoot || o.rootSecrets[name] {
 			user, pw = "root", o.rootPass
+			l.root[name] = true
 		}
 		l.ids[name] = l.ss.AddSecret(sstest.SecretSeed{Name: name, Folder: `\Lab\Linux`, Username: user,
 			Password: pw, Notes: strings.Join(hs, ", ")})
@@ -171,10 +176,15 @@ func (l *lab) rotord(args ...string) (stdout, stderr string, code int) {
 // password is what Secret Server holds for the secret.
 func (l *lab) password(name string) string { return l.ss.Field(l.ids[name], "password") }
 
-// logsIn reports whether pw logs into rig host i.
+// logsIn reports whether pw logs into rig host i as accUser.
 func (l *lab) logsIn(ctx context.Context, i int, pw string) bool {
+	return l.logsInAs(ctx, i, accUser, pw)
+}
+
+// logsInAs reports whether pw logs into rig host i as user.
+func (l *lab) logsInAs(ctx context.Context, i int, user, pw string) bool {
 	h := l.rig.Hosts()[i]
-	s, err := l.dialer.Login(ctx, rotation.Host{Name: h.Name, Port: h.Port}, accUser, secret.New(pw))
+	s, err := l.dialer.Login(ctx, rotation.Host{Name: h.Name, Port: h.Port}, user, secret.New(pw))
 	if err != nil {
 		return false
 	}
@@ -187,12 +197,16 @@ func (l *lab) logsIn(ctx context.Context, i int, pw string) bool {
 func (l *lab) requireWorks(ctx context.Context, name string, refused ...string) string {
 	l.t.Helper()
 	pw := l.password(name)
+	user := accUser
+	if l.root[name] {
+		user = "root"
+	}
 	for _, i := range l.groups[name] {
-		if !l.logsIn(ctx, i, pw) {
+		if !l.logsInAs(ctx, i, user, pw) {
 			l.t.Fatalf("%s: host %d does not take the password Secret Server holds", name, i)
 		}
 		for _, r := range refused {
-			if r != pw && l.logsIn(ctx, i, r) {
+			if r != pw && l.logsInAs(ctx, i, user, r) {
 				l.t.Fatalf("%s: host %d still takes a superseded password", name, i)
 			}
 		}
