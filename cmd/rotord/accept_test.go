@@ -65,6 +65,19 @@ type labOptions struct {
 	postgres    bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
 }
 
+// eachJournal runs f as a subtest per journal database: a SQLite file
+// ("sqlite") and a fresh PostgreSQL database of the throwaway cluster
+// ("postgres", labOptions.postgres). The acceptance tests that touch the
+// journal run on both drivers through it: one test, two databases.
+func eachJournal(t *testing.T, f func(t *testing.T, postgres bool)) {
+	for _, j := range []struct {
+		name     string
+		postgres bool
+	}{{"sqlite", false}, {"postgres", true}} {
+		t.Run(j.name, func(t *testing.T) { f(t, j.postgres) })
+	}
+}
+
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	t.Helper()
 	variants := o.variants
@@ -359,10 +372,13 @@ func (d *daemon) stop() {
 // short schedule; SIGTERM during a rotation lets it finish and exits 0; the
 // journal holds only finished rotations and Secret Server's passwords work;
 // history lists them; rollback restores the previous password everywhere.
-func TestAcceptRunStopHistoryRollback(t *testing.T) {
+func TestAcceptRunStopHistoryRollback(t *testing.T) { eachJournal(t, testRunStopHistoryRollback) }
+
+func testRunStopHistoryRollback(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 3, groups: map[string][]int{"web-root": {0, 1}, "db-root": {2}}, schedule: "@every 2s"})
+	l := newLab(t, ctx, labOptions{hosts: 3, groups: map[string][]int{"web-root": {0, 1}, "db-root": {2}}, schedule: "@every 2s",
+		postgres: postgres})
 
 	d := l.startDaemon()
 	committed := map[string]bool{}
@@ -378,8 +394,15 @@ func TestAcceptRunStopHistoryRollback(t *testing.T) {
 	if err := l.rig.PauseHost(2); err != nil {
 		t.Fatal(err)
 	}
+	// On a shared journal (PostgreSQL) the slot is claimed in the database
+	// first, which a stop still cancels: the rotation is in flight once
+	// its slot is claimed.
+	started := "scheduled rotation starting"
+	if postgres {
+		started = "slot claimed"
+	}
 	d.next("db-root started", func(rec map[string]any) bool {
-		return is(rec, "scheduled rotation starting", "secret", "db-root")
+		return is(rec, started, "secret", "db-root")
 	})
 	d.signal(syscall.SIGTERM)
 	d.next("the stop", func(rec map[string]any) bool {
@@ -494,10 +517,13 @@ func TestAcceptCheckReportsEveryProblem(t *testing.T) {
 // rotates nothing; a secret whose due time passed while the daemon was
 // down (several slots) is rotated exactly once; a secret already rotated
 // for its slot (killed daemon, recovery committed it) is not rotated again.
-func TestAcceptCatchUpExactlyOnce(t *testing.T) {
+func TestAcceptCatchUpExactlyOnce(t *testing.T) { eachJournal(t, testCatchUpExactlyOnce) }
+
+func testCatchUpExactlyOnce(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0}, "db-root": {1}}, schedule: "@weekly"})
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0}, "db-root": {1}}, schedule: "@weekly",
+		postgres: postgres})
 
 	// First start: due times recorded at the next weekly slot; nothing rotates.
 	from := time.Now()
@@ -600,10 +626,12 @@ func TestAcceptCatchUpExactlyOnce(t *testing.T) {
 // TestAcceptDryRunChangesNothing: rotate --dry-run leaves the hosts, Secret
 // Server and the journal's rotations as they were, and records an audit
 // entry.
-func TestAcceptDryRunChangesNothing(t *testing.T) {
+func TestAcceptDryRunChangesNothing(t *testing.T) { eachJournal(t, testDryRunChangesNothing) }
+
+func testDryRunChangesNothing(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly"})
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly", postgres: postgres})
 	var shadows []string
 	for i := range 2 {
 		s, err := l.rig.ShadowLine(i)
@@ -635,10 +663,7 @@ func TestAcceptDryRunChangesNothing(t *testing.T) {
 	if h := l.history(""); len(h) != 0 {
 		t.Fatalf("the journal gained rotations: %+v", h)
 	}
-	db, err := store.Open(ctx, l.path("rotord.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := l.openStore(ctx)
 	defer db.Close()
 	evs, err := db.AuditLog(ctx, store.AuditQuery{Secret: "web-root"})
 	if err != nil {
@@ -713,9 +738,13 @@ func TestAcceptWebhookAlerts(t *testing.T) {
 // Secret Server. The next start's recovery commits that rotation, and the
 // catch-up must not rotate the secret a second time for the same slot.
 func TestAcceptKilledMidRotationNotRepeated(t *testing.T) {
+	eachJournal(t, testKilledMidRotationNotRepeated)
+}
+
+func testKilledMidRotationNotRepeated(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 1, groups: map[string][]int{"web-root": {0}}, schedule: "@weekly"})
+	l := newLab(t, ctx, labOptions{hosts: 1, groups: map[string][]int{"web-root": {0}}, schedule: "@weekly", postgres: postgres})
 	db := l.openStore(ctx)
 	if err := db.SetNextDue(ctx, "web-root", time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
