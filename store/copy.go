@@ -30,6 +30,7 @@ var copyTables = []struct{ name, order string }{
 	{"sealed_passwords", "rotation_id, role"},
 	{"audit_events", "id"},
 	{"leases", "secret"},
+	{"sealing_key", "id"},
 }
 
 // copyBatch is how many rows one INSERT of CopyFrom carries.

@@ -157,6 +157,9 @@ func (db *DB) Begin(ctx context.Context, r rotation.Rotation) (int64, error) {
 // the new password it seals.
 func (db *DB) begin(tx *gorm.DB, r rotation.Rotation, row *rotationRow, keys *Keyring, key string, now int64, nonce *[]byte) error {
 	{
+		if err := sealGuard(tx, keys); err != nil {
+			return err
+		}
 		if err := checkFence(tx, key, r.Generation, r.Generation); err != nil {
 			return err
 		}
@@ -296,11 +299,15 @@ func (db *DB) SetNew(ctx context.Context, id, gen int64, pw secret.Value) error 
 	if pw.IsZero() {
 		return fmt.Errorf("set new password of rotation %d: empty password", id)
 	}
-	s, err := db.keys.Load().seal(id, roleNew, pw)
+	keys := db.keys.Load()
+	s, err := keys.seal(id, roleNew, pw)
 	if err != nil {
 		return fmt.Errorf("set new password of rotation %d: %w", id, err)
 	}
 	err = db.transact(ctx, func(tx *gorm.DB) error {
+		if err := sealGuard(tx, keys); err != nil {
+			return err
+		}
 		st, err := lockRotation(tx, id, gen)
 		if err != nil {
 			return err

@@ -134,21 +134,25 @@ func openPostgres(ctx context.Context, dsn string, keys *Keyring, opts []Option)
 	return db, nil
 }
 
-// rekeyLockPostgres takes the use lock exclusively (it is held shared by
-// this store's own session, which does not conflict) and returns the
-// function that gives it back; ErrInUse while another store has the
-// database open.
-func (db *DB) rekeyLockPostgres(ctx context.Context) (func(), error) {
-	var ok bool
-	if err := db.useConn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, useLockKey).Scan(&ok); err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, ErrInUse
-	}
-	return func() {
-		_, _ = db.useConn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, useLockKey)
-	}, nil
+// rekeyTransactionPostgres runs fn in a transaction on the session that
+// holds this store's use lock shared, after taking the lock exclusively
+// for that transaction (a session's own shared lock does not conflict);
+// ErrInUse while another store holds it, shared on its session or for a
+// transaction that seals (sealGuard). The exclusive lock ends with the
+// transaction, commit or abort: it cannot outlive or miss the rewrite.
+func (db *DB) rekeyTransactionPostgres(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	g := db.gdb.Session(&gorm.Session{NewDB: true, Context: ctx})
+	g.Statement.ConnPool = db.useConn
+	return g.Transaction(func(tx *gorm.DB) error {
+		var ok bool
+		if err := tx.Raw(`SELECT pg_try_advisory_xact_lock(?)`, useLockKey).Scan(&ok).Error; err != nil {
+			return fmt.Errorf("use lock: %w", err)
+		}
+		if !ok {
+			return ErrInUse
+		}
+		return fn(tx)
+	})
 }
 
 // closeUse drops the use lock of a PostgreSQL store (with its session).

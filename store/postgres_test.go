@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/rotation/secret"
 	"github.com/rotord/rotord/store"
 	"github.com/rotord/rotord/store/pgtest"
 )
@@ -197,5 +198,91 @@ func TestPostgresWritesSurviveRestart(t *testing.T) {
 	h, err := db.History(ctx, rotation.HistoryQuery{Secret: "db"})
 	if err != nil || len(h) != 1 || h[0].ID != id2 {
 		t.Errorf("rotations of db after a Begin across a restart: %v, %v", h, err)
+	}
+}
+
+// A server restart drops every store's advisory use lock with its
+// session, so a rekey can then run while a daemon's store stays open.
+// That store must not go on sealing with the old key: its next Begin and
+// SetNew fail with ErrRekeyed and write nothing, and every sealed value
+// in the journal is under the new key, which opens it.
+func TestPostgresRekeyAcrossServerRestart(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.Shared(t)
+	dsn := pgtest.NewDatabase(t)
+	oldKey, newKey := mustKey(t), mustKey(t)
+	daemon, err := store.OpenPostgres(ctx, dsn, store.NewKeyring(oldKey), store.WithRetryWindow(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer daemon.Close()
+	id, err := daemon.Begin(ctx, sampleRotation("web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := store.OpenPostgres(ctx, dsn, store.NewKeyring(oldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Rekey(ctx, newKey); !errors.Is(err, store.ErrInUse) {
+		t.Fatalf("Rekey beside an open store: %v, want ErrInUse", err)
+	}
+	_ = other.Close()
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	rekeyer, err := store.OpenPostgres(ctx, dsn, store.NewKeyring(oldKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := rekeyer.Rekey(ctx, newKey)
+	_ = rekeyer.Close()
+	if err != nil || n != 2 {
+		t.Fatalf("Rekey after the restart: %d, %v (the daemon's use lock went with its session)", n, err)
+	}
+
+	if _, err := daemon.Begin(ctx, sampleRotation("db")); !errors.Is(err, store.ErrRekeyed) {
+		t.Fatalf("Begin with the old key after the rekey: %v, want ErrRekeyed", err)
+	}
+	if err := daemon.SetNew(ctx, id, 0, secret.New("Another-New-Pw-1")); !errors.Is(err, store.ErrRekeyed) {
+		t.Fatalf("SetNew with the old key after the rekey: %v, want ErrRekeyed", err)
+	}
+	raw := postgresBackend.raw(t, dsn)
+	rows, err := raw.QueryContext(ctx, `SELECT key_id FROM sealed_passwords`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for rows.Next() {
+		var kid string
+		if err := rows.Scan(&kid); err != nil {
+			t.Fatal(err)
+		}
+		if kid != newKey.ID() {
+			t.Errorf("a sealed value under key %s after the rekey to %s", kid, newKey.ID())
+		}
+		count++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if count != 2 {
+		t.Errorf("%d sealed values, want the first rotation's 2 only", count)
+	}
+	after, err := store.OpenPostgres(ctx, dsn, store.NewKeyring(newKey))
+	if err != nil {
+		t.Fatalf("open with the new key: %v", err)
+	}
+	defer after.Close()
+	got, err := after.Get(ctx, id)
+	if err != nil || got.New.IsZero() {
+		t.Fatalf("the rotation under the new key: %+v, %v", got, err)
+	}
+	if _, err := after.Begin(ctx, sampleRotation("db")); err != nil {
+		t.Errorf("Begin with the new key: %v", err)
 	}
 }

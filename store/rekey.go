@@ -24,6 +24,16 @@ const rekeyBatch = 500
 // errors.Is(err, ErrInUse) and changes nothing, and while it runs other
 // processes wait to open it. Once it returns, the old key file may be
 // retired.
+//
+// It records newKey as the journal's sealing key in the same transaction,
+// and every write that seals checks that record (sealGuard), so a process
+// that kept running with the old key fails its next Begin with ErrRekeyed
+// instead of sealing with a retired key. On PostgreSQL that is what holds
+// across a server restart: the restart drops every store's advisory use
+// lock with its session, after which a rekey can run beside daemons that
+// reconnect. There Rekey takes the use lock exclusively for its own
+// transaction only (on the session of its own shared lock), so the lock and
+// the rewrite cannot come apart: a restart mid-rekey aborts both.
 func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	if newKey.IsZero() {
 		return 0, fmt.Errorf("rekey: %w", ErrNoKey)
@@ -32,14 +42,14 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	if keys == nil || keys.current.IsZero() {
 		return 0, fmt.Errorf("rekey: %w", ErrNoKey)
 	}
-	unlock, err := db.rekeyLock(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("rekey %s: %w", db.path, err)
-	}
-	defer unlock()
 	target := NewKeyring(newKey)
 	n := 0
-	err = db.gdb.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := db.rekeyTransaction(ctx, func(tx *gorm.DB) error {
+		n = 0
+		if err := tx.Exec(`INSERT INTO sealing_key (id, key_id) VALUES (1, ?)
+			ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id`, newKey.ID()).Error; err != nil {
+			return fmt.Errorf("record sealing key: %w", err)
+		}
 		var lastID int64
 		lastRole := ""
 		for {
@@ -72,6 +82,9 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 			lastID, lastRole = rows[len(rows)-1].RotationID, rows[len(rows)-1].Role
 		}
 	})
+	if errors.Is(err, ErrInUse) {
+		return 0, fmt.Errorf("rekey %s: %w", db.path, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("rekey: %w", err)
 	}
@@ -83,11 +96,11 @@ func (db *DB) Rekey(ctx context.Context, newKey Key) (int, error) {
 	return n, nil
 }
 
-// rekeyLock takes the database alone: ErrInUse while another process has
-// it open. It returns the function that gives it back.
-func (db *DB) rekeyLock(ctx context.Context) (func(), error) {
+// rekeyTransaction runs fn in one transaction that has the database alone:
+// ErrInUse, before fn runs, while another process has it open.
+func (db *DB) rekeyTransaction(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	if db.dialect == dialectPostgres {
-		return db.rekeyLockPostgres(ctx)
+		return db.rekeyTransactionPostgres(ctx, fn)
 	}
 	// Converting the shared lock to an exclusive one is not atomic: a
 	// failed conversion may have dropped the shared lock, so take it back
@@ -98,9 +111,38 @@ func (db *DB) rekeyLock(ctx context.Context) (func(), error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			err = ErrInUse
 		}
-		return nil, err
+		return err
 	}
-	return back, nil
+	defer back()
+	return db.gdb.WithContext(ctx).Transaction(fn)
+}
+
+// ErrRekeyed is returned by the writes that seal a password (Begin,
+// SetNew) when the journal was rekeyed to a key this process does not
+// have: it must be restarted with the new key file. Nothing is written.
+var ErrRekeyed = errors.New("the journal was rekeyed to a key this process does not have; restart it with the new key file")
+
+// sealGuard is the first statement of a transaction that seals passwords
+// with keys: on PostgreSQL it takes the use lock shared for the
+// transaction, so that a rekey (which holds it exclusively for its own
+// transaction) is either done or refused; then it checks that the sealing
+// key a rekey recorded, if any, is one of keys (ErrRekeyed if not).
+func sealGuard(tx *gorm.DB, keys *Keyring) error {
+	if tx.Dialector.Name() == dialectPostgres {
+		if err := tx.Exec(`SELECT pg_advisory_xact_lock_shared(?)`, useLockKey).Error; err != nil {
+			return fmt.Errorf("use lock: %w", err)
+		}
+	}
+	var ids []string
+	if err := tx.Raw(`SELECT key_id FROM sealing_key WHERE id = 1`).Scan(&ids).Error; err != nil {
+		return fmt.Errorf("read sealing key: %w", err)
+	}
+	if len(ids) == 1 {
+		if _, ok := keys.byID[ids[0]]; !ok {
+			return fmt.Errorf("%w (the journal seals with key %s; this process has %s)", ErrRekeyed, ids[0], keys.current)
+		}
+	}
+	return nil
 }
 
 // CheckKey verifies that the keyring opens the newest sealed passwords in

@@ -8,10 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,23 +130,31 @@ func requireOncePerSlot(t *testing.T, starts map[string][]time.Time, minGap time
 	}
 }
 
+// sharedSlotsRootPassword is root's first password on the shared-slots
+// test's hosts: half its secrets hold root's account.
+const sharedSlotsRootPassword = "Acc-Root-Pw-5150"
+
 // TestAcceptPostgresSharedSlots: three `rotord run` instances share one
-// PostgreSQL journal and several secrets on a schedule of every few
-// seconds. Over several slots every secret is rotated once per slot (the
-// emulator received exactly one password write per committed rotation, and
-// no two rotations of a secret fall in one slot), the work is spread over
-// the instances, no lease conflict surfaces as a failure or a missed slot,
-// and rotord status lists the three instances.
+// PostgreSQL journal and 30 secrets on a schedule of every few seconds
+// (15 rig hosts, each with two secrets: its test account's and root's).
+// Over several slots every secret is rotated once per slot (Secret Server
+// received, per secret, exactly one password write per committed rotation,
+// and no two rotations of a secret fall in one slot), the work is spread
+// over the instances, no lease conflict surfaces as a failure or a missed
+// slot, and rotord status lists the three instances.
 func TestAcceptPostgresSharedSlots(t *testing.T) {
-	const secrets, instances, every, rounds = 6, 3, 3 * time.Second, 3
+	const hosts, instances, every, rounds = 15, 3, 5 * time.Second, 3
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	groups := map[string][]int{}
-	for i := range secrets {
-		groups[fmt.Sprintf("s%02d-root", i)] = []int{i}
+	groups, roots := map[string][]int{}, map[string]bool{}
+	for i := range hosts {
+		groups[fmt.Sprintf("u%02d-rotuser", i)] = []int{i}
+		groups[fmt.Sprintf("r%02d-root", i)] = []int{i}
+		roots[fmt.Sprintf("r%02d-root", i)] = true
 	}
-	l := newLab(t, ctx, labOptions{hosts: secrets, groups: groups, schedule: fmt.Sprintf("@every %s", every),
-		postgres: true, extra: "rotation:\n  lease_ttl: 10s\n  max_concurrent: 4\n"})
+	l := newLab(t, ctx, labOptions{hosts: hosts, groups: groups, schedule: fmt.Sprintf("@every %s", every),
+		rootPass: sharedSlotsRootPassword, rootSecrets: roots, postgres: true,
+		extra: "rotation:\n  lease_ttl: 10s\n  max_concurrent: 6\n"})
 	ds, ev := l.startShared(instances)
 
 	count := map[string]int{}
@@ -174,7 +185,7 @@ func TestAcceptPostgresSharedSlots(t *testing.T) {
 			t.Errorf("instance %+v", in)
 		}
 	}
-	l.noSecrets(out)
+	l.noSecrets(out, sharedSlotsRootPassword)
 	for _, d := range ds {
 		d.stop()
 	}
@@ -194,19 +205,24 @@ func TestAcceptPostgresSharedSlots(t *testing.T) {
 	if len(byDaemon) < 2 {
 		t.Errorf("rotations per instance %v: the work was not shared", byDaemon)
 	}
+	t.Logf("committed rotations per instance: %v", byDaemon)
 	starts := l.committedStarts()
-	total := 0
 	for name := range groups {
 		if len(starts[name]) < rounds {
 			t.Errorf("%s: %d committed rotations, want at least %d", name, len(starts[name]), rounds)
 		}
-		total += len(starts[name])
-		l.requireWorks(ctx, name, accPassword)
+		// One password write per committed rotation, per secret: no
+		// slot written twice, none written without its rotation.
+		if writes := l.ss.PasswordWrites(l.ids[name]); writes != len(starts[name]) {
+			t.Errorf("%s: Secret Server received %d password writes for %d committed rotations", name, writes, len(starts[name]))
+		}
+		initial := accPassword
+		if roots[name] {
+			initial = sharedSlotsRootPassword
+		}
+		l.requireWorks(ctx, name, initial)
 	}
 	requireOncePerSlot(t, starts, every*2/3)
-	if writes := l.ss.Calls(sstest.EndpointPutField) + l.ss.Calls(sstest.EndpointPutSecret); writes != total {
-		t.Errorf("Secret Server received %d password writes for %d committed rotations", writes, total)
-	}
 }
 
 // TestAcceptPostgresKilledInstance: of the instances sharing the journal,
@@ -422,5 +438,208 @@ func TestAcceptPostgresCopyFromSQLite(t *testing.T) {
 	}
 	if _, errOut, code := l.rotord("migrate", "--copy-from", "sqlite:"+l.path("rotord.db")); code == 0 || !strings.Contains(errOut, "not empty") {
 		t.Errorf("a second copy: exit %d: %s", code, errOut)
+	}
+}
+
+// pgProxy forwards loopback TCP connections to the throwaway cluster's
+// Unix socket, and can black-hole them: a blocked port for the one
+// instance that connects through it, while the others keep their own
+// connections.
+type pgProxy struct {
+	l      net.Listener
+	socket string
+	cut    atomic.Bool
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startPGProxy(t *testing.T, socket string) *pgProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{l: l, socket: socket}
+	t.Cleanup(func() { _ = l.Close(); p.closeAll() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *pgProxy) port() int { return p.l.Addr().(*net.TCPAddr).Port }
+
+func (p *pgProxy) serve(c net.Conn) {
+	up, err := net.Dial("unix", p.socket)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns = append(p.conns, c, up)
+	p.mu.Unlock()
+	go p.pipe(up, c)
+	go p.pipe(c, up)
+}
+
+// pipe copies src to dst, dropping what it reads while the proxy is cut.
+func (p *pgProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.cut.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			_ = dst.Close()
+			return
+		}
+	}
+}
+
+// block black-holes every connection, open and new: nothing answers and
+// nothing is refused, as behind a firewall that drops the port.
+func (p *pgProxy) block() { p.cut.Store(true) }
+
+// unblock lets connections through again; those open during the block
+// lost bytes and are closed.
+func (p *pgProxy) unblock() {
+	p.closeAll()
+	p.cut.Store(false)
+}
+
+func (p *pgProxy) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+// TestAcceptPostgresInstanceCutOff: of two instances sharing the journal,
+// one reaches PostgreSQL through a port that is blocked (black-holed) while
+// it changes a host; the other keeps its connection. The cut-off instance
+// starts no new host work once its lease renewals have had time to fail;
+// the rotation it had in flight is left in the journal as it was, and the
+// other instance recovers it once the lease expired (within the lease TTL
+// plus a sweep) and goes on rotating every secret. In the end no rotation
+// is unfinished, none is doubled within a slot, and Secret Server holds
+// the password every host takes. Unblocked, the cut-off instance
+// reconnects and stops cleanly.
+func TestAcceptPostgresInstanceCutOff(t *testing.T) {
+	const secrets, leaseTTL, every = 3, 10 * time.Second, 4 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	groups := map[string][]int{}
+	for i := range secrets {
+		groups[fmt.Sprintf("s%02d-root", i)] = []int{i}
+	}
+	l := newLab(t, ctx, labOptions{hosts: secrets, groups: groups, schedule: fmt.Sprintf("@every %s", every),
+		postgres: true, extra: fmt.Sprintf("rotation:\n  lease_ttl: %s\n  max_concurrent: 4\n", leaseTTL)})
+	pg := pgtest.Shared(t)
+	proxy := startPGProxy(t, filepath.Join(pg.SocketDir(), ".s.PGSQL.5432"))
+	viaSocket := "host=" + pg.SocketDir() + " port=5432 "
+	if !strings.Contains(l.dsn, viaSocket) {
+		t.Fatalf("the lab's connection string does not go through the cluster's socket: %s", l.dsn)
+	}
+	l.write("store-dsn-proxied", strings.Replace(l.dsn, viaSocket, fmt.Sprintf("host=127.0.0.1 port=%d ", proxy.port()), 1)+"\n")
+	shared := readFile(t, l.config)
+	proxied := strings.Replace(shared, "dsn_file: "+l.path("store-dsn")+"\n", "dsn_file: "+l.path("store-dsn-proxied")+"\n", 1)
+	if proxied == shared {
+		t.Fatal("the lab's configuration names no dsn_file")
+	}
+	if out, errOut, code := l.rotord("migrate"); code != 0 {
+		t.Fatalf("rotord migrate: exit %d: %s%s", code, out, errOut)
+	}
+	ev := newEvents()
+	sharedConfig := l.config
+	l.config = l.write("rotord-proxied.yaml", proxied)
+	victim := l.startDaemon() // daemon 0: through the proxy
+	l.config = sharedConfig
+	ev.follow(0, victim)
+
+	// The victim alone rotates until it changes a host; then its port is
+	// blocked, and the other instance starts.
+	rec, _ := ev.await(t, "the proxied instance changing a host", 0, time.Minute, func(rec map[string]any) bool {
+		return is(rec, "host state", "state", "changing", "daemon", "0")
+	})
+	proxy.block()
+	cut := time.Now()
+	inFlight := fmt.Sprint(rec["secret"])
+	t.Logf("blocked the proxied instance's database port while it changed %s's host", inFlight)
+	other := l.startDaemon()
+	ev.follow(1, other)
+
+	// The other instance recovers the rotation left in flight once its
+	// lease expired.
+	recov, _ := ev.await(t, "the other instance recovering the cut-off rotation", 0, 2*time.Minute, func(rec map[string]any) bool {
+		return rec["daemon"] == 1 && (is(rec, "recovery rolls forward", "secret", inFlight) ||
+			is(rec, "recovery rolls back", "secret", inFlight) ||
+			is(rec, "waiting for a cut-off passwd dialogue to settle before probing", "secret", inFlight))
+	})
+	if took := time.Since(cut); took > leaseTTL+leaseTTL/4+3*time.Second {
+		t.Errorf("recovery started %s after the cut, want within %s", took, leaseTTL+leaseTTL/4)
+	}
+	t.Logf("the other instance took over %s after the cut: %v", time.Since(cut).Round(time.Millisecond), recov["msg"])
+	// ... and then rotates every secret, that one included.
+	_, at := ev.await(t, "the recovered rotation finished", 0, 2*time.Minute, func(rec map[string]any) bool {
+		return rec["daemon"] == 1 && (is(rec, "recovered rotation", "secret", inFlight) || is(rec, "rotation finished", "secret", inFlight))
+	})
+	count := map[string]int{}
+	ev.await(t, "committed rotations of every secret by the other instance", at, 2*time.Minute, func(rec map[string]any) bool {
+		if rec["daemon"] == 1 && is(rec, "rotation finished", "state", "committed") {
+			count[fmt.Sprint(rec["secret"])]++
+		}
+		for name := range groups {
+			if count[name] < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	blockedFor := time.Since(cut)
+	for _, rec := range ev.all() {
+		when, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(rec["time"]))
+		if rec["daemon"] == 0 && is(rec, "host state", "state", "changing") && when.After(cut.Add(leaseTTL/2)) {
+			t.Errorf("the cut-off instance started host work %s after the cut: %v", when.Sub(cut), rec)
+		}
+	}
+	db := l.openStore(ctx)
+	unf, err := db.Unfinished(ctx)
+	_ = db.Close()
+	if err != nil || len(unf) != 0 {
+		t.Errorf("unfinished rotations after the recovery: %+v, %v", unf, err)
+	}
+
+	// Unblocked, the cut-off instance reconnects and stops cleanly.
+	proxy.unblock()
+	select {
+	case <-victim.exited:
+		log := victim.logged()
+		t.Fatalf("the cut-off instance exited (status %d) while blocked for %s; it logged, last:\n%s",
+			victim.code, blockedFor.Round(time.Second), log[max(0, len(log)-3000):])
+	default:
+	}
+	victim.stop()
+	other.stop()
+	starts := l.committedStarts()
+	requireOncePerSlot(t, starts, every*2/3)
+	total := 0
+	for name := range groups {
+		l.requireWorks(ctx, name, accPassword)
+		total += len(starts[name])
+	}
+	if writes := l.ss.Calls(sstest.EndpointPutField) + l.ss.Calls(sstest.EndpointPutSecret); writes < total {
+		t.Errorf("Secret Server received %d password writes for %d committed rotations", writes, total)
 	}
 }

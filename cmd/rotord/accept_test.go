@@ -44,6 +44,7 @@ type lab struct {
 	rig    *sshtest.Rig
 	ids    map[string]int   // secret name → emulator id
 	groups map[string][]int // secret name → rig host indices
+	root   map[string]bool  // secrets that hold root's account rather than accUser's
 	dialer *sshexec.Dialer
 	dsn    string // the PostgreSQL journal's connection string, if it is one
 }
@@ -57,8 +58,24 @@ type labOptions struct {
 	extra    string // appended to the configuration file
 	rootPass string // if set, root may log into the hosts with it (a reconcile account)
 	asRoot   bool   // the secrets hold root's account (rootPass) instead of accUser's
-	metrics  string // metrics.listen ("" serves none)
-	postgres bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
+	// rootSecrets hold root's account (rootPass) rather than accUser's,
+	// so that two secrets can share a host with distinct accounts.
+	rootSecrets map[string]bool
+	metrics     string // metrics.listen ("" serves none)
+	postgres    bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
+}
+
+// eachJournal runs f as a subtest per journal database: a SQLite file
+// ("sqlite") and a fresh PostgreSQL database of the throwaway cluster
+// ("postgres", labOptions.postgres). The acceptance tests that touch the
+// journal run on both drivers through it: one test, two databases.
+func eachJournal(t *testing.T, f func(t *testing.T, postgres bool)) {
+	for _, j := range []struct {
+		name     string
+		postgres bool
+	}{{"sqlite", false}, {"postgres", true}} {
+		t.Run(j.name, func(t *testing.T) { f(t, j.postgres) })
+	}
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -68,7 +85,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 		variants = make([]sshtest.Variant, o.hosts) // sshtest.Debian
 	}
 	sshtest.RequireRig(t, variants...)
-	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups}
+	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups, root: map[string]bool{}}
 	specs := make([]sshtest.HostSpec, len(variants))
 	for i, v := range variants {
 		specs[i] = sshtest.HostSpec{Variant: v}
@@ -90,8 +107,9 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 			hs = append(hs, rig.Hosts()[i].Addr())
 		}
 		user, pw := accUser, accPassword
-		if o.asRoot {
+		if o.asRoot || o.rootSecrets[name] {
 			user, pw = "root", o.rootPass
+			l.root[name] = true
 		}
 		l.ids[name] = l.ss.AddSecret(sstest.SecretSeed{Name: name, Folder: `\Lab\Linux`, Username: user,
 			Password: pw, Notes: strings.Join(hs, ", ")})
@@ -171,10 +189,15 @@ func (l *lab) rotord(args ...string) (stdout, stderr string, code int) {
 // password is what Secret Server holds for the secret.
 func (l *lab) password(name string) string { return l.ss.Field(l.ids[name], "password") }
 
-// logsIn reports whether pw logs into rig host i.
+// logsIn reports whether pw logs into rig host i as accUser.
 func (l *lab) logsIn(ctx context.Context, i int, pw string) bool {
+	return l.logsInAs(ctx, i, accUser, pw)
+}
+
+// logsInAs reports whether pw logs into rig host i as user.
+func (l *lab) logsInAs(ctx context.Context, i int, user, pw string) bool {
 	h := l.rig.Hosts()[i]
-	s, err := l.dialer.Login(ctx, rotation.Host{Name: h.Name, Port: h.Port}, accUser, secret.New(pw))
+	s, err := l.dialer.Login(ctx, rotation.Host{Name: h.Name, Port: h.Port}, user, secret.New(pw))
 	if err != nil {
 		return false
 	}
@@ -187,12 +210,16 @@ func (l *lab) logsIn(ctx context.Context, i int, pw string) bool {
 func (l *lab) requireWorks(ctx context.Context, name string, refused ...string) string {
 	l.t.Helper()
 	pw := l.password(name)
+	user := accUser
+	if l.root[name] {
+		user = "root"
+	}
 	for _, i := range l.groups[name] {
-		if !l.logsIn(ctx, i, pw) {
+		if !l.logsInAs(ctx, i, user, pw) {
 			l.t.Fatalf("%s: host %d does not take the password Secret Server holds", name, i)
 		}
 		for _, r := range refused {
-			if r != pw && l.logsIn(ctx, i, r) {
+			if r != pw && l.logsInAs(ctx, i, user, r) {
 				l.t.Fatalf("%s: host %d still takes a superseded password", name, i)
 			}
 		}
@@ -345,10 +372,13 @@ func (d *daemon) stop() {
 // short schedule; SIGTERM during a rotation lets it finish and exits 0; the
 // journal holds only finished rotations and Secret Server's passwords work;
 // history lists them; rollback restores the previous password everywhere.
-func TestAcceptRunStopHistoryRollback(t *testing.T) {
+func TestAcceptRunStopHistoryRollback(t *testing.T) { eachJournal(t, testRunStopHistoryRollback) }
+
+func testRunStopHistoryRollback(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 3, groups: map[string][]int{"web-root": {0, 1}, "db-root": {2}}, schedule: "@every 2s"})
+	l := newLab(t, ctx, labOptions{hosts: 3, groups: map[string][]int{"web-root": {0, 1}, "db-root": {2}}, schedule: "@every 2s",
+		postgres: postgres})
 
 	d := l.startDaemon()
 	committed := map[string]bool{}
@@ -364,8 +394,15 @@ func TestAcceptRunStopHistoryRollback(t *testing.T) {
 	if err := l.rig.PauseHost(2); err != nil {
 		t.Fatal(err)
 	}
+	// On a shared journal (PostgreSQL) the slot is claimed in the database
+	// first, which a stop still cancels: the rotation is in flight once
+	// its slot is claimed.
+	started := "scheduled rotation starting"
+	if postgres {
+		started = "slot claimed"
+	}
 	d.next("db-root started", func(rec map[string]any) bool {
-		return is(rec, "scheduled rotation starting", "secret", "db-root")
+		return is(rec, started, "secret", "db-root")
 	})
 	d.signal(syscall.SIGTERM)
 	d.next("the stop", func(rec map[string]any) bool {
@@ -480,10 +517,13 @@ func TestAcceptCheckReportsEveryProblem(t *testing.T) {
 // rotates nothing; a secret whose due time passed while the daemon was
 // down (several slots) is rotated exactly once; a secret already rotated
 // for its slot (killed daemon, recovery committed it) is not rotated again.
-func TestAcceptCatchUpExactlyOnce(t *testing.T) {
+func TestAcceptCatchUpExactlyOnce(t *testing.T) { eachJournal(t, testCatchUpExactlyOnce) }
+
+func testCatchUpExactlyOnce(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0}, "db-root": {1}}, schedule: "@weekly"})
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0}, "db-root": {1}}, schedule: "@weekly",
+		postgres: postgres})
 
 	// First start: due times recorded at the next weekly slot; nothing rotates.
 	from := time.Now()
@@ -586,10 +626,12 @@ func TestAcceptCatchUpExactlyOnce(t *testing.T) {
 // TestAcceptDryRunChangesNothing: rotate --dry-run leaves the hosts, Secret
 // Server and the journal's rotations as they were, and records an audit
 // entry.
-func TestAcceptDryRunChangesNothing(t *testing.T) {
+func TestAcceptDryRunChangesNothing(t *testing.T) { eachJournal(t, testDryRunChangesNothing) }
+
+func testDryRunChangesNothing(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly"})
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly", postgres: postgres})
 	var shadows []string
 	for i := range 2 {
 		s, err := l.rig.ShadowLine(i)
@@ -621,10 +663,7 @@ func TestAcceptDryRunChangesNothing(t *testing.T) {
 	if h := l.history(""); len(h) != 0 {
 		t.Fatalf("the journal gained rotations: %+v", h)
 	}
-	db, err := store.Open(ctx, l.path("rotord.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := l.openStore(ctx)
 	defer db.Close()
 	evs, err := db.AuditLog(ctx, store.AuditQuery{Secret: "web-root"})
 	if err != nil {
@@ -699,9 +738,13 @@ func TestAcceptWebhookAlerts(t *testing.T) {
 // Secret Server. The next start's recovery commits that rotation, and the
 // catch-up must not rotate the secret a second time for the same slot.
 func TestAcceptKilledMidRotationNotRepeated(t *testing.T) {
+	eachJournal(t, testKilledMidRotationNotRepeated)
+}
+
+func testKilledMidRotationNotRepeated(t *testing.T, postgres bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l := newLab(t, ctx, labOptions{hosts: 1, groups: map[string][]int{"web-root": {0}}, schedule: "@weekly"})
+	l := newLab(t, ctx, labOptions{hosts: 1, groups: map[string][]int{"web-root": {0}}, schedule: "@weekly", postgres: postgres})
 	db := l.openStore(ctx)
 	if err := db.SetNextDue(ctx, "web-root", time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)

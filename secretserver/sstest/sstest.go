@@ -141,6 +141,7 @@ type secretRec struct {
 	checkedOutBy string
 	commented    map[string]bool
 	heartbeat    string
+	pwWrites     int // writes of a password field (PasswordWrites)
 }
 
 type fault struct {
@@ -390,6 +391,14 @@ func (s *Server) Field(id int, slug string) string {
 		return rec.values[slug]
 	}
 	return ""
+}
+
+// PasswordWrites returns how many writes of a password field the secret
+// accepted (whole-secret updates and field updates alike).
+func (s *Server) PasswordWrites(id int) int {
+	n := 0
+	s.withSecret(id, func(rec *secretRec) { n = rec.pwWrites })
+	return n
 }
 
 // SetField sets secret id's field slug, as a human editing the secret would.
@@ -1204,6 +1213,9 @@ func (s *Server) handlePutSecret(w http.ResponseWriter, _ *http.Request, c call)
 		for _, f := range t.Fields {
 			if strings.EqualFold(f.Slug, it.Slug) || (it.Slug == "" && f.ID == it.FieldID) {
 				rec.values[f.Slug] = *it.ItemValue
+				if f.IsPassword {
+					rec.pwWrites++
+				}
 			}
 		}
 	}
@@ -1255,6 +1267,9 @@ func (s *Server) handlePutField(w http.ResponseWriter, _ *http.Request, c call) 
 		return
 	}
 	rec.values[f.Slug] = *b.Value
+	if f.IsPassword {
+		rec.pwWrites++
+	}
 	writeJSON(w, 200, *b.Value)
 }
 
