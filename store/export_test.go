@@ -1,6 +1,10 @@
 package store
 
-import "context"
+import (
+	"context"
+
+	"github.com/rotord/rotord/migrations"
+)
 
 // OpenAt opens the database at path and migrates it up to version only,
 // so tests can build databases of every earlier schema.
@@ -15,3 +19,6 @@ func OpenAt(ctx context.Context, path string, keys *Keyring, version int64, opts
 	}
 	return db, nil
 }
+
+// LatestSchemaVersion returns the schema version this binary migrates to.
+func LatestSchemaVersion() int64 { return migrations.Latest() }

@@ -143,9 +143,6 @@ func Migrate(ctx context.Context, path string, opts ...Option) (from, to int64, 
 	return db.Migrate(ctx)
 }
 
-// LatestSchemaVersion returns the schema version this binary migrates to.
-func LatestSchemaVersion() int64 { return migrations.Latest() }
-
 func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, error) {
 	o := options{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, opt := range opts {
