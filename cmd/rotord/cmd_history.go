@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -90,32 +89,13 @@ func (a *app) history(ctx context.Context, name string, limit int, before int64,
 				rs[i].Secret = s.Name
 			}
 		}
-		if asJSON {
-			out := make([]jsonRotation, 0, len(rs))
-			for _, r := range rs {
-				out = append(out, toJSONRotation(r))
-			}
-			return writeJSON(a.stdout, out)
-		}
-		if len(rs) == 0 {
-			fmt.Fprintln(a.stdout, "no rotations in the journal")
-			return nil
-		}
-		return renderHistory(a.stdout, rs)
+		return writeListing(a.stdout, asJSON, rs, toJSONRotation, "no rotations in the journal", renderHistory)
 	})
 }
 
 // auditLogReader is the journal's audit trail (*store.DB).
 type auditLogReader interface {
 	AuditLog(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error)
-}
-
-// jsonHeartbeatEvent is a recorded heartbeat result in JSON output.
-type jsonHeartbeatEvent struct {
-	ID     int64     `json:"id"`
-	Time   time.Time `json:"time"`
-	Secret string    `json:"secret"`
-	Result string    `json:"result"`
 }
 
 // auditEvents reads the journal's audit events of one secret (name; ""
@@ -148,23 +128,7 @@ func (a *app) heartbeatHistory(ctx context.Context, name string, limit int, befo
 		if err != nil {
 			return fmt.Errorf("read heartbeats: %w", err)
 		}
-		out := make([]jsonHeartbeatEvent, 0, len(evs))
-		for _, ev := range evs {
-			out = append(out, jsonHeartbeatEvent{ID: ev.ID, Time: ev.Time.UTC(), Secret: ev.Secret, Result: ev.Detail})
-		}
-		if asJSON {
-			return writeJSON(a.stdout, out)
-		}
-		if len(out) == 0 {
-			fmt.Fprintln(a.stdout, "no heartbeats in the journal")
-			return nil
-		}
-		tw := newTable(a.stdout)
-		fmt.Fprintln(tw, "ID\tTIME\tSECRET\tRESULT")
-		for _, e := range out {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.ID, e.Time.Format(time.RFC3339), e.Secret, oneLine(e.Result))
-		}
-		return tw.Flush()
+		return writeListing(a.stdout, asJSON, evs, toJSONHeartbeatEvent, "no heartbeats in the journal", renderHeartbeatEvents)
 	})
 }
 
@@ -175,17 +139,6 @@ func (a *app) auditHistory(ctx context.Context, name string, limit int, before i
 		if err != nil {
 			return fmt.Errorf("read audit trail: %w", err)
 		}
-		if asJSON {
-			out := make([]jsonAuditEvent, 0, len(evs))
-			for _, ev := range evs {
-				out = append(out, toJSONAuditEvent(ev))
-			}
-			return writeJSON(a.stdout, out)
-		}
-		if len(evs) == 0 {
-			fmt.Fprintln(a.stdout, "no audit events in the journal")
-			return nil
-		}
-		return renderAudit(a.stdout, evs)
+		return writeListing(a.stdout, asJSON, evs, toJSONAuditEvent, "no audit events in the journal", renderAudit)
 	})
 }

@@ -238,6 +238,46 @@ func renderHistory(w io.Writer, rs []rotation.Rotation) error {
 	return tw.Flush()
 }
 
+// writeListing writes a journal listing, newest first: as a JSON array
+// (each item through toJSON) for scripts, else as render's table, or the
+// line empty when there is nothing to list.
+func writeListing[T, J any](w io.Writer, asJSON bool, items []T, toJSON func(T) J, empty string, render func(io.Writer, []T) error) error {
+	if asJSON {
+		out := make([]J, 0, len(items))
+		for _, it := range items {
+			out = append(out, toJSON(it))
+		}
+		return writeJSON(w, out)
+	}
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	return render(w, items)
+}
+
+// jsonHeartbeatEvent is a recorded heartbeat result in JSON output.
+type jsonHeartbeatEvent struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Secret string    `json:"secret"`
+	Result string    `json:"result"`
+}
+
+func toJSONHeartbeatEvent(e store.AuditEvent) jsonHeartbeatEvent {
+	return jsonHeartbeatEvent{ID: e.ID, Time: e.Time.UTC(), Secret: e.Secret, Result: e.Detail}
+}
+
+// renderHeartbeatEvents writes recorded heartbeat results as a table.
+func renderHeartbeatEvents(w io.Writer, evs []store.AuditEvent) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tTIME\tSECRET\tRESULT")
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format(time.RFC3339), e.Secret, oneLine(e.Detail))
+	}
+	return tw.Flush()
+}
+
 // jsonAuditEvent is an audit trail event in JSON output.
 type jsonAuditEvent struct {
 	ID         int64     `json:"id"`
