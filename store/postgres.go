@@ -54,15 +54,7 @@ func OpenPostgres(ctx context.Context, dsn string, keys *Keyring, opts ...Option
 // lock.
 func MigratePostgres(ctx context.Context, dsn string, opts ...Option) (from, to int64, err error) {
 	db, err := openPostgres(ctx, dsn, nil, opts)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() {
-		if cerr := db.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
-	return db.Migrate(ctx)
+	return migrateOnce(ctx, db, err)
 }
 
 // finishOpen migrates and checks the key, closing db on failure.

@@ -132,15 +132,19 @@ func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB,
 // refuses a database newer than this binary with ErrSchemaTooNew.
 func Migrate(ctx context.Context, path string, opts ...Option) (from, to int64, err error) {
 	db, err := open(ctx, path, nil, opts)
+	return migrateOnce(ctx, db, err)
+}
+
+// migrateOnce migrates db, just opened (unless err), and closes it.
+func migrateOnce(ctx context.Context, db *DB, err error) (from, to int64, _ error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer func() {
-		if cerr := db.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
-	return db.Migrate(ctx)
+	from, to, err = db.Migrate(ctx)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return from, to, err
 }
 
 func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, error) {
