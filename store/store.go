@@ -121,10 +121,7 @@ func WithRetryWindow(d time.Duration) Option { return func(o *options) { o.retry
 // with an error satisfying errors.Is(err, ErrUnseal).
 func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB, error) {
 	db, err := open(ctx, path, keys, opts)
-	if err != nil {
-		return nil, err
-	}
-	return db.finishOpen(ctx, keys)
+	return finishOpen(ctx, db, err, keys)
 }
 
 // Migrate applies the pending migrations to the database at path, creating
