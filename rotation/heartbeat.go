@@ -362,15 +362,8 @@ func (h *HeartbeatScheduler) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		var timer <-chan time.Time
-		if wait >= 0 {
-			timer = h.cfg.Clock.After(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-h.wake:
-		case <-timer:
+		if err := sleep(ctx, h.cfg.Clock, wait, h.wake); err != nil {
+			return err
 		}
 	}
 }

@@ -452,17 +452,27 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				wait = d
 			}
 		}
-		var timer <-chan time.Time
-		if wait >= 0 {
-			timer = s.clock.After(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.wake:
-		case <-timer:
+		if err := sleep(ctx, s.clock, wait, s.wake); err != nil {
+			return err
 		}
 	}
+}
+
+// sleep waits on clock for wait (for ever when wait < 0), until wake
+// receives, or until ctx is done, when it returns ctx's error: the wait
+// of both schedulers' loops between two due times.
+func sleep(ctx context.Context, clock Clock, wait time.Duration, wake <-chan struct{}) error {
+	var timer <-chan time.Time
+	if wait >= 0 {
+		timer = clock.After(wait)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+	case <-timer:
+	}
+	return nil
 }
 
 // startDue starts every due secret the concurrency cap allows, earliest
