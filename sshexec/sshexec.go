@@ -109,7 +109,13 @@ func (d *Dialer) Login(ctx context.Context, h rotation.Host, user string, pw sec
 // closes the connection: the proof that pw works there. Errors are those
 // of Login and Session.Check.
 func (d *Dialer) Verify(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
-	s, err := d.login(ctx, h, user, pw)
+	return checkAndClose(ctx, func() (rotation.HostSession, error) { return d.login(ctx, h, user, pw) })
+}
+
+// checkAndClose logs in with login, checks the session and closes it: a
+// verify. Its errors are login's and Session.Check's.
+func checkAndClose(ctx context.Context, login func() (rotation.HostSession, error)) error {
+	s, err := login()
 	if err != nil {
 		return err
 	}
