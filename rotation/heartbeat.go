@@ -321,16 +321,6 @@ func (h *HeartbeatScheduler) Reload(p HeartbeatPlan) error {
 	return nil
 }
 
-// State returns the secret's last heartbeat state ("" if none yet).
-func (h *HeartbeatScheduler) State(secretName string) HeartbeatState {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if e, ok := h.entries[SecretKey(secretName)]; ok {
-		return e.state
-	}
-	return ""
-}
-
 // Run checks secrets as they fall due until ctx is cancelled, then
 // returns ctx's error. A check in progress is given ctx: it stops when
 // the daemon stops.
@@ -362,15 +352,8 @@ func (h *HeartbeatScheduler) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		var timer <-chan time.Time
-		if wait >= 0 {
-			timer = h.cfg.Clock.After(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-h.wake:
-		case <-timer:
+		if err := sleep(ctx, h.cfg.Clock, wait, h.wake); err != nil {
+			return err
 		}
 	}
 }

@@ -34,8 +34,9 @@ func (e *Engine) Recover(ctx context.Context, actor string) []Result {
 // was a process of this machine that died. It is the running daemon's
 // counterpart of Recover: a rotation a `rotord rotate` left behind when it
 // was killed is finished without waiting for a restart. A rotation whose
-// lease a live holder keeps is left to it, and reported with its
-// *LeaseHeldError. Rotations that need reconcile are not retried here (each
+// lease a live holder keeps is left to it and not reported: the results
+// are the rotations it touched (or could not read). Rotations that need
+// reconcile are not retried here (each
 // retry logs in to the hosts; the next rotation of the secret or `rotord
 // recover` does it).
 //
@@ -55,7 +56,13 @@ func (e *Engine) RecoverUnfinished(ctx context.Context, actor string, claim func
 		if !ok {
 			continue
 		}
-		results = append(results, e.recoverOne(ctx, r, actor, false)...)
+		for _, res := range e.recoverOne(ctx, r, actor, false) {
+			if held := (*LeaseHeldError)(nil); errors.As(res.Err, &held) {
+				e.log.Debug("unfinished rotation left to its lease holder", "secret", res.Secret, "rotation", res.RotationID, "holder", held.Holder)
+				continue
+			}
+			results = append(results, res)
+		}
 		done()
 	}
 	return results

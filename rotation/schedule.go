@@ -100,11 +100,23 @@ type SchedulerConfig struct {
 	SchedulePlan
 	// State persists next-due times across restarts. Required.
 	State ScheduleState
-	// Run rotates one secret. The scheduler never calls it twice at once for
-	// one secret. When it returns an error after the scheduler's context was
-	// cancelled (the daemon is stopping and the rotation did not commit), the
-	// due time is kept, so the rotation is made once after the next start.
-	Run func(ctx context.Context, spec SecretSpec) error
+	// Run rotates one secret and returns what the rotation did. The
+	// scheduler never calls it twice at once for one secret. When its
+	// result holds an error after the scheduler's context was cancelled
+	// (the daemon is stopping and the rotation did not commit), the due
+	// time is kept, so the rotation is made once after the next start.
+	Run func(ctx context.Context, spec SecretSpec) Result
+	// ClaimSlot, if set, is asked before each slot's rotation whether this
+	// process serves the slot (several daemons sharing one journal): false
+	// with no error leaves the slot served by another, and Run is not
+	// called; an error counts as the slot's failure.
+	ClaimSlot func(ctx context.Context, spec SecretSpec) (mine bool, err error)
+	// OnRotated, if set, is called with the result of each rotation Run
+	// made, and the time Run was called, once it returns: the place to
+	// measure, log and alert. A
+	// rotation that did not start because the secret's lease was held
+	// (the slot is retried, see LeaseRetry) is not reported.
+	OnRotated func(spec SecretSpec, started time.Time, r Result)
 	// OnPark, if set, is called when a secret is parked after its transient
 	// retries are spent, with the last error: the place to raise an alert.
 	OnPark func(spec SecretSpec, err error)
@@ -151,12 +163,14 @@ type HistoryReader interface {
 // slots were missed; a secret with no persisted due time gets the next slot
 // from now and is not rotated at once. Its methods are safe for concurrent use.
 type Scheduler struct {
-	state  ScheduleState
-	run    func(ctx context.Context, spec SecretSpec) error
-	onPark func(SecretSpec, error)
-	clock  Clock
-	rand   func(n int64) int64
-	log    *slog.Logger
+	state     ScheduleState
+	run       func(ctx context.Context, spec SecretSpec) Result
+	claimSlot func(ctx context.Context, spec SecretSpec) (bool, error)
+	onRotated func(SecretSpec, time.Time, Result)
+	onPark    func(SecretSpec, error)
+	clock     Clock
+	rand      func(n int64) int64
+	log       *slog.Logger
 
 	onMissed   func(SecretSpec, time.Time, error)
 	history    HistoryReader
@@ -196,13 +210,15 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 		return nil, errors.New("new scheduler: no run function")
 	}
 	s := &Scheduler{
-		state:  cfg.State,
-		run:    cfg.Run,
-		clock:  cfg.Clock,
-		rand:   cfg.Rand,
-		onPark: cfg.OnPark,
-		log:    cfg.Log,
-		wake:   make(chan struct{}, 1),
+		state:     cfg.State,
+		run:       cfg.Run,
+		claimSlot: cfg.ClaimSlot,
+		onRotated: cfg.OnRotated,
+		clock:     cfg.Clock,
+		rand:      cfg.Rand,
+		onPark:    cfg.OnPark,
+		log:       cfg.Log,
+		wake:      make(chan struct{}, 1),
 
 		onMissed:   cfg.OnMissed,
 		alive:      cfg.Alive,
@@ -436,17 +452,27 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				wait = d
 			}
 		}
-		var timer <-chan time.Time
-		if wait >= 0 {
-			timer = s.clock.After(wait)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.wake:
-		case <-timer:
+		if err := sleep(ctx, s.clock, wait, s.wake); err != nil {
+			return err
 		}
 	}
+}
+
+// sleep waits on clock for wait (for ever when wait < 0), until wake
+// receives, or until ctx is done, when it returns ctx's error: the wait
+// of both schedulers' loops between two due times.
+func sleep(ctx context.Context, clock Clock, wait time.Duration, wake <-chan struct{}) error {
+	var timer <-chan time.Time
+	if wait >= 0 {
+		timer = clock.After(wait)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wake:
+	case <-timer:
+	}
+	return nil
 }
 
 // startDue starts every due secret the concurrency cap allows, earliest
@@ -505,13 +531,7 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 		slot = due
 	}
 	s.mu.Unlock()
-	var err error
-	if done := s.servedSince(ctx, spec.Name, slot); done != nil {
-		s.log.Info("rotation already made for this slot; skipped", "secret", spec.Name, "rotation", done.ID, "due", slot)
-	} else {
-		s.log.Info("scheduled rotation starting", "secret", spec.Name, "due", due)
-		err = s.run(ctx, spec)
-	}
+	err := s.serve(ctx, spec, due, slot)
 	interrupted := err != nil && ctx.Err() != nil
 	var held *LeaseHeldError
 	leaseHeld := errors.As(err, &held)
@@ -587,6 +607,32 @@ func (s *Scheduler) runOne(ctx context.Context, e *schedEntry) {
 		cancel()
 	}
 	s.poke()
+}
+
+// serve makes the slot's rotation, unless the journal shows it made
+// already or another process sharing the journal serves it, and reports
+// each rotation that started to OnRotated. It returns the rotation's
+// error.
+func (s *Scheduler) serve(ctx context.Context, spec SecretSpec, due, slot time.Time) error {
+	if done := s.servedSince(ctx, spec.Name, slot); done != nil {
+		s.log.Info("rotation already made for this slot; skipped", "secret", spec.Name, "rotation", done.ID, "due", slot)
+		return nil
+	}
+	s.log.Info("scheduled rotation starting", "secret", spec.Name, "due", due)
+	if s.claimSlot != nil {
+		if mine, err := s.claimSlot(ctx, spec); err != nil || !mine {
+			return err
+		}
+	}
+	started := s.clock.Now()
+	r := s.run(ctx, spec)
+	var held *LeaseHeldError
+	if s.onRotated != nil && !errors.As(r.Err, &held) {
+		// A rotation that found the lease held did not start: the
+		// slot is retried, and missed (OnMissed) in the end.
+		s.onRotated(spec, started, r)
+	}
+	return r.Err
 }
 
 // servedSince returns the newest committed rotation (kind rotate) of the

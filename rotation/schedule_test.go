@@ -154,7 +154,7 @@ func newRecorder(gated bool) *recorder {
 	}
 }
 
-func (r *recorder) Run(ctx context.Context, spec rotation.SecretSpec) error {
+func (r *recorder) Run(ctx context.Context, spec rotation.SecretSpec) rotation.Result {
 	r.mu.Lock()
 	r.count[spec.Name]++
 	r.inFlight[spec.Name]++
@@ -173,7 +173,7 @@ func (r *recorder) Run(ctx context.Context, spec rotation.SecretSpec) error {
 	r.inFlight[spec.Name]--
 	r.all--
 	r.mu.Unlock()
-	return err
+	return rotation.Result{Secret: spec.Name, Err: err}
 }
 
 func (r *recorder) runs(name string) int {
@@ -575,7 +575,7 @@ func TestParseSchedule(t *testing.T) {
 }
 
 func TestNewSchedulerRejectsBadPlan(t *testing.T) {
-	run := func(context.Context, rotation.SecretSpec) error { return nil }
+	run := func(context.Context, rotation.SecretSpec) rotation.Result { return rotation.Result{} }
 	for name, plan := range map[string]rotation.SchedulePlan{
 		"BadDefault": {Secrets: secrets("web"), DefaultSchedule: "nope"},
 		"BadOwn":     {Secrets: []rotation.ScheduledSecret{{Spec: rotation.SecretSpec{Name: "web"}, Schedule: "0 25 * * *"}}, DefaultSchedule: "@daily"},

@@ -291,7 +291,7 @@ func tokenRefused(e *APIError) bool {
 	if e.Status == 401 {
 		return true
 	}
-	return e.Status == 403 && strings.HasPrefix(e.Message, "Authentication failed or expired token")
+	return e.Status == 403 && e.tokenExpired
 }
 
 func transient(status int) bool {

@@ -52,6 +52,11 @@ type APIError struct {
 	// RetryAfter is the wait the server asked for in a Retry-After header
 	// (seconds or an HTTP date), 0 if it named none.
 	RetryAfter time.Duration
+
+	// tokenExpired: the answer is Secret Server's "expired, revoked or
+	// unknown token" (a 403 that carries no errorCode, only this message),
+	// recognised once where the body is decoded.
+	tokenExpired bool
 }
 
 // Error returns "secret server: HTTP status code: message".
@@ -95,6 +100,11 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
+// tokenExpiredMessage is the whole message of Secret Server's answer to
+// an expired, revoked or unknown token (with or without a final period):
+// the protocol's only sign of it on a 403.
+const tokenExpiredMessage = "Authentication failed or expired token"
+
 // maxMessage bounds the length of a server message kept in an error.
 const maxMessage = 300
 
@@ -117,6 +127,7 @@ func decodeError(status int, contentType string, body []byte, secrets []string) 
 	if len(trimmed) > 0 && trimmed[0] == '{' && json.Unmarshal(trimmed, &m) == nil {
 		e.Code = m.ErrorCode
 		e.Message = m.Message
+		e.tokenExpired = strings.TrimSuffix(strings.TrimSpace(m.Message), ".") == tokenExpiredMessage
 		if m.MessageDetail != "" && m.MessageDetail != m.Message {
 			e.Message = joinMsg(e.Message, m.MessageDetail)
 		}

@@ -197,12 +197,7 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 // Verify logs in along the path with pw, checks the session and closes
 // it: the proof that pw authenticates target on h.
 func (r *Reach) Verify(ctx context.Context, h rotation.Host, target string, pw secret.Value) error {
-	s, err := r.Login(ctx, h, target, pw)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return s.Check(ctx)
+	return checkAndClose(ctx, func() (rotation.HostSession, error) { return r.Login(ctx, h, target, pw) })
 }
 
 // Preflight checks, changing nothing, that the whole path works on h:

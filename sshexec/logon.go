@@ -6,14 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"strings"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
@@ -146,94 +142,36 @@ func (a LogonAuth) GoString() string { return "sshexec.LogonAuth(" + a.String() 
 // the logon account's credential is not the rotated password.
 func (d *Dialer) dialLogon(ctx context.Context, h rotation.Host, user string, auth LogonAuth) (*ssh.Client, string, error) {
 	addr := h.Addr(d.cfg.DefaultPort)
-	algos, err := d.kh.algorithms(addr)
-	if err != nil {
+	c, err := d.dial(ctx, addr, user, func(tried *atomic.Bool) []ssh.AuthMethod {
+		if auth.signer == nil {
+			return passwordMethods(auth.password, tried)
+		}
+		return []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+			tried.Store(true)
+			return []ssh.Signer{auth.signer}, nil
+		})}
+	})
+	var ce *connectError
+	if err != nil && !errors.As(err, &ce) {
 		return nil, addr, fmt.Errorf("logon %s: %w", addr, err)
 	}
-	var keyChecked, authTried atomic.Bool
-	var methods []ssh.AuthMethod
-	if auth.signer != nil {
-		methods = append(methods, ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
-			authTried.Store(true)
-			return []ssh.Signer{auth.signer}, nil
-		}))
-	} else {
-		pw := auth.password
-		methods = append(methods,
-			ssh.PasswordCallback(func() (string, error) {
-				authTried.Store(true)
-				return pw.Reveal(), nil
-			}),
-			ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
-				if authTried.Load() && len(questions) > 0 {
-					return nil, errPasswordRefused
-				}
-				authTried.Store(true)
-				answers := make([]string, len(questions))
-				for i := range answers {
-					answers[i] = pw.Reveal()
-				}
-				return answers, nil
-			}))
+	step := func(e error) error {
+		return &StepError{Host: addr, Step: StepLogon, User: user, Method: auth.String(), Err: e}
 	}
-	cfg := &ssh.ClientConfig{
-		User:              user,
-		HostKeyAlgorithms: algos,
-		HostKeyCallback: func(_ string, remote net.Addr, key ssh.PublicKey) error {
-			if err := d.kh.check(addr, remote, key, d.log.Warn); err != nil {
-				return err
-			}
-			keyChecked.Store(true)
-			return nil
-		},
-		Auth:    methods,
-		Timeout: d.cfg.ConnectTimeout,
+	switch {
+	case err == nil:
+		return c, addr, nil
+	case ce.hostKey != nil:
+		return nil, addr, fmt.Errorf("logon %s: %w", addr, ce.hostKey)
+	case ce.keyChecked && !ce.authTried && ce.refused:
+		return nil, addr, step(ErrLogonMethod)
+	case ce.keyChecked && ce.authTried && ce.refused && auth.signer != nil:
+		return nil, addr, step(ErrLogonKeyRefused)
+	case ce.keyChecked && ce.authTried && ce.refused:
+		return nil, addr, step(ErrLogonRefused)
+	case ce.keyChecked && ce.authTried:
+		return nil, addr, step(&loginUnknownError{err: ce.unreachable})
+	default:
+		return nil, addr, fmt.Errorf("logon %s: %w", addr, ce.unreachable)
 	}
-	cctx, cancel := withLimit(ctx, d.cfg.ConnectTimeout)
-	defer cancel()
-	conn, err := dialContext(cctx, addr)
-	if err != nil {
-		return nil, addr, fmt.Errorf("logon %s: %w", addr, unreachableWithin(cctx, err))
-	}
-	stop := context.AfterFunc(cctx, func() { conn.Close() })
-	if dl, ok := cctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if !stop() && err == nil {
-		c.Close()
-		err = cctx.Err()
-	}
-	if err != nil {
-		conn.Close()
-		var hke *HostKeyError
-		var ane *ssh.AlgorithmNegotiationError
-		refused := !isNetError(err) && connectEnded(cctx, err) == nil
-		step := func(e error) error {
-			return &StepError{Host: addr, Step: StepLogon, User: user, Method: auth.String(), Err: e}
-		}
-		switch {
-		case errors.As(err, &hke):
-			return nil, addr, fmt.Errorf("logon %s: %w", addr, hke)
-		case errors.As(err, &ane) && ane.What == "host key" && algos != nil:
-			return nil, addr, fmt.Errorf("logon %s: %w", addr, &HostKeyError{
-				Host:       knownhosts.Normalize(addr),
-				KeyType:    strings.Join(ane.RequestedAlgorithms, ","),
-				Known:      true,
-				KnownHosts: d.cfg.KnownHosts,
-			})
-		case keyChecked.Load() && !authTried.Load() && refused:
-			return nil, addr, step(ErrLogonMethod)
-		case keyChecked.Load() && authTried.Load() && refused && auth.signer != nil:
-			return nil, addr, step(ErrLogonKeyRefused)
-		case keyChecked.Load() && authTried.Load() && refused:
-			return nil, addr, step(ErrLogonRefused)
-		case keyChecked.Load() && authTried.Load():
-			return nil, addr, step(&loginUnknownError{err: unreachableWithin(cctx, err)})
-		default:
-			return nil, addr, fmt.Errorf("logon %s: %w", addr, unreachableWithin(cctx, err))
-		}
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), addr, nil
 }

@@ -15,7 +15,7 @@ import (
 type ptyChan struct {
 	sess   *ssh.Session
 	stdin  io.WriteCloser
-	chunks chan []byte // closed when the output ends
+	chunks <-chan []byte // closed when the output ends
 	stop   chan struct{}
 }
 
@@ -34,17 +34,8 @@ func openPTY(ctx context.Context, client *ssh.Client, cmd string, step time.Dura
 		sess.Close()
 		return nil, unreachable(err)
 	}
-	modes := ssh.TerminalModes{ssh.ECHO: 0, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
-	started := make(chan error, 1)
-	go func() {
-		if err := sess.RequestPty("dumb", 24, 200, modes); err != nil {
-			started <- err
-			return
-		}
-		started <- sess.Start(cmd)
-	}()
 	select {
-	case err := <-started:
+	case err := <-startOnPTY(sess, cmd):
 		if err != nil {
 			sess.Close()
 			return nil, unreachable(err)
@@ -53,16 +44,39 @@ func openPTY(ctx context.Context, client *ssh.Client, cmd string, step time.Dura
 		sess.Close()
 		return nil, unreachable(fmt.Errorf("%w: %w", ErrStepTimeout, stepCtx.Err()))
 	}
-	p := &ptyChan{sess: sess, stdin: stdin, chunks: make(chan []byte), stop: make(chan struct{})}
+	stop := make(chan struct{})
+	return &ptyChan{sess: sess, stdin: stdin, chunks: pump(stdout, stop), stop: stop}, nil
+}
+
+// startOnPTY asks sess for a PTY (echo off) and starts cmd on it, in the
+// background: a stalled host answers no request, so the caller bounds the
+// wait for the result on the channel returned.
+func startOnPTY(sess *ssh.Session, cmd string) <-chan error {
+	started := make(chan error, 1)
 	go func() {
-		defer close(p.chunks)
+		modes := ssh.TerminalModes{ssh.ECHO: 0, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
+		if err := sess.RequestPty("dumb", 24, 200, modes); err != nil {
+			started <- err
+			return
+		}
+		started <- sess.Start(cmd)
+	}()
+	return started
+}
+
+// pump sends what r reads, chunk by chunk, on the channel returned, until
+// r ends or stop is closed; then it closes the channel.
+func pump(r io.Reader, stop <-chan struct{}) <-chan []byte {
+	chunks := make(chan []byte)
+	go func() {
+		defer close(chunks)
 		buf := make([]byte, 4096)
 		for {
-			n, err := stdout.Read(buf)
+			n, err := r.Read(buf)
 			if n > 0 {
 				select {
-				case p.chunks <- append([]byte(nil), buf[:n]...):
-				case <-p.stop:
+				case chunks <- append([]byte(nil), buf[:n]...):
+				case <-stop:
 					return
 				}
 			}
@@ -71,7 +85,7 @@ func openPTY(ctx context.Context, client *ssh.Client, cmd string, step time.Dura
 			}
 		}
 	}()
-	return p, nil
+	return chunks
 }
 
 // ending says why converse stopped.

@@ -109,7 +109,13 @@ func (d *Dialer) Login(ctx context.Context, h rotation.Host, user string, pw sec
 // closes the connection: the proof that pw works there. Errors are those
 // of Login and Session.Check.
 func (d *Dialer) Verify(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
-	s, err := d.login(ctx, h, user, pw)
+	return checkAndClose(ctx, func() (rotation.HostSession, error) { return d.login(ctx, h, user, pw) })
+}
+
+// checkAndClose logs in with login, checks the session and closes it: a
+// verify. Its errors are login's and Session.Check's.
+func checkAndClose(ctx context.Context, login func() (rotation.HostSession, error)) error {
+	s, err := login()
 	if err != nil {
 		return err
 	}
@@ -117,97 +123,142 @@ func (d *Dialer) Verify(ctx context.Context, h rotation.Host, user string, pw se
 	return s.Check(ctx)
 }
 
+// hostKeyCheck is the host key callback of a connection to addr: the key
+// must be the one known_hosts holds; checked is set once it is.
+func (d *Dialer) hostKeyCheck(addr string, checked *atomic.Bool) ssh.HostKeyCallback {
+	return func(_ string, remote net.Addr, key ssh.PublicKey) error {
+		if err := d.kh.check(addr, remote, key, d.log.Warn); err != nil {
+			return err
+		}
+		checked.Store(true)
+		return nil
+	}
+}
+
+// passwordMethods offers pw by the password and keyboard-interactive
+// methods, at most once: tried is set when it is offered, and a second
+// keyboard-interactive round (the password was refused) is declined, as
+// a second try with the same password only counts towards a lockout.
+func passwordMethods(pw secret.Value, tried *atomic.Bool) []ssh.AuthMethod {
+	return []ssh.AuthMethod{
+		ssh.PasswordCallback(func() (string, error) {
+			tried.Store(true)
+			return pw.Reveal(), nil
+		}),
+		ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
+			if tried.Load() && len(questions) > 0 {
+				return nil, errPasswordRefused
+			}
+			tried.Store(true)
+			answers := make([]string, len(questions))
+			for i := range answers {
+				answers[i] = pw.Reveal()
+			}
+			return answers, nil
+		}),
+	}
+}
+
 func (d *Dialer) login(ctx context.Context, h rotation.Host, user string, pw secret.Value) (*Session, error) {
 	addr := h.Addr(d.cfg.DefaultPort)
-	algos, err := d.kh.algorithms(addr)
-	if err != nil {
+	c, err := d.dial(ctx, addr, user, func(tried *atomic.Bool) []ssh.AuthMethod { return passwordMethods(pw, tried) })
+	var ce *connectError
+	switch {
+	case err == nil:
+	case !errors.As(err, &ce):
 		return nil, fmt.Errorf("login %s: %w", addr, err)
+	case ce.hostKey != nil:
+		return nil, fmt.Errorf("login %s: %w", addr, ce.hostKey)
+	case ce.keyChecked && ce.authTried && ce.refused:
+		return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
+	case ce.keyChecked && ce.authTried:
+		// The password is out and no verdict came (a PAM slower than the
+		// connect timeout, a host that died): trying it again could be
+		// one more refusal towards a lockout.
+		return nil, fmt.Errorf("login %s as %s: %w", addr, user, &loginUnknownError{err: ce.unreachable})
+	default:
+		return nil, fmt.Errorf("login %s: %w", addr, ce.unreachable)
 	}
-	var keyChecked, authTried atomic.Bool
-	cfg := &ssh.ClientConfig{
-		User:              user,
-		HostKeyAlgorithms: algos,
-		HostKeyCallback: func(_ string, remote net.Addr, key ssh.PublicKey) error {
-			if err := d.kh.check(addr, remote, key, d.log.Warn); err != nil {
-				return err
-			}
-			keyChecked.Store(true)
-			return nil
-		},
-		Auth: []ssh.AuthMethod{
-			ssh.PasswordCallback(func() (string, error) {
-				authTried.Store(true)
-				return pw.Reveal(), nil
-			}),
-			ssh.KeyboardInteractive(func(_, _ string, questions []string, _ []bool) ([]string, error) {
-				if authTried.Load() && len(questions) > 0 {
-					// The password was refused already: a second try with
-					// the same password only counts towards a lockout.
-					return nil, errPasswordRefused
-				}
-				authTried.Store(true)
-				answers := make([]string, len(questions))
-				for i := range answers {
-					answers[i] = pw.Reveal()
-				}
-				return answers, nil
-			}),
-		},
-		Timeout: d.cfg.ConnectTimeout,
-	}
-	cctx, cancel := withLimit(ctx, d.cfg.ConnectTimeout)
-	defer cancel()
-	conn, err := dialContext(cctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("login %s: %w", addr, unreachableWithin(cctx, err))
-	}
-	stop := context.AfterFunc(cctx, func() { conn.Close() })
-	if dl, ok := cctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if !stop() {
-		// The deadline or ctx closed the connection during the handshake.
-		if err == nil {
-			c.Close()
-			err = cctx.Err()
-		}
-	}
-	if err != nil {
-		conn.Close()
-		var hke *HostKeyError
-		var ane *ssh.AlgorithmNegotiationError
-		switch {
-		case errors.As(err, &hke):
-			return nil, fmt.Errorf("login %s: %w", addr, hke)
-		case errors.As(err, &ane) && ane.What == "host key" && algos != nil:
-			// known_hosts holds keys for the host, none of a type it offers.
-			return nil, fmt.Errorf("login %s: %w", addr, &HostKeyError{
-				Host:       knownhosts.Normalize(addr),
-				KeyType:    strings.Join(ane.RequestedAlgorithms, ","),
-				Known:      true,
-				KnownHosts: d.cfg.KnownHosts,
-			})
-		case keyChecked.Load() && authTried.Load() && !isNetError(err) && connectEnded(cctx, err) == nil:
-			return nil, fmt.Errorf("login %s as %s: %w", addr, user, rotation.ErrAuthFailed)
-		case keyChecked.Load() && authTried.Load():
-			// The password is out and no verdict came (a PAM slower than the
-			// connect timeout, a host that died): trying it again could be
-			// one more refusal towards a lockout.
-			return nil, fmt.Errorf("login %s as %s: %w", addr, user, &loginUnknownError{err: unreachableWithin(cctx, err)})
-		default:
-			return nil, fmt.Errorf("login %s: %w", addr, unreachableWithin(cctx, err))
-		}
-	}
-	_ = conn.SetDeadline(time.Time{})
 	return &Session{
-		client: ssh.NewClient(c, chans, reqs),
+		client: c,
 		addr:   addr,
 		user:   user,
 		pw:     pw,
 		step:   d.cfg.StepTimeout,
 		log:    d.log,
 	}, nil
+}
+
+// connectError is a failed SSH connection attempt, in the terms its
+// callers name it by: a host key not trusted, or how far it went.
+type connectError struct {
+	hostKey     *HostKeyError // the host key is not one known_hosts trusts
+	keyChecked  bool          // the host key was checked and trusted
+	authTried   bool          // a credential was offered
+	refused     bool          // the server ended it: not the network, not a time limit
+	unreachable error         // the failure marked unreachable (unreachableWithin)
+}
+
+func (e *connectError) Error() string { return e.unreachable.Error() }
+
+// dial connects to addr and runs the SSH handshake as user with the
+// authentication methods methods returns (each sets tried when it offers
+// a credential), the host key checked against known_hosts first, all
+// within ConnectTimeout. A failed handshake is a *connectError; a
+// known_hosts that cannot be read is returned as it is.
+func (d *Dialer) dial(ctx context.Context, addr, user string, methods func(tried *atomic.Bool) []ssh.AuthMethod) (*ssh.Client, error) {
+	algos, err := d.kh.algorithms(addr)
+	if err != nil {
+		return nil, err
+	}
+	var keyChecked, authTried atomic.Bool
+	cfg := &ssh.ClientConfig{
+		User:              user,
+		HostKeyAlgorithms: algos,
+		HostKeyCallback:   d.hostKeyCheck(addr, &keyChecked),
+		Auth:              methods(&authTried),
+		Timeout:           d.cfg.ConnectTimeout,
+	}
+	cctx, cancel := withLimit(ctx, d.cfg.ConnectTimeout)
+	defer cancel()
+	conn, err := dialContext(cctx, addr)
+	if err != nil {
+		return nil, &connectError{unreachable: unreachableWithin(cctx, err)}
+	}
+	stop := context.AfterFunc(cctx, func() { conn.Close() })
+	if dl, ok := cctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if !stop() && err == nil {
+		// The deadline or ctx closed the connection during the handshake.
+		c.Close()
+		err = cctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		ce := &connectError{
+			keyChecked:  keyChecked.Load(),
+			authTried:   authTried.Load(),
+			refused:     !isNetError(err) && connectEnded(cctx, err) == nil,
+			unreachable: unreachableWithin(cctx, err),
+		}
+		var ane *ssh.AlgorithmNegotiationError
+		switch {
+		case errors.As(err, &ce.hostKey):
+		case errors.As(err, &ane) && ane.What == "host key" && algos != nil:
+			// known_hosts holds keys for the host, none of a type it offers.
+			ce.hostKey = &HostKeyError{
+				Host:       knownhosts.Normalize(addr),
+				KeyType:    strings.Join(ane.RequestedAlgorithms, ","),
+				Known:      true,
+				KnownHosts: d.cfg.KnownHosts,
+			}
+		}
+		return nil, ce
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
 }
 
 // connectEnded tells why a connection attempt bounded by cctx failed when
@@ -386,21 +437,13 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, err))
 	}
 	defer sess.Close()
-	modes := ssh.TerminalModes{ssh.ECHO: 0, ssh.TTY_OP_ISPEED: 38400, ssh.TTY_OP_OSPEED: 38400}
 	stdin, err1 := sess.StdinPipe()
 	stdout, err2 := sess.StdoutPipe()
 	if err := errors.Join(err1, err2); err != nil {
 		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, unreachable(err)))
 	}
 	// Requests on a stalled host get no reply: bound them by the step.
-	started := make(chan error, 1)
-	go func() {
-		if err := sess.RequestPty("dumb", 24, 200, modes); err != nil {
-			started <- err
-			return
-		}
-		started <- sess.Start(cmd)
-	}()
+	started := startOnPTY(sess, cmd)
 	timer := newStepTimer(s.step)
 	defer timer.Stop()
 	select {
@@ -414,25 +457,8 @@ func (s *Session) runPasswd(ctx context.Context, cmd string, d *dialogue) rotati
 		return d.abort(fmt.Errorf("passwd on %s: %w", s.addr, ctx.Err()))
 	}
 
-	chunks := make(chan []byte)
 	readDone := make(chan struct{})
-	go func() {
-		defer close(chunks)
-		buf := make([]byte, 4096)
-		for {
-			n, err := stdout.Read(buf)
-			if n > 0 {
-				select {
-				case chunks <- append([]byte(nil), buf[:n]...):
-				case <-readDone:
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	chunks := pump(stdout, readDone)
 	defer close(readDone)
 	timer.restart()
 	for {

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"gorm.io/gorm"
+
+	"github.com/rotord/rotord/migrations"
 )
 
 // OpenAt opens the database at path and migrates it up to version only,
@@ -85,3 +87,6 @@ type countingTx struct {
 
 func (t *countingTx) Commit() error   { t.n.Add(1); return t.tx.Commit() }
 func (t *countingTx) Rollback() error { t.n.Add(1); return t.tx.Rollback() }
+
+// LatestSchemaVersion returns the schema version this binary migrates to.
+func LatestSchemaVersion() int64 { return migrations.Latest() }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -41,7 +40,6 @@ var (
 type Key struct {
 	id   string
 	aead cipher.AEAD
-	raw  [KeySize]byte // for Derive only
 }
 
 // NewKey returns the key made of b, which must hold KeySize bytes.
@@ -62,19 +60,7 @@ func NewKey(b []byte) (Key, error) {
 	}
 	sum := sha256.Sum256(b)
 	k := Key{id: hex.EncodeToString(sum[:8]), aead: aead}
-	copy(k.raw[:], b)
 	return k, nil
-}
-
-// Derive returns a key for another purpose, such as sealing the Secret
-// Server token cache, computed as HMAC-SHA256(k, "rotord/"+purpose): one
-// key file serves several uses and no derived key reveals k or another.
-func (k Key) Derive(purpose string) [KeySize]byte {
-	m := hmac.New(sha256.New, k.raw[:])
-	m.Write([]byte("rotord/" + purpose))
-	var out [KeySize]byte
-	copy(out[:], m.Sum(nil))
-	return out
 }
 
 // ID returns the key's id: the hex of the first 8 bytes of its SHA-256. It
@@ -202,9 +188,6 @@ func NewKeyring(current Key, old ...Key) *Keyring {
 	}
 	return kr
 }
-
-// Current returns the key that seals new values.
-func (kr *Keyring) Current() Key { return kr.current }
 
 // Password roles: which of a rotation's two passwords a sealed value holds.
 const (

@@ -42,10 +42,7 @@ const maxPostgresConns = 16
 // window (WithRetryWindow).
 func OpenPostgres(ctx context.Context, dsn string, keys *Keyring, opts ...Option) (*DB, error) {
 	db, err := openPostgres(ctx, dsn, keys, opts)
-	if err != nil {
-		return nil, err
-	}
-	return db.finishOpen(ctx, keys)
+	return finishOpen(ctx, db, err, keys)
 }
 
 // MigratePostgres applies the pending migrations to the PostgreSQL
@@ -54,19 +51,15 @@ func OpenPostgres(ctx context.Context, dsn string, keys *Keyring, opts ...Option
 // lock.
 func MigratePostgres(ctx context.Context, dsn string, opts ...Option) (from, to int64, err error) {
 	db, err := openPostgres(ctx, dsn, nil, opts)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer func() {
-		if cerr := db.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
-	return db.Migrate(ctx)
+	return migrateOnce(ctx, db, err)
 }
 
-// finishOpen migrates and checks the key, closing db on failure.
-func (db *DB) finishOpen(ctx context.Context, keys *Keyring) (*DB, error) {
+// finishOpen migrates db, just opened (unless err), and checks the key,
+// closing db on failure.
+func finishOpen(ctx context.Context, db *DB, err error, keys *Keyring) (*DB, error) {
+	if err != nil {
+		return nil, err
+	}
 	if _, _, err := db.Migrate(ctx); err != nil {
 		_ = db.Close()
 		return nil, err

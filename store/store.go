@@ -121,10 +121,7 @@ func WithRetryWindow(d time.Duration) Option { return func(o *options) { o.retry
 // with an error satisfying errors.Is(err, ErrUnseal).
 func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB, error) {
 	db, err := open(ctx, path, keys, opts)
-	if err != nil {
-		return nil, err
-	}
-	return db.finishOpen(ctx, keys)
+	return finishOpen(ctx, db, err, keys)
 }
 
 // Migrate applies the pending migrations to the database at path, creating
@@ -132,19 +129,20 @@ func Open(ctx context.Context, path string, keys *Keyring, opts ...Option) (*DB,
 // refuses a database newer than this binary with ErrSchemaTooNew.
 func Migrate(ctx context.Context, path string, opts ...Option) (from, to int64, err error) {
 	db, err := open(ctx, path, nil, opts)
+	return migrateOnce(ctx, db, err)
+}
+
+// migrateOnce migrates db, just opened (unless err), and closes it.
+func migrateOnce(ctx context.Context, db *DB, err error) (from, to int64, _ error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer func() {
-		if cerr := db.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
-	return db.Migrate(ctx)
+	from, to, err = db.Migrate(ctx)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return from, to, err
 }
-
-// LatestSchemaVersion returns the schema version this binary migrates to.
-func LatestSchemaVersion() int64 { return migrations.Latest() }
 
 func open(ctx context.Context, path string, keys *Keyring, opts []Option) (*DB, error) {
 	o := options{now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil))}

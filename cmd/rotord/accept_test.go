@@ -797,3 +797,60 @@ func testKilledMidRotationNotRepeated(t *testing.T, postgres bool) {
 	due, _, _ := db.NextDue(ctx, "web-root")
 	requireSlot(t, "web-root's due time after the skip", "@weekly", from, time.Now(), due)
 }
+
+// TestAcceptHistoryAudit: after a rotation, `rotord history --audit` lists
+// the audit trail's events of it (started, committed) under the rotation's
+// id, as a table and as JSON, and neither holds a password.
+func TestAcceptHistoryAudit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := newLab(t, ctx, labOptions{hosts: 2, groups: map[string][]int{"web-root": {0, 1}}, schedule: "@weekly"})
+	out, errOut, code := l.rotord("rotate", "web-root")
+	if code != 0 {
+		t.Fatalf("rotord rotate: exit %d: %s%s", code, out, errOut)
+	}
+	l.requireWorks(ctx, "web-root", accPassword)
+	rs := l.history("web-root")
+	if len(rs) != 1 {
+		t.Fatalf("history: %+v; want one rotation", rs)
+	}
+	id := rs[0].ID
+
+	out, errOut, code = l.rotord("history", "--audit", "web-root")
+	if code != 0 {
+		t.Fatalf("history --audit: exit %d: %s", code, errOut)
+	}
+	l.noSecrets(out + errOut)
+	for _, want := range []string{"ACTION", "web-root", "rotate", "started", "committed"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("history --audit lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, errOut, code = l.rotord("history", "--audit", "--json", "web-root")
+	if code != 0 {
+		t.Fatalf("history --audit --json: exit %d: %s", code, errOut)
+	}
+	l.noSecrets(out + errOut)
+	var evs []jsonAuditEvent
+	if err := json.Unmarshal([]byte(out), &evs); err != nil {
+		t.Fatalf("history --audit --json: %v\n%s", err, out)
+	}
+	// Newest first: the commit, then the start.
+	var details []string
+	for _, e := range evs {
+		if e.RotationID == id && e.Action == "rotate" {
+			details = append(details, e.Detail)
+		}
+		if e.Secret != "web-root" {
+			t.Fatalf("event of another secret: %+v", e)
+		}
+	}
+	if !slices.Equal(details, []string{"committed", "started"}) {
+		t.Fatalf("rotation %d's events: %q; want committed, started\n%s", id, details, out)
+	}
+
+	if _, errOut, code := l.rotord("history", "--audit", "--heartbeats"); code == 0 {
+		t.Fatalf("history --audit --heartbeats accepted: %s", errOut)
+	}
+}

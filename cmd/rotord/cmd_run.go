@@ -154,7 +154,9 @@ func (d *runningDaemon) schedulers(ctx context.Context) (*rotation.Scheduler, *r
 		SchedulePlan: a.cfg.SchedulePlan(),
 		State:        state,
 		History:      d.svc.journal,
+		ClaimSlot:    d.claimSlot(),
 		Run:          d.rotate,
+		OnRotated:    d.rotated,
 		OnPark: func(spec rotation.SecretSpec, err error) {
 			met.park(spec.Name)
 			d.alerts.parked(work, spec.Name, err)
@@ -198,32 +200,37 @@ func (d *runningDaemon) schedulers(ctx context.Context) (*rotation.Scheduler, *r
 	return sched, hb, nil
 }
 
-// rotate is the scheduler's Run: one scheduled rotation, measured, logged
-// and alerted on.
-func (d *runningDaemon) rotate(sctx context.Context, spec rotation.SecretSpec) error {
-	if d.shared != nil {
-		mine, err := d.a.claimSlot(sctx, d.shared, d.sharedState, spec.Name, d.clock.Now, d.recoverSecret)
-		if err != nil || !mine {
-			return err
-		}
+// claimSlot is the scheduler's ClaimSlot on a shared journal (each slot
+// is claimed in the database, so that one daemon serves it); nil on
+// SQLite.
+func (d *runningDaemon) claimSlot() func(context.Context, rotation.SecretSpec) (bool, error) {
+	if d.shared == nil {
+		return nil
 	}
+	return func(sctx context.Context, spec rotation.SecretSpec) (bool, error) {
+		return d.a.claimSlot(sctx, d.shared, d.sharedState, spec.Name, d.clock.Now, d.recoverSecret)
+	}
+}
+
+// rotate is the scheduler's Run: one scheduled rotation, counted in
+// flight while it runs.
+func (d *runningDaemon) rotate(_ context.Context, spec rotation.SecretSpec) rotation.Result {
 	d.met.inFlight.Inc()
 	d.inFlight.Add(1)
-	started := d.clock.Now()
 	r := d.svc.engine.Rotate(d.work, spec, rotation.RotateOptions{Actor: "scheduler"})
 	d.inFlight.Add(-1)
 	d.met.inFlight.Dec()
-	if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
-		// Nothing started: the scheduler retries the slot shortly,
-		// and alerts if it is missed in the end.
-		return r.Err
-	}
+	return r
+}
+
+// rotated is the scheduler's OnRotated: a scheduled rotation that
+// started, measured, logged and alerted on.
+func (d *runningDaemon) rotated(_ rotation.SecretSpec, started time.Time, r rotation.Result) {
 	d.met.observe(r, started, d.clock.Now())
 	d.a.refreshMetrics(d.work, d.met, d.svc.journal, true)
 	d.a.logResult("rotation finished", r)
 	d.alerts.rotations(d.work, r)
 	d.alerts.operatorNeeded(d.work, r)
-	return r.Err
 }
 
 // recoverSecret finishes or undoes the unfinished rotation of one secret
@@ -232,27 +239,22 @@ func (d *runningDaemon) recoverSecret(_ context.Context, name string) {
 	only := func(n string) (func(), bool) {
 		return func() {}, rotation.SecretKey(n) == rotation.SecretKey(name)
 	}
-	for _, r := range d.svc.engine.RecoverUnfinished(d.work, "daemon", only) {
-		if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
-			continue
-		}
-		d.a.logResult("recovered rotation", r)
-		d.alerts.rotations(d.work, r)
-	}
+	d.reportRecovered(d.svc.engine.RecoverUnfinished(d.work, "daemon", only))
 }
 
 // sweep is the scheduler's Sweep: it finishes the rotations left
 // unfinished whose lease claim grants.
 func (d *runningDaemon) sweep(_ context.Context, claim func(string) (func(), bool)) {
-	for _, r := range d.svc.engine.RecoverUnfinished(d.work, "daemon", claim) {
-		if held := (*rotation.LeaseHeldError)(nil); errors.As(r.Err, &held) {
-			d.a.log.Debug("unfinished rotation left to its lease holder", "secret", r.Secret, "rotation", r.RotationID, "holder", held.Holder)
-			continue
-		}
+	d.reportRecovered(d.svc.engine.RecoverUnfinished(d.work, "daemon", claim))
+	d.a.refreshMetrics(d.work, d.met, d.svc.journal, false)
+}
+
+// reportRecovered logs and alerts on the rotations a recovery touched.
+func (d *runningDaemon) reportRecovered(rs []rotation.Result) {
+	for _, r := range rs {
 		d.a.logResult("recovered rotation", r)
 		d.alerts.rotations(d.work, r)
 	}
-	d.a.refreshMetrics(d.work, d.met, d.svc.journal, false)
 }
 
 // serve runs the schedulers until they stop, handling signals: SIGHUP

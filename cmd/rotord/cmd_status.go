@@ -75,14 +75,11 @@ recover) are listed after the instances.`,
 }
 
 func (a *app) status(ctx context.Context, asJSON bool) error {
-	if err := a.setupLocal(); err != nil {
-		return err
-	}
-	svc, _, err := a.open(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer svc.close()
+	return a.withJournal(ctx, func(svc *services) error { return a.statusOf(ctx, svc, asJSON) })
+}
+
+// statusOf writes the instances sharing the journal and the leases held.
+func (a *app) statusOf(ctx context.Context, svc *services, asJSON bool) error {
 	is, ok := svc.journal.(instanceStore)
 	if !ok {
 		return errors.New("status: this journal keeps no instances")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/store"
 )
 
 // Renderers: aligned tables for people, JSON for scripts. Nothing rendered
@@ -233,6 +234,75 @@ func renderHistory(w io.Writer, rs []rotation.Rotation) error {
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.ID, r.Secret, r.Username, kind, r.State,
 			changed, len(r.Hosts), r.Started.UTC().Format("2006-01-02 15:04:05"), took, oneLine(r.Error))
+	}
+	return tw.Flush()
+}
+
+// writeListing writes a journal listing, newest first: as a JSON array
+// (each item through toJSON) for scripts, else as render's table, or the
+// line empty when there is nothing to list.
+func writeListing[T, J any](w io.Writer, asJSON bool, items []T, toJSON func(T) J, empty string, render func(io.Writer, []T) error) error {
+	if asJSON {
+		out := make([]J, 0, len(items))
+		for _, it := range items {
+			out = append(out, toJSON(it))
+		}
+		return writeJSON(w, out)
+	}
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	return render(w, items)
+}
+
+// jsonHeartbeatEvent is a recorded heartbeat result in JSON output.
+type jsonHeartbeatEvent struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Secret string    `json:"secret"`
+	Result string    `json:"result"`
+}
+
+func toJSONHeartbeatEvent(e store.AuditEvent) jsonHeartbeatEvent {
+	return jsonHeartbeatEvent{ID: e.ID, Time: e.Time.UTC(), Secret: e.Secret, Result: e.Detail}
+}
+
+// renderHeartbeatEvents writes recorded heartbeat results as a table.
+func renderHeartbeatEvents(w io.Writer, evs []store.AuditEvent) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tTIME\tSECRET\tRESULT")
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format(time.RFC3339), e.Secret, oneLine(e.Detail))
+	}
+	return tw.Flush()
+}
+
+// jsonAuditEvent is an audit trail event in JSON output.
+type jsonAuditEvent struct {
+	ID         int64     `json:"id"`
+	Time       time.Time `json:"time"`
+	Secret     string    `json:"secret"`
+	RotationID int64     `json:"rotation_id,omitempty"`
+	Actor      string    `json:"actor"`
+	Action     string    `json:"action"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+func toJSONAuditEvent(e store.AuditEvent) jsonAuditEvent {
+	return jsonAuditEvent{ID: e.ID, Time: e.Time.UTC(), Secret: e.Secret, RotationID: e.RotationID, Actor: e.Actor, Action: e.Action, Detail: e.Detail}
+}
+
+// renderAudit writes audit events as a table, newest first.
+func renderAudit(w io.Writer, evs []store.AuditEvent) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "ID\tTIME (UTC)\tSECRET\tROTATION\tACTOR\tACTION\tDETAIL")
+	for _, e := range evs {
+		rot := "-"
+		if e.RotationID != 0 {
+			rot = strconv.FormatInt(e.RotationID, 10)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Time.UTC().Format("2006-01-02 15:04:05"), e.Secret, rot, e.Actor, e.Action, oneLine(e.Detail))
 	}
 	return tw.Flush()
 }

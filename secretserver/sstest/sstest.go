@@ -550,20 +550,6 @@ func (s *Server) Calls(endpoint string) int {
 	return s.calls[endpoint]
 }
 
-// TotalCalls returns the calls to every endpoint since the last ResetCalls
-// (EndpointRefresh not counted twice).
-func (s *Server) TotalCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for k, v := range s.calls {
-		if k != EndpointRefresh {
-			n += v
-		}
-	}
-	return n
-}
-
 // Requests returns every HTTP request the server received since the last
 // ResetCalls, including NTLM handshake legs and unknown routes.
 func (s *Server) Requests() int {
