@@ -59,6 +59,11 @@ type labOptions struct {
 	asRoot   bool   // the secrets hold root's account (rootPass) instead of accUser's
 	metrics  string // metrics.listen ("" serves none)
 	postgres bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
+	// reach shapes host i's sshd, sudo and su (nil: the rig's defaults).
+	reach map[int]*sshtest.ReachSpec
+	// secretExtra holds lines appended to a secret's entry (each indented
+	// under it, such as "    escalation: su").
+	secretExtra map[string]string
 }
 
 func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
@@ -71,7 +76,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups}
 	specs := make([]sshtest.HostSpec, len(variants))
 	for i, v := range variants {
-		specs[i] = sshtest.HostSpec{Variant: v}
+		specs[i] = sshtest.HostSpec{Variant: v, Reach: o.reach[i]}
 	}
 	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(l.dir, "hosts"), Hosts: specs, User: accUser, Password: accPassword, RootPassword: o.rootPass})
 	if err != nil {
@@ -106,7 +111,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	l.write("known_hosts", string(kh))
 	var secrets strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&secrets, "  - name: %s\n", n)
+		fmt.Fprintf(&secrets, "  - name: %s\n%s", n, o.secretExtra[n])
 	}
 	l.config = l.write("rotord.yaml", fmt.Sprintf(`secret_server:
   url: %s

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/rotord/rotord/rotation"
+	"github.com/rotord/rotord/secretserver/sstest"
+	"github.com/rotord/rotord/sshexec/sshtest"
+)
+
+// reachKey is a logon key: its OpenSSH PEM (under passphrase when set)
+// and its public half for authorized_keys.
+type reachKey struct {
+	pem        string
+	passphrase string
+	pub        ssh.PublicKey
+}
+
+func newReachKey(t *testing.T, passphrase string) reachKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block *pem.Block
+	if passphrase != "" {
+		block, err = ssh.MarshalPrivateKeyWithPassphrase(crypto.Signer(priv), "", []byte(passphrase))
+	} else {
+		block, err = ssh.MarshalPrivateKey(crypto.Signer(priv), "")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reachKey{pem: string(pem.EncodeToMemory(block)), passphrase: passphrase, pub: pub}
+}
+
+// logonSecretPassword is the Secret Server secret "ops-logon"'s password:
+// the logon account's (the rig's test account's) own password.
+const logonSecret = "ops-logon"
+
+// rootWorksOnly fails unless want is root's password on every host of
+// idx and old is on none (checked against each host's shadow entry, no
+// login).
+func (l *lab) rootWorksOnly(idx []int, want, old string) {
+	l.t.Helper()
+	for _, i := range idx {
+		ok, err := l.rig.PasswordWorks(i, "root", want)
+		if err != nil || !ok {
+			l.t.Errorf("host %d: root's new password does not authenticate (%v)", i, err)
+		}
+		if ok, _ := l.rig.PasswordWorks(i, "root", old); ok {
+			l.t.Errorf("host %d: root's old password still authenticates", i)
+		}
+	}
+}
+
+// leakFree fails if any of the logon credentials, or a password in play,
+// is in text or in the journal's bytes on disk.
+func (l *lab) leakFree(text string, creds ...string) {
+	l.t.Helper()
+	l.noSecrets(text, append([]string{accRootPassword}, creds...)...)
+	for _, c := range creds {
+		for _, line := range strings.Split(c, "\n") {
+			if len(line) > 20 && strings.Contains(text, line) {
+				l.t.Fatalf("output holds part of a logon credential:\n%s", text)
+			}
+		}
+	}
+	files, _ := filepath.Glob(l.path("rotord.db*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		for _, c := range append([]string{accRootPassword, accPassword}, creds...) {
+			if c != "" && strings.Contains(string(b), c) {
+				l.t.Fatalf("%s holds a credential in plaintext", filepath.Base(f))
+			}
+		}
+	}
+}
+
+// TestAcceptRotateRootThroughSuAndSudo: root is rotated by `rotord rotate`
+// on PermitRootLogin-no hosts through su (the logon account's password
+// from a Secret Server secret) and on keys-only hosts through sudo (a
+// passphrase-protected key from a file, sudo's password from a file),
+// shadow-utils and BusyBox: root's new password authenticates on every
+// host and the old one on none, Secret Server holds the new one, the
+// journal holds both sealed, and no logon credential is in the output,
+// the daemon's log, check's report or the journal's bytes.
+func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
+	sshtest.RequireReach(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	key := newReachKey(t, "Logon-Key-Phrase-41")
+	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
+	keysOnly := &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoPassword}
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile := write("logon-key", key.pem)
+	phraseFile := write("logon-key-phrase", key.passphrase+"\n")
+	sudoFile := write("logon-sudo", accPassword+"\n")
+	l := newLab(t, ctx, labOptions{
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox, sshtest.Debian, sshtest.BusyBox},
+		reach:    map[int]*sshtest.ReachSpec{0: noRoot, 1: noRoot, 2: keysOnly, 3: keysOnly},
+		groups:   map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}},
+		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
+		secretExtra: map[string]string{
+			"root-su": "    escalation: su\n    logon:\n      secret: " + logonSecret + "\n",
+			"root-sudo": "    escalation: sudo\n    logon:\n      user: " + accUser + "\n      key_file: " + keyFile +
+				"\n      passphrase_file: " + phraseFile + "\n      sudo_password_file: " + sudoFile + "\n",
+		},
+	})
+	l.ss.AddSecret(sstest.SecretSeed{Name: logonSecret, Folder: `\Lab\Linux`, Username: accUser, Password: accPassword, Notes: "logon"})
+	creds := []string{accPassword, key.pem, key.passphrase}
+
+	out, errOut, code := l.rotord("check")
+	if code != 0 {
+		t.Fatalf("rotord check: exit %d\n%s\n%s", code, out, errOut)
+	}
+	t.Logf("rotord check:\n%s", out)
+	for _, want := range []string{"logon " + accUser + " by password, su", "logon " + accUser + " by key ssh-ed25519", ", sudo"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check does not show the path %q:\n%s", want, out)
+		}
+	}
+	l.leakFree(out+errOut, creds...)
+
+	for name, idx := range map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}} {
+		out, errOut, code := l.rotord("rotate", name)
+		if code != 0 {
+			t.Fatalf("rotord rotate %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
+		}
+		l.leakFree(out+errOut, creds...)
+		stored := l.password(name)
+		if stored == accRootPassword {
+			t.Fatalf("%s: Secret Server still holds root's first password", name)
+		}
+		l.rootWorksOnly(idx, stored, accRootPassword)
+		hist := l.history(name)
+		if len(hist) != 1 || hist[0].State != string(rotation.StateCommitted) {
+			t.Fatalf("%s: history %+v; want one committed rotation", name, hist)
+		}
+		db := l.openStore(ctx)
+		r, err := db.Get(ctx, hist[0].ID)
+		_ = db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Old.Reveal() != accRootPassword || r.New.Reveal() != stored {
+			t.Errorf("%s: the journal does not hold both passwords", name)
+		}
+	}
+	// The logon account's password is unchanged (it is never rotated
+	// through itself), and the journal's bytes hold no credential.
+	for i := range 4 {
+		if ok, _ := l.rig.PasswordWorks(i, accUser, accPassword); !ok {
+			t.Errorf("host %d: the logon account's password changed", i)
+		}
+	}
+	l.leakFree("", creds...)
+}
