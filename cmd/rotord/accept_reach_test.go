@@ -98,8 +98,9 @@ func (l *lab) leakFree(text string, creds ...string) {
 // TestAcceptRotateRootThroughSuAndSudo: root is rotated by `rotord rotate`
 // on PermitRootLogin-no hosts through su (the logon account's password
 // from a Secret Server secret) and on keys-only hosts through sudo (a
-// passphrase-protected key from a file, sudo's password from a file),
-// shadow-utils and BusyBox: root's new password authenticates on every
+// passphrase-protected key from a file, sudo's password from a file; and a
+// passphrase-protected key kept in a Unix Account (SSH) secret, on a
+// requiretty host), shadow-utils and BusyBox: root's new password authenticates on every
 // host and the old one on none, Secret Server holds the new one, the
 // journal holds both sealed, and no logon credential is in the output,
 // the daemon's log, check's report or the journal's bytes.
@@ -108,8 +109,10 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	key := newReachKey(t, "Logon-Key-Phrase-41")
+	vaultKey := newReachKey(t, "Vault-Key-Phrase-77")
 	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
 	keysOnly := &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoPassword}
+	vaultKeysOnly := &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{vaultKey.pub}, Sudo: sshtest.SudoPassword, RequireTTY: true}
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -122,18 +125,24 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 	phraseFile := write("logon-key-phrase", key.passphrase+"\n")
 	sudoFile := write("logon-sudo", accPassword+"\n")
 	l := newLab(t, ctx, labOptions{
-		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox, sshtest.Debian, sshtest.BusyBox},
-		reach:    map[int]*sshtest.ReachSpec{0: noRoot, 1: noRoot, 2: keysOnly, 3: keysOnly},
-		groups:   map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}},
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox, sshtest.Debian, sshtest.BusyBox, sshtest.Debian},
+		reach:    map[int]*sshtest.ReachSpec{0: noRoot, 1: noRoot, 2: keysOnly, 3: keysOnly, 4: vaultKeysOnly},
+		groups:   map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}, "root-sudo-vault-key": {4}},
 		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
 		secretExtra: map[string]string{
 			"root-su": "    escalation: su\n    logon:\n      secret: " + logonSecret + "\n",
 			"root-sudo": "    escalation: sudo\n    logon:\n      user: " + accUser + "\n      key_file: " + keyFile +
 				"\n      passphrase_file: " + phraseFile + "\n      sudo_password_file: " + sudoFile + "\n",
+			"root-sudo-vault-key": "    escalation: sudo\n    logon:\n      secret: ops-key\n",
 		},
 	})
 	l.ss.AddSecret(sstest.SecretSeed{Name: logonSecret, Folder: `\Lab\Linux`, Username: accUser, Password: accPassword, Notes: "logon"})
-	creds := []string{accPassword, key.pem, key.passphrase}
+	// The Unix Account (SSH) template: the key and its passphrase in
+	// their fields, the password answering sudo.
+	tid := l.ss.AddUnixSSHTemplate("Unix Account (SSH)")
+	l.ss.AddSecret(sstest.SecretSeed{Name: "ops-key", Folder: `\Lab\Linux`, TemplateID: tid, Username: accUser, Password: accPassword,
+		Fields: map[string]string{"private-key": vaultKey.pem, "private-key-passphrase": vaultKey.passphrase}})
+	creds := []string{accPassword, key.pem, key.passphrase, vaultKey.pem, vaultKey.passphrase}
 
 	out, errOut, code := l.rotord("check")
 	if code != 0 {
@@ -147,7 +156,7 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 	}
 	l.leakFree(out+errOut, creds...)
 
-	for name, idx := range map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}} {
+	for name, idx := range map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}, "root-sudo-vault-key": {4}} {
 		out, errOut, code := l.rotord("rotate", name)
 		if code != 0 {
 			t.Fatalf("rotord rotate %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
@@ -174,10 +183,86 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 	}
 	// The logon account's password is unchanged (it is never rotated
 	// through itself), and the journal's bytes hold no credential.
-	for i := range 4 {
+	for i := range 5 {
 		if ok, _ := l.rig.PasswordWorks(i, accUser, accPassword); !ok {
 			t.Errorf("host %d: the logon account's password changed", i)
 		}
 	}
 	l.leakFree("", creds...)
+}
+
+// TestAcceptReachFailures: each way a path fails before anything changes
+// — the logon account's password or key refused, not in sudoers, not in
+// wheel, su refusing root's current password — is a clear outcome of
+// `rotord rotate` naming the host and the step; root's password is
+// unchanged, Secret Server keeps it, and pam_faillock counted at most 2
+// refused authentications per account on each host.
+func TestAcceptReachFailures(t *testing.T) {
+	sshtest.RequireReach(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	key, stranger := newReachKey(t, ""), newReachKey(t, "")
+	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile := write("logon-key", key.pem)
+	wrongPw := write("logon-wrong", "Not-The-Logon-Pw-9\n")
+	sudoFile := write("logon-sudo", accPassword+"\n")
+	viaKey := "    logon:\n      user: " + accUser + "\n      key_file: " + keyFile + "\n      sudo_password_file: " + sudoFile + "\n"
+	cases := []struct {
+		secret, step string
+		reach        *sshtest.ReachSpec
+		extra        string
+	}{
+		{"f-su-wrong-root", "step su", noRoot, "    escalation: su\n    logon:\n      secret: " + logonSecret + "\n"},
+		{"f-logon-password", "step logon", noRoot, "    escalation: su\n    logon:\n      user: " + accUser + "\n      password_file: " + wrongPw + "\n"},
+		{"f-not-in-wheel", "step su", &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelNotMember}, "    escalation: su\n    logon:\n      secret: " + logonSecret + "\n"},
+		{"f-not-in-sudoers", "step sudo", &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoNone}, "    escalation: sudo\n" + viaKey},
+		{"f-logon-key", "step logon", &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{stranger.pub}, Sudo: sshtest.SudoPassword}, "    escalation: sudo\n" + viaKey},
+	}
+	o := labOptions{reach: map[int]*sshtest.ReachSpec{}, groups: map[string][]int{}, secretExtra: map[string]string{},
+		schedule: "@weekly", rootPass: accRootPassword, asRoot: true}
+	for i, c := range cases {
+		o.variants = append(o.variants, sshtest.Faillock)
+		o.reach[i], o.groups[c.secret], o.secretExtra[c.secret] = c.reach, []int{i}, c.extra
+	}
+	l := newLab(t, ctx, o)
+	l.ss.AddSecret(sstest.SecretSeed{Name: logonSecret, Folder: `\Lab\Linux`, Username: accUser, Password: accPassword, Notes: "logon"})
+	const wrongRoot = "Wrong-Root-Pw-3318"
+	l.ss.SetField(l.ids["f-su-wrong-root"], "password", wrongRoot)
+	creds := []string{accPassword, key.pem, "Not-The-Logon-Pw-9"}
+	for i, c := range cases {
+		host := l.rig.Hosts()[i].Addr()
+		out, errOut, code := l.rotord("rotate", c.secret)
+		if code == 0 {
+			t.Fatalf("%s: rotate succeeded:\n%s", c.secret, out)
+		}
+		l.leakFree(out+errOut, append(creds, wrongRoot)...)
+		if all := out + errOut; !strings.Contains(all, host) || !strings.Contains(all, c.step) {
+			t.Errorf("%s: the outcome does not name host %s and %q:\nstdout:\n%s\nstderr:\n%s", c.secret, host, c.step, out, errOut)
+		}
+		want := accRootPassword
+		if c.secret == "f-su-wrong-root" {
+			want = wrongRoot
+		}
+		if got := l.password(c.secret); got != want {
+			t.Errorf("%s: Secret Server's password changed", c.secret)
+		}
+		if ok, _ := l.rig.PasswordWorks(i, "root", accRootPassword); !ok {
+			t.Errorf("%s: root's password changed on host %d", c.secret, i)
+		}
+		for _, user := range []string{"root", accUser} {
+			n, err := l.rig.FaillockCount(i, user)
+			t.Logf("%s: host %d: pam_faillock counted %d refusals of %s", c.secret, i, n, user)
+			if err != nil || n > rotation.RefusalBudget {
+				t.Errorf("%s: host %d: pam_faillock counted %d refusals of %s (%v), want at most %d", c.secret, i, n, user, err, rotation.RefusalBudget)
+			}
+		}
+	}
 }
