@@ -232,6 +232,10 @@ func TestAcceptReachFailures(t *testing.T) {
 		o.variants = append(o.variants, sshtest.Faillock)
 		o.reach[i], o.groups[c.secret], o.secretExtra[c.secret] = c.reach, []int{i}, c.extra
 	}
+	// A logon secret that does not resolve: check reports it, and a
+	// rotation stops before touching the host.
+	o.groups["f-missing-logon"] = []int{0}
+	o.secretExtra["f-missing-logon"] = "    escalation: su\n    logon:\n      secret: no-such-logon\n"
 	l := newLab(t, ctx, o)
 	l.ss.AddSecret(sstest.SecretSeed{Name: logonSecret, Folder: `\Lab\Linux`, Username: accUser, Password: accPassword, Notes: "logon"})
 	const wrongRoot = "Wrong-Root-Pw-3318"
@@ -265,4 +269,17 @@ func TestAcceptReachFailures(t *testing.T) {
 			}
 		}
 	}
+	attempts := l.rig.AuthAttempts(0)
+	out, errOut, code := l.rotord("rotate", "f-missing-logon")
+	if code == 0 || !strings.Contains(out+errOut, `logon secret "no-such-logon"`) {
+		t.Errorf("rotate with a logon secret that does not resolve: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if l.rig.AuthAttempts(0) != attempts {
+		t.Error("a rotation whose logon secret does not resolve sent a credential to the host")
+	}
+	out, errOut, code = l.rotord("check")
+	if code != 1 || !strings.Contains(out, `secret f-missing-logon: logon account: logon secret "no-such-logon"`) {
+		t.Errorf("check: exit %d, want 1 naming the logon secret that does not resolve:\n%s\n%s", code, out, errOut)
+	}
+	l.leakFree(out+errOut, append(creds, wrongRoot)...)
 }
