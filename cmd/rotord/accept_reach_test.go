@@ -181,6 +181,13 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 			t.Errorf("%s: the journal does not hold both passwords", name)
 		}
 	}
+	// A heartbeat goes the same path: every secret's new password proven
+	// through su or sudo, the debug log free of logon credentials.
+	out, errOut, code = l.rotord("--log-level", "debug", "heartbeat", "root-su", "root-sudo", "root-sudo-vault-key")
+	if code != 0 {
+		t.Fatalf("rotord heartbeat: exit %d\n%s\n%s", code, out, errOut)
+	}
+	l.leakFree(out+errOut, creds...)
 	// The logon account's password is unchanged (it is never rotated
 	// through itself), and the journal's bytes hold no credential.
 	for i := range 5 {
