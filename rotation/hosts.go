@@ -73,18 +73,19 @@ func canonicalHost(h Host, port int) Host {
 // that never reached the host, and through the reconcile account when a
 // password must be set without the current one.
 type hostAccess struct {
-	changer   HostChanger // the secret's path (forSpec), else base
-	base      HostChanger // Deps.Hosts: the reconcile account logs in through it
-	pathFor   func(context.Context, SecretSpec) (HostChanger, error)
-	slots     chan struct{} // one per SSH operation at once
-	retries   int           // attempts per login on transient network errors
-	retryBase time.Duration // first backoff between them
-	reconcile *Account      // nil: none configured
+	changer      HostChanger // the secret's path (forSpec), else base
+	base         HostChanger // Deps.Hosts: the reconcile account logs in through it
+	pathFor      func(context.Context, SecretSpec) (HostChanger, error)
+	reconcileFor func(context.Context) (HostChanger, Account, error) // Deps.Reconcile
+	slots        chan struct{}                                       // one per SSH operation at once
+	retries      int                                                 // attempts per login on transient network errors
+	retryBase    time.Duration                                       // first backoff between them
+	reconcile    *Account                                            // nil: none configured
 }
 
-func newHostAccess(cfg Config, changer HostChanger, pathFor func(context.Context, SecretSpec) (HostChanger, error)) *hostAccess {
+func newHostAccess(cfg Config, d Deps) *hostAccess {
 	return &hostAccess{
-		changer: changer, base: changer, pathFor: pathFor, slots: make(chan struct{}, cfg.Concurrency),
+		changer: d.Hosts, base: d.Hosts, pathFor: d.HostsFor, reconcileFor: d.Reconcile, slots: make(chan struct{}, cfg.Concurrency),
 		retries: cfg.HostRetries, retryBase: cfg.RetryBase, reconcile: cfg.Reconcile,
 	}
 }
@@ -238,11 +239,18 @@ var errNoReconcileAccount = errors.New("no reconcile account configured (set ssh
 // without the current password.
 func (a *hostAccess) forceSet(ctx context.Context, h Host, user string, pw secret.Value) error {
 	acct := a.reconcile
+	direct := *a
+	direct.changer = a.base
+	if a.reconcileFor != nil {
+		c, ra, err := a.reconcileFor(ctx)
+		if err != nil {
+			return fmt.Errorf("reconcile account: %w", err)
+		}
+		direct.changer, acct = c, &ra
+	}
 	if acct == nil {
 		return errNoReconcileAccount
 	}
-	direct := *a
-	direct.changer = a.base
 	sess, err := direct.login(ctx, h, acct.User, acct.Password)
 	if err != nil {
 		return fmt.Errorf("reconcile account login: %w", err)

@@ -140,3 +140,34 @@ func TestHostsForErrorIsAPreflightFailure(t *testing.T) {
 		t.Errorf("%d logins, want none", f.hosts.logins)
 	}
 }
+
+// Deps.Reconcile stands in for Config.Reconcile: the reconcile account it
+// returns, through its own HostChanger, resets a host that cannot be
+// reverted, within the budget of refused logins.
+func TestDepsReconcileResetsTheHost(t *testing.T) {
+	f := newFixture(t, 1, nil)
+	f.hosts.admin = "admin"
+	h := f.hosts.hosts["h00"]
+	h.deny, h.blockAfterChange, h.remember = 3, true, true // and passwd refuses going back
+	through := &pathChanger{f: f.hosts}
+	asked := 0
+	cfg := testConfig(func(c *rotation.Config) {
+		c.RetryBase, c.Concurrency, c.Generator, c.Settle = time.Millisecond, 4, rotation.GeneratorServer, time.Millisecond
+	})
+	f.engine = newEngine(t, cfg, rotation.Deps{
+		Vault: f.vault, Hosts: f.hosts, Store: f.journal,
+		Reconcile: func(context.Context) (rotation.HostChanger, rotation.Account, error) {
+			asked++
+			return through, rotation.Account{User: "admin", Password: secret.New("Adm1n-pw!")}, nil
+		},
+	})
+	res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
+	f.assertBudget(t)
+	if res.State != rotation.StateRolledBack {
+		t.Fatalf("state %s err %v", res.State, res.Err)
+	}
+	f.assertAll(t, oldPw)
+	if asked == 0 || through.logins == 0 {
+		t.Errorf("the reconcile account was asked for %d times and logged in %d times through its changer", asked, through.logins)
+	}
+}

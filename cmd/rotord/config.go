@@ -128,12 +128,23 @@ type SSHConfig struct {
 
 // ReconcileConfig is an optional privileged account used to reset hosts a
 // rotation could not revert.
+//
+// It logs in with its password (password_file or password_env), or with
+// an SSH key (key_file, with passphrase_file for an encrypted key) and
+// still its password, which proves the account through su and answers
+// sudo; or its credential is another Secret Server secret (secret: its
+// username, password and, on the Unix Account (SSH) template, its private
+// key and passphrase), read each time a host is reset.
 type ReconcileConfig struct {
-	User         string `yaml:"user"`
-	PasswordFile string `yaml:"password_file"`
-	PasswordEnv  string `yaml:"password_env"`
+	User           string `yaml:"user"`
+	PasswordFile   string `yaml:"password_file"`
+	PasswordEnv    string `yaml:"password_env"`
+	KeyFile        string `yaml:"key_file"`
+	PassphraseFile string `yaml:"passphrase_file"`
+	Secret         string `yaml:"secret"`
 
 	password secret.Value
+	key      *sshexec.LogonAuth // from key_file; nil: a password logon
 }
 
 // RotationConfig tunes rotations.
@@ -649,11 +660,7 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 		v.logon("logon", c.Logon, getenv)
 	}
 	if r := c.SSH.Reconcile; r != nil {
-		if r.User == "" {
-			v.errf("ssh.reconcile.user", "required when ssh.reconcile is set")
-		}
-		r.password = v.credential("ssh.reconcile", r.PasswordFile, r.PasswordEnv, true, getenv)
-		r.PasswordFile = expandCredentials(r.PasswordFile, getenv)
+		v.reconcile(r, getenv)
 	}
 
 	if _, err := rotation.ParseSchedule(c.Schedule); err != nil {
@@ -857,6 +864,34 @@ func (c *Config) logonOf(name string) (sshexec.Escalation, *LogonConfig) {
 		return esc, s.Logon
 	}
 	return esc, c.Logon
+}
+
+// reconcile checks ssh.reconcile and reads its credential.
+func (v *validator) reconcile(r *ReconcileConfig, getenv func(string) string) {
+	if r.Secret != "" {
+		if r.PasswordFile != "" || r.PasswordEnv != "" || r.KeyFile != "" || r.PassphraseFile != "" {
+			v.errf("ssh.reconcile.secret", "give secret or files (password_file, password_env, key_file), not both")
+		}
+		return
+	}
+	if r.User == "" {
+		v.errf("ssh.reconcile.user", "required when ssh.reconcile is set")
+	}
+	r.password = v.credential("ssh.reconcile", r.PasswordFile, r.PasswordEnv, true, getenv)
+	r.PasswordFile = expandCredentials(r.PasswordFile, getenv)
+	if r.PassphraseFile != "" && r.KeyFile == "" {
+		v.errf("ssh.reconcile.passphrase_file", "only with key_file")
+	}
+	if r.KeyFile == "" {
+		return
+	}
+	l := &LogonConfig{User: r.User, KeyFile: r.KeyFile, PassphraseFile: r.PassphraseFile}
+	v.logon("ssh.reconcile", l, getenv)
+	r.KeyFile, r.PassphraseFile = l.KeyFile, l.PassphraseFile
+	if l.hasAuth {
+		auth := l.auth
+		r.key = &auth
+	}
 }
 
 // validUserName reports whether name may be a Unix account's name.

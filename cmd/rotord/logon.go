@@ -115,3 +115,45 @@ func (n notThroughItself) Login(ctx context.Context, h rotation.Host, target str
 	}
 	return n.Reach.Login(ctx, h, target, pw)
 }
+
+// reconcileFor returns the engine's Deps.Reconcile for a reconcile account
+// that logs in by key or whose credential is a Secret Server secret; nil
+// for one that logs in with a password from the configuration (the
+// engine's Config.Reconcile through the dialer).
+func (p *pathResolver) reconcileFor() func(context.Context) (rotation.HostChanger, rotation.Account, error) {
+	r := p.cfg.SSH.Reconcile
+	if r == nil || (r.key == nil && r.Secret == "") {
+		return nil
+	}
+	return func(ctx context.Context) (rotation.HostChanger, rotation.Account, error) {
+		if r.Secret == "" {
+			reach, err := p.dialer.Through(sshexec.Path{Auth: *r.key})
+			return reach, rotation.Account{User: r.User, Password: r.password}, err
+		}
+		if p.vault == nil {
+			return nil, rotation.Account{}, errors.New("no Secret Server to read the reconcile secret from")
+		}
+		id, err := p.vault.Resolve(ctx, r.Secret)
+		if err != nil {
+			return nil, rotation.Account{}, fmt.Errorf("reconcile secret %q: %w", r.Secret, err)
+		}
+		cr, err := p.vault.Credential(ctx, id)
+		if err != nil {
+			return nil, rotation.Account{}, fmt.Errorf("reconcile secret %q: %w", r.Secret, err)
+		}
+		user := r.User
+		if user == "" {
+			user = cr.Username
+		}
+		acct := rotation.Account{User: user, Password: cr.Password}
+		if cr.PrivateKey.IsZero() {
+			return p.dialer, acct, nil
+		}
+		auth, err := sshexec.KeyLogon([]byte(cr.PrivateKey.Reveal()), cr.Passphrase)
+		if err != nil {
+			return nil, rotation.Account{}, fmt.Errorf("reconcile secret %q: private key: %w", r.Secret, err)
+		}
+		reach, err := p.dialer.Through(sshexec.Path{Auth: auth})
+		return reach, acct, err
+	}
+}

@@ -148,7 +148,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	ec.Specs = cfg.Specs()
 	ec.Progress = progress
 	paths := &pathResolver{cfg: cfg, dialer: dialer, vault: vault}
-	engine, err := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, HostsFor: paths.hostsFor, Store: db, Log: log})
+	engine, err := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, HostsFor: paths.hostsFor, Reconcile: paths.reconcileFor(), Store: db, Log: log})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
