@@ -1,12 +1,17 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/rotord/rotord/rotation"
 )
@@ -432,5 +437,53 @@ func TestLoadConfigLogon(t *testing.T) {
 	esc, l := c.logonOf("web-root")
 	if esc.String() != "su" || l == nil || !l.hasAuth || l.auth.String() != "password" {
 		t.Fatalf("escalation %s, logon loaded: %v", esc, l != nil && l.hasAuth)
+	}
+}
+
+// TestLoadConfigReconcileChoices: the reconcile account by key (its
+// password still read) or by secret; a secret with files, or a key file
+// others may read, is an error at its line.
+func TestLoadConfigReconcileChoices(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withReconcile := func(r string) string { return minimal + "ssh:\n  reconcile:\n" + r }
+	path, dir := writeConfig(t, withReconcile("    user: fixer\n    password_file: {{dir}}/ss-password\n    key_file: {{dir}}/key\n"))
+	if err := os.WriteFile(filepath.Join(dir, "key"), pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.SSH.Reconcile; r.key == nil || r.key.KeyType() != "ssh-ed25519" || r.password.Reveal() != testPassword {
+		t.Errorf("reconcile key not loaded, or its password not read")
+	}
+	if (&pathResolver{cfg: c}).reconcileFor() == nil {
+		t.Error("a reconcile account by key is not given to the engine")
+	}
+
+	for name, tc := range map[string]struct{ body, want string }{
+		"SecretAndFile": {withReconcile("    secret: fixer-account\n    password_file: {{dir}}/ss-password\n"),
+			"FILE:9: ssh.reconcile.secret: give secret or files (password_file, password_env, key_file), not both"},
+		"ReadableKey": {withReconcile("    user: fixer\n    password_file: {{dir}}/ss-password\n    key_file: {{dir}}/key\n"),
+			"FILE:11: ssh.reconcile.key_file: {{dir}}/key has mode 0644: group or others may read it; run chmod 600 {{dir}}/key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path, dir := writeConfig(t, tc.body)
+			if err := os.WriteFile(filepath.Join(dir, "key"), pem.EncodeToMemory(block), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path, testEnv(nil))
+			want := strings.ReplaceAll(strings.ReplaceAll(tc.want, "FILE", path), "{{dir}}", dir)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("got %v\nwant a line %s", err, want)
+			}
+		})
 	}
 }
