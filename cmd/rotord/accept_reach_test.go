@@ -199,8 +199,9 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 }
 
 // TestAcceptReachFailures: each way a path fails before anything changes
-// — the logon account's password or key refused, not in sudoers, not in
-// wheel, su refusing root's current password — is a clear outcome of
+// — the logon account's password or key refused, a key type sshd does
+// not accept, not in sudoers, not in wheel, su refusing root's current
+// password — is a clear outcome of
 // `rotord rotate` naming the host and the step; root's password is
 // unchanged, Secret Server keeps it, and pam_faillock counted at most 2
 // refused authentications per account on each host.
@@ -232,6 +233,7 @@ func TestAcceptReachFailures(t *testing.T) {
 		{"f-not-in-wheel", "step su", &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelNotMember}, "    escalation: su\n    logon:\n      secret: " + logonSecret + "\n"},
 		{"f-not-in-sudoers", "step sudo", &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoNone}, "    escalation: sudo\n" + viaKey},
 		{"f-logon-key", "step logon", &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{stranger.pub}, Sudo: sshtest.SudoPassword}, "    escalation: sudo\n" + viaKey},
+		{"f-key-type", "step logon", &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoPassword, PubkeyAcceptedAlgorithms: "rsa-sha2-512,rsa-sha2-256"}, "    escalation: sudo\n" + viaKey},
 	}
 	o := labOptions{reach: map[int]*sshtest.ReachSpec{}, groups: map[string][]int{}, secretExtra: map[string]string{},
 		schedule: "@weekly", rootPass: accRootPassword, asRoot: true}
