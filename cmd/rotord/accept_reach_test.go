@@ -6,9 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,4 +295,116 @@ func TestAcceptReachFailures(t *testing.T) {
 		t.Errorf("check: exit %d, want 1 naming the logon secret that does not resolve:\n%s\n%s", code, out, errOut)
 	}
 	l.leakFree(out+errOut, append(creds, wrongRoot)...)
+}
+
+// TestAcceptReachDaemonLeaks: `rotord run` rotates root through su (the
+// logon password from a Secret Server secret) and through sudo (a
+// passphrase-protected key file) on its schedule, with debug logging and
+// metrics on. While it runs, every process's arguments and environment on
+// the machine (rotord, sshd, su, sudo, passwd) are read again and again:
+// no logon credential (password, key, passphrase) appears there, nor in
+// the daemon's log, its metrics or the journal's bytes.
+func TestAcceptReachDaemonLeaks(t *testing.T) {
+	sshtest.RequireReach(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	key := newReachKey(t, "Daemon-Key-Phrase-58")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile, phraseFile, sudoFile := write("k", key.pem), write("kp", key.passphrase+"\n"), write("sp", accPassword+"\n")
+	l := newLab(t, ctx, labOptions{
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
+		reach: map[int]*sshtest.ReachSpec{0: {PermitRootLogin: "no"},
+			1: {PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoPassword}},
+		groups:   map[string][]int{"root-su": {0}, "root-sudo": {1}},
+		schedule: "@every 2s", rootPass: accRootPassword, asRoot: true, metrics: "127.0.0.1:0",
+		secretExtra: map[string]string{
+			"root-su": "    escalation: su\n    logon:\n      secret: " + logonSecret + "\n",
+			"root-sudo": "    escalation: sudo\n    logon:\n      user: " + accUser + "\n      key_file: " + keyFile +
+				"\n      passphrase_file: " + phraseFile + "\n      sudo_password_file: " + sudoFile + "\n",
+		},
+	})
+	l.ss.AddSecret(sstest.SecretSeed{Name: logonSecret, Folder: `\Lab\Linux`, Username: accUser, Password: accPassword, Notes: "logon"})
+	creds := []string{accPassword, key.passphrase}
+	for _, line := range strings.Split(key.pem, "\n") {
+		if len(line) > 40 {
+			creds = append(creds, line) // a line of the key's body
+		}
+	}
+
+	// Read every process's arguments and environment until told to stop.
+	stop, found := make(chan struct{}), make(chan string, 1)
+	scanned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { scanned <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			procs, _ := filepath.Glob("/proc/[0-9]*")
+			for _, p := range procs {
+				for _, f := range []string{"cmdline", "environ"} {
+					b, err := os.ReadFile(filepath.Join(p, f))
+					if err != nil {
+						continue
+					}
+					for _, c := range creds {
+						if strings.Contains(string(b), c) {
+							select {
+							case found <- p + "/" + f:
+							default:
+							}
+						}
+					}
+				}
+			}
+			n++
+		}
+	}()
+
+	d := l.startDaemon()
+	served := d.next("the metrics endpoint", func(rec map[string]any) bool { return is(rec, "serving metrics") })
+	done := map[string]bool{}
+	d.next("both secrets rotated", func(rec map[string]any) bool {
+		if is(rec, "rotation finished", "state", string(rotation.StateCommitted)) {
+			done[fmt.Sprint(rec["secret"])] = true
+		}
+		return done["root-su"] && done["root-sudo"]
+	})
+	resp, err := http.Get("http://" + served["addr"].(string) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsBody, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(); code != 0 {
+		t.Fatalf("rotord run exited %d; it logged:\n%s", code, d.logged())
+	}
+	close(stop)
+	if n := <-scanned; n == 0 {
+		t.Fatal("the processes were never read")
+	}
+	select {
+	case where := <-found:
+		t.Fatalf("a logon credential is in %s", where)
+	default:
+	}
+	for _, name := range []string{"root-su", "root-sudo"} {
+		if l.password(name) == accRootPassword {
+			t.Fatalf("%s was not rotated", name)
+		}
+	}
+	l.leakFree(d.logged(), creds...)
+	l.leakFree(string(metricsBody), creds...)
+	l.leakFree("", creds...)
 }
