@@ -153,6 +153,21 @@ type Deps struct {
 	Hosts HostChanger  // the hosts (SSH)
 	Store Store        // the journal, leases and scheduler state (the database)
 	Log   *slog.Logger // nil: no logging
+
+	// HostsFor, if set, returns the HostChanger that reaches spec's hosts
+	// along the secret's own path (a logon account and an escalation). It
+	// is called once per rotation, rollback, recovery and heartbeat of the
+	// secret, so that every step of that run (pre-flight, change, verify,
+	// revert, probes, reconcile) goes the same way; an error stops the run
+	// before any host is touched. nil: Hosts for every secret. The
+	// reconcile account always logs in through Hosts.
+	HostsFor func(ctx context.Context, spec SecretSpec) (HostChanger, error)
+	// Reconcile, if set, returns the reconcile account and the
+	// HostChanger it logs in through (a key logon, or a credential read
+	// afresh from the vault), each time a host must be reset; it stands
+	// in for Config.Reconcile and Hosts. nil: Config.Reconcile through
+	// Hosts.
+	Reconcile func(ctx context.Context) (HostChanger, Account, error)
 }
 
 // Engine runs rotations. It is safe for concurrent use; rotations of
@@ -181,7 +196,7 @@ func New(cfg Config, d Deps) (*Engine, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{
-		cfg: cfg, vault: d.Vault, hosts: newHostAccess(cfg, d.Hosts), store: d.Store, log: log,
+		cfg: cfg, vault: d.Vault, hosts: newHostAccess(cfg, d), store: d.Store, log: log,
 	}, nil
 }
 

@@ -44,6 +44,11 @@ func (e *Engine) heartbeat(ctx context.Context, spec SecretSpec, memo *refusedMe
 		res.Err = err
 		return res
 	}
+	access, err := e.hosts.forSpec(ctx, spec)
+	if err != nil {
+		res.Err = err
+		return res
+	}
 	res.Hosts = make([]HostResult, len(s.Hosts))
 	errs := make([]error, len(s.Hosts))
 	done := make(chan struct{})
@@ -54,7 +59,7 @@ func (e *Engine) heartbeat(ctx context.Context, spec SecretSpec, memo *refusedMe
 				errs[i] = ErrRefusedBefore
 				return
 			}
-			errs[i] = e.hosts.verify(ctx, h, s.Username, s.Password)
+			errs[i] = access.verify(ctx, h, s.Username, s.Password)
 			if memo != nil {
 				memo.set(spec.Name, h, s.Password, errors.Is(errs[i], ErrAuthFailed))
 			}

@@ -73,18 +73,40 @@ func canonicalHost(h Host, port int) Host {
 // that never reached the host, and through the reconcile account when a
 // password must be set without the current one.
 type hostAccess struct {
-	changer   HostChanger
-	slots     chan struct{} // one per SSH operation at once
-	retries   int           // attempts per login on transient network errors
-	retryBase time.Duration // first backoff between them
-	reconcile *Account      // nil: none configured
+	changer      HostChanger // the secret's path (forSpec), else base
+	base         HostChanger // Deps.Hosts: the reconcile account logs in through it
+	pathFor      func(context.Context, SecretSpec) (HostChanger, error)
+	reconcileFor func(context.Context) (HostChanger, Account, error) // Deps.Reconcile
+	slots        chan struct{}                                       // one per SSH operation at once
+	retries      int                                                 // attempts per login on transient network errors
+	retryBase    time.Duration                                       // first backoff between them
+	reconcile    *Account                                            // nil: none configured
 }
 
-func newHostAccess(cfg Config, changer HostChanger) *hostAccess {
+func newHostAccess(cfg Config, d Deps) *hostAccess {
 	return &hostAccess{
-		changer: changer, slots: make(chan struct{}, cfg.Concurrency),
+		changer: d.Hosts, base: d.Hosts, pathFor: d.HostsFor, reconcileFor: d.Reconcile, slots: make(chan struct{}, cfg.Concurrency),
 		retries: cfg.HostRetries, retryBase: cfg.RetryBase, reconcile: cfg.Reconcile,
 	}
+}
+
+// forSpec returns the access of one run on spec's hosts: the same slots
+// and retries, through the HostChanger of spec's path (Deps.HostsFor),
+// chosen once so that every step of the run goes the same way.
+func (a *hostAccess) forSpec(ctx context.Context, spec SecretSpec) (*hostAccess, error) {
+	if a.pathFor == nil {
+		return a, nil
+	}
+	c, err := a.pathFor(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("path to the hosts of %q: %w", spec.Name, err)
+	}
+	if c == nil {
+		return a, nil
+	}
+	b := *a
+	b.changer = c
+	return &b, nil
 }
 
 // slot takes one of the shared SSH operation slots.
@@ -217,10 +239,19 @@ var errNoReconcileAccount = errors.New("no reconcile account configured (set ssh
 // without the current password.
 func (a *hostAccess) forceSet(ctx context.Context, h Host, user string, pw secret.Value) error {
 	acct := a.reconcile
+	direct := *a
+	direct.changer = a.base
+	if a.reconcileFor != nil {
+		c, ra, err := a.reconcileFor(ctx)
+		if err != nil {
+			return fmt.Errorf("reconcile account: %w", err)
+		}
+		direct.changer, acct = c, &ra
+	}
 	if acct == nil {
 		return errNoReconcileAccount
 	}
-	sess, err := a.login(ctx, h, acct.User, acct.Password)
+	sess, err := direct.login(ctx, h, acct.User, acct.Password)
 	if err != nil {
 		return fmt.Errorf("reconcile account login: %w", err)
 	}
@@ -431,6 +462,12 @@ func (x *run) changeHost(ctx context.Context, i int, stop func() string) {
 	case OutcomeRejected:
 		_ = x.setHost(ctx, i, HostFailed, ReasonRejected, rejectedPrefix+out.Reason)
 	default:
+		if errors.Is(out.Err, ErrBeforePasswd) {
+			// su or sudo failed before passwd ran: nothing changed, and
+			// the lifeline proved the old password. No probe.
+			_ = x.setHost(ctx, i, HostFailed, ReasonEscalation, "passwd not run: "+out.Err.Error())
+			return
+		}
 		// passwd may still be writing what it was given (a step that
 		// timed out, a connection that broke): let it land before probing.
 		if err := pause(ctx, x.cfg.Settle); err != nil {
@@ -574,6 +611,12 @@ func (x *run) revertHost(ctx context.Context, i int) {
 	case OutcomeRejected:
 		x.forceOld(ctx, i, "revert refused by policy: "+out.Reason)
 	default:
+		if errors.Is(out.Err, ErrBeforePasswd) {
+			// su or sudo failed before passwd ran: the host still holds
+			// the new password. No probe: the reconcile account, if any.
+			x.forceOld(ctx, i, "revert: passwd not run: "+out.Err.Error())
+			return
+		}
 		x.revertedIfOld(ctx, i, prev, "revert outcome unknown: "+out.String())
 	}
 }

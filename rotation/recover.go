@@ -138,8 +138,13 @@ func (e *Engine) resume(ctx context.Context, r Rotation, actor string, l *hold) 
 		return Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: fmt.Errorf("adopt rotation %d: %w", r.ID, err)}
 	}
 	r.Generation = l.gen
-	r.Secret = e.specFor(r.Secret).Name // the journal keeps its key; report the configured name
-	x := e.newRun(r, e.specFor(r.Secret), actor, l.lost, make([]HostSession, len(r.Hosts)))
+	spec := e.specFor(r.Secret)
+	r.Secret = spec.Name // the journal keeps its key; report the configured name
+	access, err := e.hosts.forSpec(work, spec)
+	if err != nil {
+		return Result{Secret: r.Secret, RotationID: r.ID, Kind: r.Kind, State: r.State, Err: fmt.Errorf("recover rotation %d (hosts not touched): %w", r.ID, err)}
+	}
+	x := e.newRun(r, spec, actor, l.lost, make([]HostSession, len(r.Hosts)), access)
 	defer closeAll(x.lifelines) // reverts open them
 	x.audit(ctx, "recover", "found in state "+string(r.State))
 	if r.State == StateNeedsReconcile {

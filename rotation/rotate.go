@@ -68,6 +68,7 @@ type opened struct {
 	start     context.Context // bounds the starting of host work: SecretDeadline from the read
 	secret    Secret
 	lifelines []HostSession // aligned with secret.Hosts
+	hosts     *hostAccess   // the secret's path to its hosts, chosen once
 	close     func()        // closes the lifelines and releases the lease
 }
 
@@ -115,7 +116,14 @@ func (e *Engine) open(ctx context.Context, spec SecretSpec, res *Result, o openi
 			return nil
 		}
 	}
-	lifelines, hosts, err := e.hosts.preflight(start, s)
+	access, err := e.hosts.forSpec(start, spec)
+	if err != nil {
+		done()
+		res.Err = fmt.Errorf("%w (nothing changed): %w", ErrPreflight, err)
+		e.audit(ctx, Event{Secret: spec.Name, Actor: o.actor, Action: string(o.kind), Detail: "pre-flight failed: " + err.Error()})
+		return nil
+	}
+	lifelines, hosts, err := access.preflight(start, s)
 	res.Hosts = hosts
 	if err != nil || o.dryRun {
 		closeAll(lifelines)
@@ -134,7 +142,7 @@ func (e *Engine) open(ctx context.Context, spec SecretSpec, res *Result, o openi
 		res.Err = err
 		return nil
 	}
-	return &opened{lease: l, start: start, secret: s, lifelines: lifelines, close: func() { closeAll(lifelines); done() }}
+	return &opened{lease: l, start: start, secret: s, lifelines: lifelines, hosts: access, close: func() { closeAll(lifelines); done() }}
 }
 
 // readSecret resolves the spec's name (through the id cache) and reads the
@@ -252,11 +260,11 @@ type run struct {
 }
 
 // newRun returns the run of journaled rotation r under the lease whose
-// loss closes lost.
-func (e *Engine) newRun(r Rotation, spec SecretSpec, actor string, lost <-chan struct{}, lifelines []HostSession) *run {
+// loss closes lost, reaching its hosts through access.
+func (e *Engine) newRun(r Rotation, spec SecretSpec, actor string, lost <-chan struct{}, lifelines []HostSession, access *hostAccess) *run {
 	return &run{
 		r: r, spec: spec, actor: actor, lost: lost, lifelines: lifelines,
-		cfg: &e.cfg, store: e.store, vault: e.vault, hosts: e.hosts, log: e.log,
+		cfg: &e.cfg, store: e.store, vault: e.vault, hosts: access, log: e.log,
 	}
 }
 
@@ -283,7 +291,7 @@ func (e *Engine) change(ctx context.Context, op *opened, req changeReq) Result {
 	}
 	r.ID = id
 	faultPoint("journaled")
-	x := e.newRun(r, req.spec, req.actor, op.lease.lost, op.lifelines)
+	x := e.newRun(r, req.spec, req.actor, op.lease.lost, op.lifelines, op.hosts)
 	x.audit(ctx, string(r.Kind), "started")
 
 	// interrupted reports why no work at all may start, if it may not.

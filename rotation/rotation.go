@@ -58,6 +58,12 @@ var (
 	// counts against the host's budget of refused logins and is never
 	// retried blindly.
 	ErrLoginUnknown = errors.New("login outcome unknown: password sent, no answer in time")
+	// ErrBeforePasswd: a step of the path to the rotated account (the
+	// logon account's login, su, sudo) failed before passwd ran, so
+	// nothing changed on the host. A HostChanger's errors (and the Err of
+	// an OutcomeUnexpected) satisfy it through errors.Is when that is
+	// known; the engine then records ReasonEscalation and probes nothing.
+	ErrBeforePasswd = errors.New("a step before passwd failed: nothing changed")
 	// ErrFenced: the journal refused a write of a rotation because this
 	// process no longer holds the secret's lease (another took it over).
 	// The holder must stop touching the hosts and the vault at once: the
@@ -368,6 +374,10 @@ const (
 	ReasonFenced FailReason = "fenced"
 	// ReasonRevert: putting the old password back failed.
 	ReasonRevert FailReason = "revert"
+	// ReasonEscalation: su or sudo failed before passwd ran (the logon
+	// account refused, not in sudoers or wheel, requiretty): nothing
+	// changed on the host.
+	ReasonEscalation FailReason = "escalation"
 	// ReasonOther: any other error (see the words).
 	ReasonOther FailReason = "other"
 )
@@ -387,6 +397,8 @@ func ReasonOf(err error) FailReason {
 		return ReasonRefused
 	case errors.Is(err, ErrUnreachable):
 		return ReasonUnreachable
+	case errors.Is(err, ErrBeforePasswd):
+		return ReasonEscalation
 	}
 	return ReasonOther
 }

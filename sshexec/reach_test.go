@@ -568,7 +568,9 @@ func TestReachShellSurvivesRefusal(t *testing.T) {
 	if err := os.WriteFile(kh, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{KnownHosts: kh}, nil)
+	cfg := DefaultConfig()
+	cfg.KnownHosts = kh
+	d, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

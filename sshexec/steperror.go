@@ -95,3 +95,8 @@ func (e *StepError) Error() string {
 
 // Unwrap returns the reason.
 func (e *StepError) Unwrap() error { return e.Err }
+
+// Is reports that a StepError satisfies rotation.ErrBeforePasswd: every
+// step of a path (logon, su, sudo, check) comes before passwd, so a
+// failed one changed nothing on the host.
+func (e *StepError) Is(target error) bool { return target == rotation.ErrBeforePasswd }

@@ -41,6 +41,12 @@ type demo struct {
 	groups map[string][]int
 	dialer *sshexec.Dialer
 	step   int
+	steps  int
+
+	// suHost is a real host refusing root logins (PermitRootLogin no),
+	// whose root password is rotated through su; nil where real hosts or
+	// su cannot run.
+	suHost *sshtest.Rig
 }
 
 // hostSet is the lab's SSH hosts, real or in-process.
@@ -51,7 +57,11 @@ type hostSet interface {
 	Close() error
 }
 
-const steps = 6
+// baseSteps is the number of the demo's steps without the su host.
+const baseSteps = 6
+
+// labRootPassword is root's first password on the su host.
+const labRootPassword = "Lab-Root-Pw-2024"
 
 func (d *demo) run(ctx context.Context) error {
 	start := time.Now()
@@ -75,6 +85,9 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	defer d.ss.Close()
 	defer d.hosts.Close()
+	if d.suHost != nil {
+		defer d.suHost.Close()
+	}
 
 	fmt.Fprintf(d.out, "rotord demo lab\n  Secret Server emulator: %s (TLS with the lab's own CA)\n  hosts: %s\n  secrets: web-root on hosts 1-3, db-root on hosts 4-5 (account %s)\n",
 		d.ss.URL, d.hosts.Describe(), labUser)
@@ -96,6 +109,11 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	if err := d.stepHistory(ctx, "rotord history web-root — the rotation, the reverted one and the rollback, as the journal recorded them", "history", "web-root"); err != nil {
 		return err
+	}
+	if d.suHost != nil {
+		if err := d.stepRootThroughSu(ctx); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(d.out, "\ndemo finished in %.1fs; every step checked by logging into the hosts. The lab is cleaned up.\n", time.Since(start).Seconds())
 	return nil
@@ -121,6 +139,22 @@ func (d *demo) setUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start hosts: %w", err)
 	}
+	d.steps = baseSteps
+	if mh, ok := d.hosts.(*mixedHosts); ok && mh.rig != nil {
+		_, errSu := os.Stat("/usr/bin/su")
+		_, errPerl := os.Stat("/usr/bin/perl") // PasswordWorks checks root's password without a login
+		if errSu == nil && errPerl == nil {
+			d.suHost, err = sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(d.dir, "hosts-su"),
+				Hosts: []sshtest.HostSpec{{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}}},
+				User:  labUser, Password: labPassword, RootPassword: labRootPassword})
+			if err != nil {
+				fmt.Fprintf(d.out, "note: the host refusing root logins did not start (%v); the su step is left out.\n\n", err)
+				d.suHost = nil
+			} else {
+				d.steps++
+			}
+		}
+	}
 	d.ss = sstest.New()
 	d.ss.AddUser(ssUser, "", ssPassword)
 	addrs := d.hosts.Addrs()
@@ -138,10 +172,24 @@ func (d *demo) setUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	suSecrets := ""
+	if d.suHost != nil {
+		h := d.suHost.Hosts()[0]
+		d.ids["hardened-root"] = d.ss.AddSecret(sstest.SecretSeed{Name: "hardened-root", Folder: `\Lab\Linux`, Username: "root",
+			Password: labRootPassword, Notes: h.Addr()})
+		skh, err := os.ReadFile(d.suHost.KnownHostsFile())
+		if err != nil {
+			return err
+		}
+		kh += string(skh)
+		suSecrets = fmt.Sprintf("  - name: hardened-root\n    escalation: su\n    logon:\n      user: %s\n      password_file: %s\n",
+			labUser, filepath.Join(d.dir, "logon-password"))
+	}
 	files := map[string]string{
-		"known_hosts": kh,
-		"ca.pem":      string(d.ss.CACertPEM()),
-		"ss-password": ssPassword + "\n",
+		"known_hosts":    kh,
+		"ca.pem":         string(d.ss.CACertPEM()),
+		"ss-password":    ssPassword + "\n",
+		"logon-password": labPassword + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(d.dir, name), []byte(content), 0o600); err != nil {
@@ -171,9 +219,9 @@ metrics:
 secrets:
   - name: web-root
   - name: db-root
-`, d.ss.URL, ssUser, filepath.Join(d.dir, "ss-password"), filepath.Join(d.dir, "ca.pem"),
+%s`, d.ss.URL, ssUser, filepath.Join(d.dir, "ss-password"), filepath.Join(d.dir, "ca.pem"),
 		filepath.Join(d.dir, "token.cache"), filepath.Join(d.dir, "rotord.db"), filepath.Join(d.dir, "store-key"),
-		filepath.Join(d.dir, "known_hosts"))
+		filepath.Join(d.dir, "known_hosts"), suSecrets)
 	if err := os.WriteFile(d.config, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -224,7 +272,7 @@ func (d *demo) show(ctx context.Context, wantCode int, args ...string) error {
 
 func (d *demo) header(what string) {
 	d.step++
-	fmt.Fprintf(d.out, "\n[%d/%d] %s\n", d.step, steps, what)
+	fmt.Fprintf(d.out, "\n[%d/%d] %s\n", d.step, d.steps, what)
 }
 
 // expect checks, by logging in, that the password Secret Server holds for
@@ -322,5 +370,28 @@ func (d *demo) stepRollback(ctx context.Context) error {
 		return errors.New("web-root: the rollback did not restore the earlier password")
 	}
 	fmt.Fprintln(d.out, "  checked: the first password is back in Secret Server and logs into all 3 hosts; the rotated one is refused")
+	return nil
+}
+
+// stepRootThroughSu rotates root's password on a host that refuses root
+// logins: the logon account logs in, su - root answers with root's
+// current password, passwd runs as root, and the new password is proven
+// with su root -c true from a fresh logon session.
+func (d *demo) stepRootThroughSu(ctx context.Context) error {
+	d.header("rotord rotate hardened-root — root on a host with PermitRootLogin no: " + labUser + " logs in, su - root with root's current password, passwd as root, verified by su root -c true")
+	if err := d.show(ctx, 0, "rotate", "hardened-root"); err != nil {
+		return err
+	}
+	pw := d.ss.Field(d.ids["hardened-root"], "password")
+	if pw == labRootPassword {
+		return errors.New("hardened-root: Secret Server still holds root's first password")
+	}
+	if ok, err := d.suHost.PasswordWorks(0, "root", pw); err != nil || !ok {
+		return fmt.Errorf("hardened-root: root's new password is not the host's (%v)", err)
+	}
+	if ok, _ := d.suHost.PasswordWorks(0, "root", labRootPassword); ok {
+		return errors.New("hardened-root: root's first password still works")
+	}
+	fmt.Fprintln(d.out, "  checked: root's new password (from Secret Server) is the host's; the first one no longer is; root never logged in over SSH")
 	return nil
 }

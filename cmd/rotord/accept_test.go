@@ -63,6 +63,11 @@ type labOptions struct {
 	rootSecrets map[string]bool
 	metrics     string // metrics.listen ("" serves none)
 	postgres    bool   // the journal is a fresh PostgreSQL database (store.driver postgres), not a SQLite file
+	// reach shapes host i's sshd, sudo and su (nil: the rig's defaults).
+	reach map[int]*sshtest.ReachSpec
+	// secretExtra holds lines appended to a secret's entry (each indented
+	// under it, such as "    escalation: su").
+	secretExtra map[string]string
 }
 
 // eachJournal runs f as a subtest per journal database: a SQLite file
@@ -88,7 +93,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	l := &lab{t: t, dir: t.TempDir(), ids: map[string]int{}, groups: o.groups, root: map[string]bool{}}
 	specs := make([]sshtest.HostSpec, len(variants))
 	for i, v := range variants {
-		specs[i] = sshtest.HostSpec{Variant: v}
+		specs[i] = sshtest.HostSpec{Variant: v, Reach: o.reach[i]}
 	}
 	rig, err := sshtest.StartRig(ctx, sshtest.RigOptions{Dir: filepath.Join(l.dir, "hosts"), Hosts: specs, User: accUser, Password: accPassword, RootPassword: o.rootPass})
 	if err != nil {
@@ -124,7 +129,7 @@ func newLab(t *testing.T, ctx context.Context, o labOptions) *lab {
 	l.write("known_hosts", string(kh))
 	var secrets strings.Builder
 	for _, n := range names {
-		fmt.Fprintf(&secrets, "  - name: %s\n", n)
+		fmt.Fprintf(&secrets, "  - name: %s\n%s", n, o.secretExtra[n])
 	}
 	l.config = l.write("rotord.yaml", fmt.Sprintf(`secret_server:
   url: %s

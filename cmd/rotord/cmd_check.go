@@ -23,7 +23,11 @@ func (a *app) checkCmd() *cobra.Command {
 configured secret name, and list each secret's username and hosts with each
 host's reachability and host-key status (known, unknown or mismatch). Secrets
 whose Secret Server auto-change is on are flagged: two rotators would fight.
-No password is sent to any host and none is printed.
+For a secret with escalation su or sudo, the path (logon account, its
+method and the escalation) is shown and checked on every host whose key is
+known: the logon, the escalation and the secret's current password, one
+authentication each, nothing changed; a logon secret that does not resolve
+is a problem. Otherwise no password is sent to any host; none is printed.
 
 The exit status is 0 when no problem was found, 1 naming each problem
 otherwise, and 2 for a configuration error.`,
@@ -46,20 +50,27 @@ type checkReport struct {
 }
 
 type checkSecret struct {
-	Name       string      `json:"name"`
-	ID         int         `json:"id,omitempty"`
-	Folder     string      `json:"folder,omitempty"`
-	Username   string      `json:"username,omitempty"`
-	AutoChange bool        `json:"auto_change"`
-	Error      string      `json:"error,omitempty"`
-	Hosts      []checkHost `json:"hosts"`
+	Name       string `json:"name"`
+	ID         int    `json:"id,omitempty"`
+	Folder     string `json:"folder,omitempty"`
+	Username   string `json:"username,omitempty"`
+	AutoChange bool   `json:"auto_change"`
+	// Path is how hosts are reached with su or sudo: the logon account,
+	// its method (password, or key and its type) and the escalation.
+	Path  string      `json:"path,omitempty"`
+	Error string      `json:"error,omitempty"`
+	Hosts []checkHost `json:"hosts"`
 }
 
 type checkHost struct {
 	Host      string                `json:"host"`
 	Reachable bool                  `json:"reachable"`
 	HostKey   sshexec.HostKeyStatus `json:"host_key,omitempty"`
-	Error     string                `json:"error,omitempty"`
+	// PathOK: every step of the secret's path works (logon, escalation,
+	// the current password); PathError names the step that does not.
+	PathOK    *bool  `json:"path_ok,omitempty"`
+	PathError string `json:"path_error,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 func (a *app) check(ctx context.Context, asJSON bool) error {
@@ -139,7 +150,24 @@ func (a *app) runChecks(ctx context.Context, svc *services) checkReport {
 				"secret %s (id %d): Secret Server's auto-change is on; it and rotord would both rotate this password: turn auto-change off for it", spec.Name, id))
 		}
 		// The hosts as a rotation reaches them: the same code as rotate's.
-		cs.Hosts = a.inspectHosts(ctx, svc.hosts, ec.HostsOf(spec, s.Hosts), ec.Port)
+		hosts := ec.HostsOf(spec, s.Hosts)
+		cs.Hosts = a.inspectHosts(ctx, svc.hosts, hosts, ec.Port)
+		if svc.reach != nil {
+			reach, err := svc.reach(ctx, spec.Name)
+			switch {
+			case err != nil:
+				cs.Path = "not usable"
+				problem("secret %s: logon account: %v", spec.Name, err)
+			case reach != nil:
+				cs.Path = reach.Path().String()
+				a.preflightPaths(ctx, reach, hosts, s, cs.Hosts)
+				for _, h := range cs.Hosts {
+					if h.PathOK != nil && !*h.PathOK {
+						problem("secret %s: host %s: path %s: %s", spec.Name, h.Host, cs.Path, h.PathError)
+					}
+				}
+			}
+		}
 		for _, h := range cs.Hosts {
 			switch {
 			case !h.Reachable:
@@ -169,11 +197,33 @@ func (a *app) inspectHosts(ctx context.Context, in hostInspector, hosts []rotati
 	return out
 }
 
+// preflightPaths checks the whole path on every host whose key is known:
+// the logon, the escalation and the secret's current password (one
+// authentication each, nothing changed). out is aligned with hosts.
+func (a *app) preflightPaths(ctx context.Context, reach *sshexec.Reach, hosts []rotation.Host, s rotation.Secret, out []checkHost) {
+	forEach(len(hosts), a.cfg.SSH.Concurrency, func(i int) {
+		if !out[i].Reachable || out[i].HostKey != sshexec.HostKeyKnown {
+			return
+		}
+		err := reach.Preflight(ctx, hosts[i], s.Username, s.Password)
+		ok := err == nil
+		out[i].PathOK = &ok
+		out[i].PathError = errText(err)
+	})
+}
+
 func renderCheck(w io.Writer, rep checkReport) error {
 	fmt.Fprintf(w, "configuration  %s: valid\n", rep.Config)
 	fmt.Fprintf(w, "secret server  %s\n\n", rep.Vault)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "SECRET\tID\tFOLDER\tUSER\tHOST\tREACHABLE\tHOST KEY")
+	header := "SECRET\tID\tFOLDER\tUSER\tHOST\tREACHABLE\tHOST KEY"
+	for _, s := range rep.Secrets {
+		if s.Path != "" {
+			header += "\tPATH\tSTEPS"
+			break
+		}
+	}
+	fmt.Fprintln(tw, header)
 	for _, s := range rep.Secrets {
 		id := "-"
 		if s.ID != 0 {
@@ -192,7 +242,18 @@ func renderCheck(w io.Writer, rep checkReport) error {
 			if !h.Reachable {
 				reach, key = "NO", "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, id, folder, user, h.Host, reach, key)
+			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", name, id, folder, user, h.Host, reach, key)
+			if s.Path != "" {
+				step := "-"
+				if h.PathOK != nil {
+					step = "ok"
+					if !*h.PathOK {
+						step = "FAILED"
+					}
+				}
+				line += "\t" + s.Path + "\t" + step
+			}
+			fmt.Fprintln(tw, line)
 		}
 	}
 	if err := tw.Flush(); err != nil {

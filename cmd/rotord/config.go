@@ -49,6 +49,9 @@ type Config struct {
 	Metrics      MetricsConfig      `yaml:"metrics"`
 	Notify       NotifyConfig       `yaml:"notify"`
 	Heartbeat    HeartbeatConfig    `yaml:"heartbeat"`
+	// Logon is the default logon account of secrets whose escalation is
+	// su or sudo and that name none of their own.
+	Logon *LogonConfig `yaml:"logon"`
 
 	path  string
 	lines map[string]int // field path → line, for validation errors
@@ -125,12 +128,23 @@ type SSHConfig struct {
 
 // ReconcileConfig is an optional privileged account used to reset hosts a
 // rotation could not revert.
+//
+// It logs in with its password (password_file or password_env), or with
+// an SSH key (key_file, with passphrase_file for an encrypted key) and
+// still its password, which proves the account through su and answers
+// sudo; or its credential is another Secret Server secret (secret: its
+// username, password and, on the Unix Account (SSH) template, its private
+// key and passphrase), read each time a host is reset.
 type ReconcileConfig struct {
-	User         string `yaml:"user"`
-	PasswordFile string `yaml:"password_file"`
-	PasswordEnv  string `yaml:"password_env"`
+	User           string `yaml:"user"`
+	PasswordFile   string `yaml:"password_file"`
+	PasswordEnv    string `yaml:"password_env"`
+	KeyFile        string `yaml:"key_file"`
+	PassphraseFile string `yaml:"passphrase_file"`
+	Secret         string `yaml:"secret"`
 
 	password secret.Value
+	key      *sshexec.LogonAuth // from key_file; nil: a password logon
 }
 
 // RotationConfig tunes rotations.
@@ -158,6 +172,30 @@ type SecretConfig struct {
 	Port       int    `yaml:"port"`
 	// Heartbeat overrides heartbeat.schedule for this secret ("off": none).
 	Heartbeat string `yaml:"heartbeat"`
+	// Escalation is how the logon account reaches the rotated account:
+	// none (the account logs in itself), su or sudo.
+	Escalation string `yaml:"escalation"`
+	// Logon overrides the top-level logon for this secret.
+	Logon *LogonConfig `yaml:"logon"`
+}
+
+// LogonConfig is the account that opens the SSH session when it is not
+// the rotated account, and its credential: exactly one of password_file,
+// key_file (with passphrase_file for an encrypted key) or secret (another
+// Secret Server secret: its username and password, or its private key and
+// passphrase). sudo_password_file (or the secret's password) answers
+// sudo's prompt for an account logging in by key.
+type LogonConfig struct {
+	User             string `yaml:"user"`
+	PasswordFile     string `yaml:"password_file"`
+	KeyFile          string `yaml:"key_file"`
+	PassphraseFile   string `yaml:"passphrase_file"`
+	Secret           string `yaml:"secret"`
+	SudoPasswordFile string `yaml:"sudo_password_file"`
+
+	auth    sshexec.LogonAuth // from the files; zero for secret
+	hasAuth bool
+	sudoPw  secret.Value // from sudo_password_file
 }
 
 // HeartbeatConfig schedules heartbeats in rotord run: a login to every
@@ -618,12 +656,11 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 	if c.SSH.Concurrency < 1 {
 		v.errf("ssh.concurrency", "must be at least 1")
 	}
+	if c.Logon != nil {
+		v.logon("logon", c.Logon, getenv)
+	}
 	if r := c.SSH.Reconcile; r != nil {
-		if r.User == "" {
-			v.errf("ssh.reconcile.user", "required when ssh.reconcile is set")
-		}
-		r.password = v.credential("ssh.reconcile", r.PasswordFile, r.PasswordEnv, true, getenv)
-		r.PasswordFile = expandCredentials(r.PasswordFile, getenv)
+		v.reconcile(r, getenv)
 	}
 
 	if _, err := rotation.ParseSchedule(c.Schedule); err != nil {
@@ -675,6 +712,7 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 			}
 		}
 		validHeartbeat(v, p+".heartbeat", s.Heartbeat)
+		v.escalation(p, &c.Secrets[i], c.Logon, getenv)
 		v.length(p+".length", s.Length, true)
 		v.generator(p+".generator", s.Generator, true)
 		v.port(p+".port", s.Port, true)
@@ -694,6 +732,179 @@ func (c *Config) validate(getenv func(string) string, withCredentials bool) []*C
 		v.smtp(&c.Notify.SMTP, getenv)
 	}
 	return v.errs
+}
+
+// escalation checks secret s's escalation and the logon account it needs
+// (its own, else the top-level default, already checked). p is the field
+// path of the secret.
+func (v *validator) escalation(p string, s *SecretConfig, def *LogonConfig, getenv func(string) string) {
+	esc, err := sshexec.ParseEscalation(s.Escalation)
+	if err != nil {
+		v.errf(p+".escalation", "%v", err)
+		return
+	}
+	if s.Logon != nil {
+		v.logon(p+".logon", s.Logon, getenv)
+		if s.Logon.Secret != "" && strings.EqualFold(s.Logon.Secret, s.Name) {
+			v.errf(p+".logon.secret", "the logon account is the rotated secret itself: its password is never changed through itself; name another secret")
+		}
+	}
+	switch {
+	case esc == sshexec.EscalateNone && s.Logon != nil:
+		v.errf(p+".logon", "a logon account needs escalation su or sudo (with none the rotated account logs in itself)")
+	case esc != sshexec.EscalateNone && s.Logon == nil && def == nil:
+		v.errf(p+".escalation", "%s needs a logon account: set logon here or at the top level", esc)
+	case esc != sshexec.EscalateNone && s.Logon == nil && def.Secret != "" && strings.EqualFold(def.Secret, s.Name):
+		v.errf(p+".escalation", "the top-level logon account is this secret itself: its password is never changed through itself; give this secret a logon of its own")
+	}
+}
+
+// logon checks a logon account and, when credentials are read, loads its
+// password or key. field is its path in the file.
+func (v *validator) logon(field string, l *LogonConfig, getenv func(string) string) {
+	n := 0
+	for _, f := range []string{l.PasswordFile, l.KeyFile, l.Secret} {
+		if f != "" {
+			n++
+		}
+	}
+	switch {
+	case l.PasswordFile != "" && l.KeyFile != "":
+		v.errf(field+".key_file", "give password_file or key_file, not both")
+		return
+	case n > 1:
+		v.errf(field+".secret", "give secret or a file (password_file, key_file), not both")
+		return
+	case n == 0:
+		v.errf(field, "password_file, key_file or secret is required")
+		return
+	}
+	if l.User == "" && l.Secret == "" {
+		v.errf(field+".user", "required (with secret, the secret's username is used)")
+	}
+	if l.User != "" && !validUserName(l.User) {
+		v.errf(field+".user", "not a user name: %q", l.User)
+	}
+	if l.PassphraseFile != "" && l.KeyFile == "" {
+		v.errf(field+".passphrase_file", "only with key_file (a secret's passphrase is its private-key-passphrase field)")
+	}
+	if l.SudoPasswordFile != "" && l.KeyFile == "" && l.Secret == "" {
+		v.errf(field+".sudo_password_file", "only with key_file or secret (a password logon answers sudo with its password)")
+	}
+	l.PasswordFile = expandCredentials(l.PasswordFile, getenv)
+	l.KeyFile = expandCredentials(l.KeyFile, getenv)
+	l.PassphraseFile = expandCredentials(l.PassphraseFile, getenv)
+	l.SudoPasswordFile = expandCredentials(l.SudoPasswordFile, getenv)
+	if l.KeyFile != "" {
+		// The mode is checked even when no credential is read.
+		if fi, err := os.Stat(l.KeyFile); err != nil {
+			v.errf(field+".key_file", "cannot read %s: %v", l.KeyFile, unwrapPath(err))
+			return
+		} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			v.errf(field+".key_file", "%s has mode %04o: group or others may read it; run chmod 600 %s", l.KeyFile, perm, l.KeyFile)
+			return
+		}
+	}
+	if v.skipCredentials {
+		return
+	}
+	var sudoPw secret.Value
+	if l.SudoPasswordFile != "" {
+		sudoPw = v.readCredentialFile(field+".sudo_password_file", l.SudoPasswordFile)
+	}
+	switch {
+	case l.PasswordFile != "":
+		pw := v.readCredentialFile(field+".password_file", l.PasswordFile)
+		if !pw.IsZero() {
+			l.auth, l.hasAuth = sshexec.PasswordLogon(pw), true
+		}
+	case l.KeyFile != "":
+		var pass secret.Value
+		if l.PassphraseFile != "" {
+			if pass = v.readCredentialFile(field+".passphrase_file", l.PassphraseFile); pass.IsZero() {
+				return
+			}
+		}
+		auth, err := sshexec.LoadKeyFile(l.KeyFile, pass)
+		if err != nil {
+			v.errf(field+".key_file", "%v", err)
+			return
+		}
+		if !sudoPw.IsZero() {
+			auth = auth.WithPassword(sudoPw)
+		}
+		l.auth, l.hasAuth = auth, true
+	}
+	l.sudoPw = sudoPw
+}
+
+// secretConfig returns the configured secret named name (compared without
+// regard to case).
+func (c *Config) secretConfig(name string) (SecretConfig, bool) {
+	for _, s := range c.Secrets {
+		if strings.EqualFold(s.Name, name) {
+			return s, true
+		}
+	}
+	return SecretConfig{}, false
+}
+
+// logonOf returns secret name's escalation and the logon account it uses
+// (its own, else the top-level one; nil with escalation none).
+func (c *Config) logonOf(name string) (sshexec.Escalation, *LogonConfig) {
+	s, ok := c.secretConfig(name)
+	if !ok {
+		return sshexec.EscalateNone, nil
+	}
+	esc, err := sshexec.ParseEscalation(s.Escalation)
+	if err != nil || esc == sshexec.EscalateNone {
+		return sshexec.EscalateNone, nil
+	}
+	if s.Logon != nil {
+		return esc, s.Logon
+	}
+	return esc, c.Logon
+}
+
+// reconcile checks ssh.reconcile and reads its credential.
+func (v *validator) reconcile(r *ReconcileConfig, getenv func(string) string) {
+	if r.Secret != "" {
+		if r.PasswordFile != "" || r.PasswordEnv != "" || r.KeyFile != "" || r.PassphraseFile != "" {
+			v.errf("ssh.reconcile.secret", "give secret or files (password_file, password_env, key_file), not both")
+		}
+		return
+	}
+	if r.User == "" {
+		v.errf("ssh.reconcile.user", "required when ssh.reconcile is set")
+	}
+	r.password = v.credential("ssh.reconcile", r.PasswordFile, r.PasswordEnv, true, getenv)
+	r.PasswordFile = expandCredentials(r.PasswordFile, getenv)
+	if r.PassphraseFile != "" && r.KeyFile == "" {
+		v.errf("ssh.reconcile.passphrase_file", "only with key_file")
+	}
+	if r.KeyFile == "" {
+		return
+	}
+	l := &LogonConfig{User: r.User, KeyFile: r.KeyFile, PassphraseFile: r.PassphraseFile}
+	v.logon("ssh.reconcile", l, getenv)
+	r.KeyFile, r.PassphraseFile = l.KeyFile, l.PassphraseFile
+	if l.hasAuth {
+		auth := l.auth
+		r.key = &auth
+	}
+}
+
+// validUserName reports whether name may be a Unix account's name.
+func validUserName(name string) bool {
+	if name == "" || len(name) > 32 || name[0] == '-' {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // defaultDedupeWindow is notify.smtp.dedupe_window when not given.

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/rotord/rotord/rotation"
 )
@@ -133,7 +138,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		want []string // each a whole error line, with FILE for the path
 	}{
 		{"UnknownKey", minimal + "sssh:\n  port: 22\n",
-			[]string{"FILE:7: sssh: unknown field (known here: heartbeat, hosts_field, jitter, metrics, notify, password, rotation, schedule, secret_server, secrets, ssh, store)"}},
+			[]string{"FILE:7: sssh: unknown field (known here: heartbeat, hosts_field, jitter, logon, metrics, notify, password, rotation, schedule, secret_server, secrets, ssh, store)"}},
 		{"UnknownNestedKey", minimal + "ssh:\n  prot: 2222\n",
 			[]string{"FILE:8: ssh.prot: unknown field (known here: concurrency, connect_timeout, known_hosts, port, reconcile, step_timeout)"}},
 		{"WrongType", minimal + "ssh:\n  port: twenty-two\n",
@@ -375,5 +380,110 @@ func TestLoadConfigPostgres(t *testing.T) {
 	}
 	if got := withVerifyFull("postgres://u@h/db?sslmode=disable", "/etc/ca.pem"); got != "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem" {
 		t.Errorf("withVerifyFull of a URL = %q", got)
+	}
+}
+
+// TestLoadConfigLogon: a logon account's bad combinations are errors with
+// their file and line; good ones load their credential.
+func TestLoadConfigLogon(t *testing.T) {
+	su := func(extra string) string {
+		return strings.Replace(minimal, "  - name: web-root\n", "  - name: web-root\n    escalation: su\n"+extra, 1)
+	}
+	tests := []struct {
+		name, body string
+		want       []string
+	}{
+		{"SuWithoutLogon", su(""), []string{"FILE:7: secrets[0].escalation: su needs a logon account: set logon here or at the top level"}},
+		{"UnknownEscalation", strings.Replace(minimal, "  - name: web-root\n", "  - name: web-root\n    escalation: doas\n", 1),
+			[]string{`FILE:7: secrets[0].escalation: escalation "doas": want none, su or sudo`}},
+		{"PasswordAndKey", su("    logon:\n      user: ops\n      password_file: {{dir}}/ss-password\n      key_file: {{dir}}/ss-password\n"),
+			[]string{"FILE:11: secrets[0].logon.key_file: give password_file or key_file, not both"}},
+		{"NoCredential", su("    logon:\n      user: ops\n"),
+			[]string{"FILE:8: secrets[0].logon: password_file, key_file or secret is required"}},
+		{"LogonIsTheSecret", su("    logon:\n      secret: web-root\n"),
+			[]string{"FILE:9: secrets[0].logon.secret: the logon account is the rotated secret itself: its password is never changed through itself; name another secret"}},
+		{"LogonWithoutEscalation", strings.Replace(minimal, "  - name: web-root\n", "  - name: web-root\n    logon:\n      secret: ops\n", 1),
+			[]string{"FILE:7: secrets[0].logon: a logon account needs escalation su or sudo (with none the rotated account logs in itself)"}},
+		{"ReadableKey", su("    logon:\n      user: ops\n      key_file: {{dir}}/key\n"),
+			[]string{"FILE:10: secrets[0].logon.key_file: {{dir}}/key has mode 0644: group or others may read it; run chmod 600 {{dir}}/key"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path, dir := writeConfig(t, tc.body)
+			if err := os.WriteFile(filepath.Join(dir, "key"), []byte("not a key"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path, testEnv(nil))
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			got := err.Error()
+			for _, w := range tc.want {
+				w = strings.ReplaceAll(strings.ReplaceAll(w, "FILE", path), "{{dir}}", dir)
+				if !strings.Contains(got, w) {
+					t.Errorf("errors:\n%s\nwant a line:\n%s", got, w)
+				}
+			}
+		})
+	}
+
+	// A top-level logon by password serves a secret with su.
+	body := "logon:\n  user: ops\n  password_file: {{dir}}/ss-password\n" + su("")
+	path, _ := writeConfig(t, body)
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	esc, l := c.logonOf("web-root")
+	if esc.String() != "su" || l == nil || !l.hasAuth || l.auth.String() != "password" {
+		t.Fatalf("escalation %s, logon loaded: %v", esc, l != nil && l.hasAuth)
+	}
+}
+
+// TestLoadConfigReconcileChoices: the reconcile account by key (its
+// password still read) or by secret; a secret with files, or a key file
+// others may read, is an error at its line.
+func TestLoadConfigReconcileChoices(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withReconcile := func(r string) string { return minimal + "ssh:\n  reconcile:\n" + r }
+	path, dir := writeConfig(t, withReconcile("    user: fixer\n    password_file: {{dir}}/ss-password\n    key_file: {{dir}}/key\n"))
+	if err := os.WriteFile(filepath.Join(dir, "key"), pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path, testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.SSH.Reconcile; r.key == nil || r.key.KeyType() != "ssh-ed25519" || r.password.Reveal() != testPassword {
+		t.Errorf("reconcile key not loaded, or its password not read")
+	}
+	if (&pathResolver{cfg: c}).reconcileFor() == nil {
+		t.Error("a reconcile account by key is not given to the engine")
+	}
+
+	for name, tc := range map[string]struct{ body, want string }{
+		"SecretAndFile": {withReconcile("    secret: fixer-account\n    password_file: {{dir}}/ss-password\n"),
+			"FILE:9: ssh.reconcile.secret: give secret or files (password_file, password_env, key_file), not both"},
+		"ReadableKey": {withReconcile("    user: fixer\n    password_file: {{dir}}/ss-password\n    key_file: {{dir}}/key\n"),
+			"FILE:11: ssh.reconcile.key_file: {{dir}}/key has mode 0644: group or others may read it; run chmod 600 {{dir}}/key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path, dir := writeConfig(t, tc.body)
+			if err := os.WriteFile(filepath.Join(dir, "key"), pem.EncodeToMemory(block), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadConfig(path, testEnv(nil))
+			want := strings.ReplaceAll(strings.ReplaceAll(tc.want, "FILE", path), "{{dir}}", dir)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("got %v\nwant a line %s", err, want)
+			}
+		})
 	}
 }

@@ -34,11 +34,48 @@ func TestCrashMatrix(t *testing.T) {
 		schedule: "@weekly",
 		extra:    "rotation:\n  host_retries: 2\n",
 	})
+	crashMatrix(t, ctx, l, "web-root", accPassword, 50, l.logsIn)
+}
+
+// TestCrashMatrixThroughSu is the crash matrix of root rotated through su
+// on PermitRootLogin-no hosts (shadow-utils and BusyBox): kills at the
+// protocol's steps and at random moments, su's dialogues included, and
+// `rotord recover` (its probes through su too) ends consistent. 20 kills
+// unless ROTORD_CRASH_POINTS says otherwise.
+func TestCrashMatrixThroughSu(t *testing.T) {
+	sshtest.RequireReach(t)
+	ctx := context.Background()
+	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
+	dir := t.TempDir()
+	logonPw := filepath.Join(dir, "logon-password")
+	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, ctx, labOptions{
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox, sshtest.Debian},
+		reach:    map[int]*sshtest.ReachSpec{0: noRoot, 1: noRoot, 2: noRoot},
+		groups:   map[string][]int{"root-su": {0, 1, 2}},
+		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
+		extra:       "rotation:\n  host_retries: 2\nlogon:\n  user: " + accUser + "\n  password_file: " + logonPw + "\n",
+		secretExtra: map[string]string{"root-su": "    escalation: su\n"},
+	})
+	rootHolds := func(_ context.Context, i int, pw string) bool {
+		ok, err := l.rig.PasswordWorks(i, "root", pw)
+		return err == nil && ok
+	}
+	crashMatrix(t, ctx, l, "root-su", accRootPassword, 20, rootHolds)
+}
+
+// crashMatrix kills `rotord rotate NAME` (built with fault points) kills
+// times and checks after each `rotord recover` that the password Secret
+// Server holds is the one every host takes (holds) and the journal kept
+// both. first is the secret's first password.
+func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, kills int, holds func(ctx context.Context, i int, pw string) bool) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "rotord-faults")
 	if out, err := exec.Command("go", "build", "-tags", "rotord_faults", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build with fault points: %v\n%s", err, out)
 	}
-	kills := 50
 	if v, err := strconv.Atoi(os.Getenv("ROTORD_CRASH_POINTS")); err == nil && v > 0 {
 		kills = v
 	}
@@ -55,11 +92,11 @@ func TestCrashMatrix(t *testing.T) {
 	}
 	points = append(points, "timed") // SIGKILL from outside at a random moment, mid-dialogue included
 
-	seen := map[string]bool{accPassword: true} // every password Secret Server has held
+	seen := map[string]bool{first: true} // every password Secret Server has held
 	tally := map[string]int{}
 	for k := 0; k < kills; k++ {
 		point := points[rng.IntN(len(points))]
-		cmd := exec.Command(bin, "--config", l.config, "--log-level", "error", "rotate", "web-root")
+		cmd := exec.Command(bin, "--config", l.config, "--log-level", "error", "rotate", name)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + l.dir}
 		if point != "timed" {
 			cmd.Env = append(cmd.Env, "ROTORD_FAULT="+point)
@@ -91,10 +128,10 @@ func TestCrashMatrix(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("kill %d at %s: recover exit %d:\n%s%s", k, point, code, recOut, recErr)
 		}
-		pw := l.password("web-root")
+		pw := l.password(name)
 		seen[pw] = true
 		for i := 0; i < hosts; i++ {
-			if !l.logsIn(ctx, i, pw) {
+			if !holds(ctx, i, pw) {
 				t.Fatalf("kill %d at %s: host %d does not take the password Secret Server holds\nrecover said:\n%s", k, point, i, recOut)
 			}
 		}
@@ -111,7 +148,7 @@ func TestCrashMatrix(t *testing.T) {
 		}
 		// Nothing lost: the rotation keeps both passwords, sealed, and the
 		// one Secret Server holds is the one its final state says.
-		hist, err := db.History(ctx, rotation.HistoryQuery{Secret: "web-root", Limit: 1})
+		hist, err := db.History(ctx, rotation.HistoryQuery{Secret: name, Limit: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

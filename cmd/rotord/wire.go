@@ -50,7 +50,10 @@ type services struct {
 	state   rotation.ScheduleState
 	vault   rotation.Vault
 	hosts   hostInspector
-	close   func() error
+	// reach returns the path of a secret with su or sudo (nil, nil for
+	// escalation none); nil where no dialer was built.
+	reach func(ctx context.Context, secretName string) (*sshexec.Reach, error)
+	close func() error
 
 	// problems found while opening that did not stop it (openCheck: an
 	// unusable store key); check reports them with the rest.
@@ -144,7 +147,8 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 	ec := cfg.EngineConfig(holder())
 	ec.Specs = cfg.Specs()
 	ec.Progress = progress
-	engine, err := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, Store: db, Log: log})
+	paths := &pathResolver{cfg: cfg, dialer: dialer, vault: vault}
+	engine, err := rotation.New(ec, rotation.Deps{Vault: vault, Hosts: dialer, HostsFor: paths.hostsFor, Reconcile: paths.reconcileFor(), Store: db, Log: log})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -155,6 +159,7 @@ func openServices(ctx context.Context, cfg *Config, log *slog.Logger, progress p
 		state:   db,
 		vault:   vault,
 		hosts:   &sshexec.HostKeyInspector{KnownHosts: cfg.SSH.KnownHosts, Timeout: cfg.SSH.ConnectTimeout.D()},
+		reach:   paths.reach,
 		close:   db.Close,
 	}, nil
 }
@@ -198,6 +203,11 @@ func openCheckServices(ctx context.Context, cfg *Config, log *slog.Logger) (*ser
 		return nil, err
 	}
 	svc.vault = vault
+	// A path is checked only where known_hosts can be read: the dialer
+	// sends no credential to a host it cannot trust.
+	if dialer, err := sshexec.New(dialerConfig(cfg), log); err == nil {
+		svc.reach = (&pathResolver{cfg: cfg, dialer: dialer, vault: vault}).reach
+	}
 	return svc, nil
 }
 

@@ -88,6 +88,7 @@ type TemplateField struct {
 	Name       string
 	IsPassword bool
 	IsNotes    bool
+	IsFile     bool           // a file attachment: GET of the field answers its raw bytes
 	Policy     PasswordPolicy // for password fields
 }
 
@@ -321,6 +322,25 @@ func (s *Server) addTemplateLocked(t Template, policy PasswordPolicy) int {
 	}
 	s.templates[t.ID] = &t
 	return t.ID
+}
+
+// AddUnixSSHTemplate adds a template like Secret Server's Unix Account
+// (SSH): machine, username, password, notes, the file field private-key
+// and the password field private-key-passphrase. It returns its id.
+func (s *Server) AddUnixSSHTemplate(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.addTemplateLocked(Template{Name: name}, PasswordPolicy{})
+	t := s.templates[id]
+	for _, f := range []TemplateField{
+		{Slug: "private-key", Name: "Private Key", IsFile: true},
+		{Slug: "private-key-passphrase", Name: "Private Key Passphrase", IsPassword: true},
+	} {
+		f.ID = s.nextField
+		s.nextField++
+		t.Fields = append(t.Fields, f)
+	}
+	return id
 }
 
 // PasswordFieldID returns the template field id of template tid's password field.
@@ -1089,10 +1109,19 @@ func (s *Server) secretJSON(rec *secretRec) map[string]any {
 	t := s.templates[rec.templateID]
 	items := []itemJSON{}
 	for _, f := range t.Fields {
-		items = append(items, itemJSON{
+		it := itemJSON{
 			ItemID: rec.itemIDs[f.Slug], FieldID: f.ID, FieldName: f.Name, Slug: f.Slug,
 			ItemValue: rec.values[f.Slug], IsNotes: f.IsNotes, IsPassword: f.IsPassword,
-		})
+		}
+		if f.IsFile {
+			// A file's item value is its name, never its content.
+			it.IsFile, it.ItemValue = true, ""
+			if rec.values[f.Slug] != "" {
+				att := rec.itemIDs[f.Slug]
+				it.FileAttachmentID, it.Filename, it.ItemValue = &att, f.Slug, f.Slug
+			}
+		}
+		items = append(items, it)
 	}
 	return map[string]any{
 		"id": rec.id, "name": rec.name, "folderId": rec.folderID, "secretTemplateId": rec.templateID,
@@ -1230,6 +1259,12 @@ func (s *Server) handleGetField(w http.ResponseWriter, _ *http.Request, c call) 
 	f, ok := s.fieldOf(rec, c.slug)
 	if !ok {
 		apiError(w, 400, "API_FieldNotFound", "Field not found.")
+		return
+	}
+	if f.IsFile {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte(rec.values[f.Slug]))
 		return
 	}
 	writeJSON(w, 200, rec.values[f.Slug])
