@@ -34,13 +34,15 @@ func TestCrashMatrix(t *testing.T) {
 		schedule: "@weekly",
 		extra:    "rotation:\n  host_retries: 2\n",
 	})
-	crashMatrix(t, ctx, l, "web-root", accPassword, 50, l.logsIn)
+	crashMatrix(t, ctx, l, "web-root", accPassword, 50, l.logsIn, nil)
 }
 
 // TestCrashMatrixThroughSu is the crash matrix of root rotated through su
 // on PermitRootLogin-no hosts (shadow-utils and BusyBox): kills at the
 // protocol's steps and at random moments, su's dialogues included, and
-// `rotord recover` (its probes through su too) ends consistent. 20 kills
+// `rotord recover` (its probes through su too) ends consistent. The first
+// kills land inside su's dialogues, while a host runs su for the
+// pre-flight and lifeline, and again for the verify. 14 kills
 // unless ROTORD_CRASH_POINTS says otherwise.
 func TestCrashMatrixThroughSu(t *testing.T) {
 	sshtest.RequireReach(t)
@@ -63,14 +65,129 @@ func TestCrashMatrixThroughSu(t *testing.T) {
 		ok, err := l.rig.PasswordWorks(i, "root", pw)
 		return err == nil && ok
 	}
-	crashMatrix(t, ctx, l, "root-su", accRootPassword, 20, rootHolds)
+	crashMatrix(t, ctx, l, "root-su", accRootPassword, 14, rootHolds, []escKill{
+		{"su-preflight", func(a []string, passwdSeen bool) bool { return isSu(a) && !passwdSeen }, false},
+		{"su-verify", func(a []string, passwdSeen bool) bool { return isSu(a) && passwdSeen }, true},
+	})
+}
+
+// TestCrashMatrixThroughSudo kills `rotord rotate` while sudo runs passwd
+// for root (the logon account logs in with its password and answers sudo's
+// prompt with it) on PermitRootLogin-no hosts, and at the protocol's
+// steps; `rotord recover`, its probes through sudo too, ends consistent.
+// 6 kills unless ROTORD_CRASH_POINTS says otherwise.
+func TestCrashMatrixThroughSudo(t *testing.T) {
+	sshtest.RequireReach(t)
+	ctx := context.Background()
+	sudo := &sshtest.ReachSpec{PermitRootLogin: "no", Sudo: sshtest.SudoPassword}
+	dir := t.TempDir()
+	logonPw := filepath.Join(dir, "logon-password")
+	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, ctx, labOptions{
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
+		reach:    map[int]*sshtest.ReachSpec{0: sudo, 1: sudo},
+		groups:   map[string][]int{"root-sudo": {0, 1}},
+		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
+		extra:       "rotation:\n  host_retries: 2\nlogon:\n  user: " + accUser + "\n  password_file: " + logonPw + "\n",
+		secretExtra: map[string]string{"root-sudo": "    escalation: sudo\n"},
+	})
+	rootHolds := func(_ context.Context, i int, pw string) bool {
+		ok, err := l.rig.PasswordWorks(i, "root", pw)
+		return err == nil && ok
+	}
+	crashMatrix(t, ctx, l, "root-sudo", accRootPassword, 6, rootHolds, []escKill{
+		{"sudo-passwd", func(a []string, _ bool) bool { return isSudoPasswd(a) }, false},
+	})
+}
+
+// escKill is a kill point inside an escalation dialogue: rotord is killed
+// once a rig host runs a process whose command line match accepts
+// (passwdSeen: that host has run passwd in this rotation). The host is
+// stopped (SIGSTOP) from that moment until rotord is dead, so the kill
+// lands while the dialogue is open.
+type escKill struct {
+	name  string
+	match func(args []string, passwdSeen bool) bool
+	// fresh: only a process that started after the host ran passwd
+	// counts (shadow-utils' su stays as the lifeline's parent all along).
+	fresh bool
+}
+
+func isSu(args []string) bool { return len(args) > 0 && filepath.Base(args[0]) == "su" }
+
+func isPasswd(args []string) bool {
+	for _, a := range args {
+		if filepath.Base(a) == "passwd" {
+			return true
+		}
+	}
+	return false
+}
+
+func isSudoPasswd(args []string) bool {
+	return len(args) > 0 && filepath.Base(args[0]) == "sudo" && isPasswd(args)
+}
+
+// killInEscalation watches the rig's hosts until one runs a process k
+// matches, stops that host, kills cmd and resumes the host. It returns
+// false when cmd exited first (done closed).
+func killInEscalation(t *testing.T, l *lab, cmd *exec.Cmd, k escKill, done <-chan struct{}) bool {
+	t.Helper()
+	hosts := len(l.rig.Hosts())
+	passwdSeen := make([]bool, hosts)
+	before := make([]map[int]bool, hosts) // pids running before passwd
+	for i := range before {
+		before[i] = map[int]bool{}
+	}
+	tick := time.NewTicker(200 * time.Microsecond)
+	defer tick.Stop()
+	for {
+		for i := 0; i < hosts; i++ {
+			ps, err := l.rig.Processes(i)
+			if err != nil {
+				continue
+			}
+			for _, p := range ps {
+				if isPasswd(p.Args) && !isSudoPasswd(p.Args) {
+					passwdSeen[i] = true
+				}
+			}
+			for _, p := range ps {
+				if !passwdSeen[i] {
+					before[i][p.Pid] = true
+				}
+				if (k.fresh && before[i][p.Pid]) || !k.match(p.Args, passwdSeen[i]) {
+					continue
+				}
+				if err := l.rig.PauseHost(i); err != nil {
+					t.Fatal(err)
+				}
+				_ = cmd.Process.Kill()
+				<-done
+				if err := l.rig.ResumeHost(i); err != nil {
+					t.Fatal(err)
+				}
+				return true
+			}
+		}
+		select {
+		case <-done:
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // crashMatrix kills `rotord rotate NAME` (built with fault points) kills
 // times and checks after each `rotord recover` that the password Secret
 // Server holds is the one every host takes (holds) and the journal kept
 // both. first is the secret's first password.
-func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, kills int, holds func(ctx context.Context, i int, pw string) bool) {
+//
+// esc are kill points inside escalation dialogues: the first kills go to
+// each of them in turn, so every one is exercised on every run.
+func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, kills int, holds func(ctx context.Context, i int, pw string) bool, esc []escKill) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "rotord-faults")
 	if out, err := exec.Command("go", "build", "-tags", "rotord_faults", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -94,11 +211,24 @@ func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, 
 
 	seen := map[string]bool{first: true} // every password Secret Server has held
 	tally := map[string]int{}
+	escByName := map[string]escKill{}
+	for _, e := range esc {
+		escByName[e.name] = e
+		points = append(points, e.name)
+	}
 	for k := 0; k < kills; k++ {
 		point := points[rng.IntN(len(points))]
+		if k < len(esc) {
+			point = esc[k].name
+		}
+		ek, inEsc := escByName[point]
+		refusedBefore := make([]int, hosts)
+		for i := range refusedBefore {
+			refusedBefore[i] = l.rig.RefusedLogins(i)
+		}
 		cmd := exec.Command(bin, "--config", l.config, "--log-level", "error", "rotate", name)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + l.dir}
-		if point != "timed" {
+		if point != "timed" && !inEsc {
 			cmd.Env = append(cmd.Env, "ROTORD_FAULT="+point)
 		}
 		var out strings.Builder
@@ -110,7 +240,16 @@ func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, 
 			timer := time.AfterFunc(time.Duration(rng.IntN(1500))*time.Millisecond, func() { _ = cmd.Process.Kill() })
 			defer timer.Stop()
 		}
-		err := cmd.Wait()
+		var err error
+		if inEsc {
+			done := make(chan struct{})
+			go func() { err = cmd.Wait(); close(done) }()
+			if !killInEscalation(t, l, cmd, ek, done) {
+				t.Fatalf("kill %d at %s: rotord finished before the dialogue was seen: %v\n%s", k, point, err, out.String())
+			}
+		} else {
+			err = cmd.Wait()
+		}
 		killed := false
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -133,6 +272,9 @@ func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, 
 		for i := 0; i < hosts; i++ {
 			if !holds(ctx, i, pw) {
 				t.Fatalf("kill %d at %s: host %d does not take the password Secret Server holds\nrecover said:\n%s", k, point, i, recOut)
+			}
+			if n := l.rig.RefusedLogins(i) - refusedBefore[i]; n > 2 {
+				t.Fatalf("kill %d at %s: host %d refused %d logins in one rotation and its recovery (budget 2)", k, point, i, n)
 			}
 		}
 		outcome := "rolled back"
