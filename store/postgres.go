@@ -148,9 +148,17 @@ func (db *DB) rekeyTransactionPostgres(ctx context.Context, fn func(tx *gorm.DB)
 	})
 }
 
-// closeUse drops the use lock of a PostgreSQL store (with its session).
+// closeUse drops the use lock of a PostgreSQL store. It is released
+// explicitly, not left to the session's end: the server ends a closed
+// session's backend after Close returns, so a rekey right after could
+// still find the lock held.
 func closeUse(c *sql.Conn) {
-	if c != nil {
-		_ = c.Close()
+	if c == nil {
+		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// An error means the session is gone already, and the lock with it.
+	_, _ = c.ExecContext(ctx, `SELECT pg_advisory_unlock_shared($1)`, useLockKey)
+	_ = c.Close()
 }
