@@ -21,6 +21,7 @@ import (
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/secretserver/sstest"
+	"github.com/rotord/rotord/store"
 	"github.com/rotord/rotord/store/pgtest"
 )
 
@@ -155,6 +156,15 @@ func TestAcceptPostgresSharedSlots(t *testing.T) {
 	l := newLab(t, ctx, labOptions{hosts: hosts, groups: groups, schedule: fmt.Sprintf("@every %s", every),
 		rootPass: sharedSlotsRootPassword, rootSecrets: roots, postgres: true,
 		extra: "rotation:\n  lease_ttl: 10s\n  max_concurrent: 6\n"})
+	// An instance killed eight days ago: the starting instances forget it.
+	old, err := store.OpenPostgres(ctx, l.dsn, nil, store.WithNow(func() time.Time { return time.Now().Add(-8 * 24 * time.Hour) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Heartbeat(ctx, store.Instance{ID: "gone.example/1/x", Host: "gone.example", Version: "old", Started: time.Now().Add(-9 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.Close()
 	ds, ev := l.startShared(instances)
 
 	count := map[string]int{}

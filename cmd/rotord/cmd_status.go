@@ -21,6 +21,7 @@ import (
 type instanceStore interface {
 	Heartbeat(ctx context.Context, in store.Instance) error
 	Deregister(ctx context.Context, id string) error
+	ForgetInstances(ctx context.Context, before time.Time) (int, error)
 	Instances(ctx context.Context) ([]store.Instance, error)
 	HeldLeases(ctx context.Context) ([]store.Lease, error)
 	ClaimSlot(ctx context.Context, secretName, holder string, now time.Time) (time.Time, bool, error)
@@ -61,7 +62,8 @@ start and last heartbeat, how many rotations it has in flight, and the
 secrets whose leases it holds. An instance whose last heartbeat is older
 than three heartbeat periods is marked stale: it was killed or cut off from
 the database; once its leases expire, another instance recovers what it
-left unfinished. Leases held by other processes (rotord rotate, rollback,
+left unfinished. A starting instance forgets those silent for a week.
+Leases held by other processes (rotord rotate, rollback,
 recover) are listed after the instances.`,
 		Example: `  rotord status
   rotord status --json | jq '.instances[] | select(.stale)'`,

@@ -20,6 +20,10 @@ import (
 // rotation to end.
 const slotLeaseWait = 250 * time.Millisecond
 
+// staleInstanceAge is how long an instance may have been silent before a
+// starting instance removes it from the listing.
+const staleInstanceAge = 7 * 24 * time.Hour
+
 // instanceBeat registers this daemon in the shared journal and records its
 // heartbeat, with the rotations in flight, until ctx is done; then it
 // removes the registration. It returns at once when the journal keeps no
@@ -39,6 +43,15 @@ func (a *app) instanceBeat(ctx context.Context, journal any, inFlight *atomic.In
 		}
 	}
 	beat()
+	// Instances killed long ago (their machine gone) would otherwise stay
+	// listed as stale for ever.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), instanceHeartbeatEvery(a.cfg))
+	if n, err := is.ForgetInstances(fctx, time.Now().Add(-staleInstanceAge)); err != nil {
+		a.log.Warn("instances silent for long not forgotten", "err", err)
+	} else if n > 0 {
+		a.log.Info("forgot instances silent for long", "instances", n, "silent_for", staleInstanceAge)
+	}
+	cancel()
 	t := time.NewTicker(instanceHeartbeatEvery(a.cfg))
 	defer t.Stop()
 	for {
