@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -341,19 +342,34 @@ func (s *reachSession) proveLogonPassword(ctx context.Context) error {
 	return err
 }
 
-// sudoCommand runs cmd as root through sudo: -S with the fixed prompt
-// when the path has the logon account's password, -n otherwise.
-func (s *reachSession) sudoCommand(cmd string) string {
+// sudoPasswdCommand is the command rotord runs as root through sudo to
+// set user's password: passwd in the C locale, whose words the dialogue
+// knows. A sudoers rule may allow exactly this command, e.g.
+// `ops ALL=(root) /usr/bin/env LC_ALL\=C LANG\=C passwd root`.
+func sudoPasswdCommand(user string) string { return "env LC_ALL=C LANG=C passwd " + user }
+
+// sudoCommand runs cmd as root through sudo (with list, only asks sudo
+// whether it would): -S with the fixed prompt when the path has the logon
+// account's password, -n otherwise. sudo's own messages are in the C
+// locale.
+func (s *reachSession) sudoCommand(list bool, cmd string) string {
 	flags := "-n"
 	if !s.r.path.Auth.password.IsZero() {
 		flags = "-S -p '" + sudoPrompt + "'"
 	}
+	if list {
+		flags += " -l"
+	}
 	return "exec env LC_ALL=C LANG=C sudo " + flags + " -- " + cmd
 }
 
-// sudoCheck shows the logon account may run commands as root through sudo.
+// sudoCheck shows, running nothing, that sudo lets the logon account run
+// the very passwd command the change runs for the target (`sudo -l
+// COMMAND`): a rule that allows other commands only, or this one only, is
+// judged as the change would find it.
 func (s *reachSession) sudoCheck(ctx context.Context) error {
-	p, err := openPTY(ctx, s.client, s.sudoCommand("id -u"), s.step())
+	cmd := sudoPasswdCommand(s.target)
+	p, err := openPTY(ctx, s.client, s.sudoCommand(true, cmd), s.step())
 	if err != nil {
 		return s.stepErr(StepSudo, s.logon, err, "")
 	}
@@ -375,7 +391,11 @@ func (s *reachSession) sudoCheck(ctx context.Context) error {
 		switch {
 		case e.done:
 			why = e.err
-		case known && status == 0 && lastLine(string(out)) == "0":
+		case known && status == 0 && sudoListed(lastLine(string(out)), cmd):
+		case known && status == 1 && lastLine(string(out)) == "":
+			// sudo -l COMMAND ends with status 1 and says nothing when
+			// sudoers does not allow COMMAND.
+			why = fmt.Errorf("%w (sudo -l: %s not allowed)", ErrNotInSudoers, cmd)
 		default:
 			why = ErrEscalation
 		}
@@ -388,6 +408,14 @@ func (s *reachSession) sudoCheck(ctx context.Context) error {
 		return s.stepErr(StepSudo, s.logon, why, e.transcript())
 	}
 	return nil
+}
+
+// sudoListed reports whether line is sudo -l's answer allowing cmd: the
+// command's full path and its arguments.
+func sudoListed(line, cmd string) bool {
+	name, args, _ := strings.Cut(cmd, " ")
+	path, rest, _ := strings.Cut(line, " ")
+	return rest == args && (path == name || strings.HasSuffix(path, "/"+name))
 }
 
 // Check proves the session can act on the target: with su, the kept
@@ -502,7 +530,7 @@ func (s *reachSession) shellPasswd(ctx context.Context, cmd string, d *dialogue)
 func (s *reachSession) sudoPasswd(ctx context.Context, user string, new, old secret.Value) rotation.Outcome {
 	logonPw := s.r.path.Auth.password
 	d := newDialogue(modeOther, old, new, logonPw)
-	p, err := openPTY(ctx, s.client, s.sudoCommand("env LC_ALL=C LANG=C passwd "+user), s.step())
+	p, err := openPTY(ctx, s.client, s.sudoCommand(false, sudoPasswdCommand(user)), s.step())
 	if err != nil {
 		if errors.Is(err, ErrStepTimeout) {
 			return d.timeout()

@@ -225,7 +225,9 @@ func TestReachRootThroughSu(t *testing.T) {
 // TestReachRootThroughSudo: on keys-only hosts (no password logins at
 // all) the logon account logs in by key and rotates root through sudo,
 // answering sudo with its own password, also under `Defaults requiretty`,
-// and without one where sudoers says NOPASSWD; shadow-utils and BusyBox.
+// and without one where sudoers says NOPASSWD, and where sudoers allows
+// the logon account nothing but rotord's passwd command; shadow-utils and
+// BusyBox.
 func TestReachRootThroughSudo(t *testing.T) {
 	sshtest.RequireReach(t)
 	keys := logonKeys(t)
@@ -241,11 +243,12 @@ func TestReachRootThroughSudo(t *testing.T) {
 		spec(sshtest.BusyBox, sshtest.SudoPassword, false),
 		spec(sshtest.Debian, sshtest.SudoPassword, true),
 		spec(sshtest.BusyBox, sshtest.SudoNoPassword, true),
+		spec(sshtest.Debian, sshtest.SudoPasswdOnly, false),
 	)
 	const newPw = "Root-Via-Sudo-5q"
 	withPw := e.through(t, Path{Logon: rigUser, Auth: key.auth(t).WithPassword(secret.New(rigPw)), Escalation: EscalateSudo})
 	noPw := e.through(t, Path{Logon: rigUser, Auth: key.auth(t), Escalation: EscalateSudo})
-	for i, name := range []string{"debian", "busybox", "debian-requiretty", "busybox-nopasswd"} {
+	for i, name := range []string{"debian", "busybox", "debian-requiretty", "busybox-nopasswd", "debian-passwd-only"} {
 		t.Run(name, func(t *testing.T) {
 			// Password logins are off: the logon password gets nowhere.
 			pwLogon := e.through(t, Path{Logon: rigUser, Auth: PasswordLogon(secret.New(rigPw)), Escalation: EscalateSudo})
@@ -374,6 +377,7 @@ func TestReachFailures(t *testing.T) {
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "")},                                                                    // 4
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256")},                       // 5
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "prohibit-password", RootAuthorizedKeys: []ssh.PublicKey{ed.pub}}}, // 6
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoOtherOnly, "")},                                                                   // 7
 	)
 	before := make([]string, len(e.rig.Hosts()))
 	for i := range before {
@@ -406,6 +410,9 @@ func TestReachFailures(t *testing.T) {
 		{"key type refused by sshd", 5, byKey(ed, rigPw, EscalateSudo), rigRoot, StepLogon, ErrLogonKeyRefused, false},
 		{"password logon on keys-only host", 4, byPw(rigPw, EscalateSudo), rigRoot, StepLogon, ErrLogonMethod, false},
 		{"not in sudoers", 3, byKey(ed, rigPw, EscalateSudo), rigRoot, StepSudo, ErrNotInSudoers, false},
+		// sudo accepts the password and would run id, not passwd: the
+		// pre-flight asks sudo about the very passwd command.
+		{"sudo allows other commands only", 7, byKey(ed, rigPw, EscalateSudo), rigRoot, StepSudo, ErrNotInSudoers, false},
 		{"wrong sudo password", 4, byKey(ed, wrongLogon, EscalateSudo), rigRoot, StepSudo, ErrSudoRefused, false},
 		{"sudo needs a password the path lacks", 4, byKey(ed, "", EscalateSudo), rigRoot, StepSudo, ErrSudoPasswordRequired, false},
 		{"root by key proves no password", 6, Path{Auth: ed.auth(t)}, rigRoot, StepSu, ErrSuNoPassword, false},

@@ -418,9 +418,9 @@ func (s *Session) SetPassword(ctx context.Context, user string, new secret.Value
 	if !userRe.MatchString(user) {
 		return rotation.Outcome{Kind: rotation.OutcomeUnexpected, Err: fmt.Errorf("set password: invalid user name %q", user)}
 	}
-	cmd := "env LC_ALL=C LANG=C passwd " + user
+	cmd := sudoPasswdCommand(user)
 	if s.user != "root" {
-		cmd = "sudo -S -p '" + sudoPrompt + "' " + cmd
+		cmd = "env LC_ALL=C LANG=C sudo -S -p '" + sudoPrompt + "' -- " + cmd
 	}
 	return s.runPasswd(ctx, cmd, newDialogue(modeOther, secret.Value{}, new, s.pw))
 }

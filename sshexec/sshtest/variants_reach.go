@@ -55,6 +55,13 @@ const (
 	SudoPassword
 	// SudoNoPassword: `rotuser ALL=(ALL:ALL) NOPASSWD: ALL`.
 	SudoNoPassword
+	// SudoPasswdOnly: rotuser may run, with its password, only the one
+	// command rotord runs to change root's password (the narrowest rule):
+	// `rotuser ALL=(root) /usr/bin/env LC_ALL\=C LANG\=C passwd root`.
+	SudoPasswdOnly
+	// SudoOtherOnly: rotuser may run only /usr/bin/id as root, with its
+	// password: sudo lets it in, but not to passwd.
+	SudoOtherOnly
 )
 
 // WheelRule is whether su is restricted to group wheel.
@@ -89,6 +96,10 @@ func sudoRules(opts RigOptions, spec HostSpec) string {
 		s += opts.User + "	ALL=(ALL:ALL) ALL\n"
 	case rule == SudoNoPassword:
 		s += opts.User + "	ALL=(ALL:ALL) NOPASSWD: ALL\n"
+	case rule == SudoPasswdOnly:
+		s += opts.User + "	ALL=(root) /usr/bin/env LC_ALL\\=C LANG\\=C passwd root\n"
+	case rule == SudoOtherOnly:
+		s += opts.User + "	ALL=(root) /usr/bin/id\n"
 	}
 	return s
 }
