@@ -145,49 +145,61 @@ func pause(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// login logs into h, retrying transient network errors with backoff. It
-// never retries a refused password: that would feed pam_faillock.
+// login logs into h and checks the session, retrying transient network
+// errors with backoff.
 func (a *hostAccess) login(ctx context.Context, h Host, user string, pw secret.Value) (HostSession, error) {
-	var err error
-	for attempt := 0; attempt < a.retries; attempt++ {
-		if attempt > 0 {
-			if werr := a.backoff(ctx, attempt-1); werr != nil {
-				return nil, err
-			}
-		}
-		var release func()
-		release, err = a.slot(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var s HostSession
+	var s HostSession
+	err := a.retry(ctx, func() error {
+		var err error
 		s, err = a.changer.Login(ctx, h, user, pw)
 		if err == nil {
-			err = s.Check(ctx)
-			if err != nil {
+			if err = s.Check(ctx); err != nil {
 				_ = s.Close()
+				s = nil
 			}
 		}
-		release()
-		if err == nil {
-			return s, nil
-		}
-		// Only a login that never sent the password is tried again: one
-		// whose answer never came may have been refused already.
-		if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrLoginUnknown) {
-			return nil, err
-		}
-	}
-	return nil, err
+		return err
+	})
+	return s, err
 }
 
-// verify proves pw logs into h with a fresh connection, then closes it.
+// verify proves pw authenticates user on h afresh: the changer's own
+// Verify where it has one (HostVerifier), else a login, closed at once.
 func (a *hostAccess) verify(ctx context.Context, h Host, user string, pw secret.Value) error {
+	if v, ok := a.changer.(HostVerifier); ok {
+		return a.retry(ctx, func() error { return v.Verify(ctx, h, user, pw) })
+	}
 	s, err := a.login(ctx, h, user, pw)
 	if err != nil {
 		return err
 	}
 	return s.Close()
+}
+
+// retry runs op, which sends a password to a host, within an SSH slot,
+// and again with backoff while it fails before the password was sent
+// (ErrUnreachable). It never retries a refused password, nor one whose
+// answer never came: that would feed pam_faillock.
+func (a *hostAccess) retry(ctx context.Context, op func() error) error {
+	var err error
+	for attempt := 0; attempt < a.retries; attempt++ {
+		if attempt > 0 {
+			if werr := a.backoff(ctx, attempt-1); werr != nil {
+				return err
+			}
+		}
+		var release func()
+		release, err = a.slot(ctx)
+		if err != nil {
+			return err
+		}
+		err = op()
+		release()
+		if err == nil || !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrLoginUnknown) {
+			return err
+		}
+	}
+	return err
 }
 
 // preflight logs into every host with the current password, concurrently,
@@ -375,29 +387,37 @@ func (x *run) setHost(ctx context.Context, i int, st HostState, reason FailReaso
 // refused logins is spent (errBudgetSpent) or the journal fenced this
 // process off. A refusal, or a login whose outcome is unknown, is recorded.
 func (x *run) tryLogin(ctx context.Context, i int, pw secret.Value) (HostSession, error) {
-	switch {
-	case x.fenced():
-		return nil, errFencedOff
-	case x.refusedBefore(i, pw):
-		return nil, errRefusedBefore
-	case x.r.Hosts[i].Refused.Spent():
-		return nil, errBudgetSpent
-	}
-	sess, err := x.hosts.login(ctx, x.r.Hosts[i].Host, x.r.Username, pw)
-	if err != nil && (errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrLoginUnknown)) {
-		x.noteRefused(ctx, i, pw, true)
-	}
+	var sess HostSession
+	err := x.gated(ctx, i, pw, func() (err error) {
+		sess, err = x.hosts.login(ctx, x.r.Hosts[i].Host, x.r.Username, pw)
+		return err
+	})
 	return sess, err
 }
 
-// tryVerify proves pw logs into host i with a fresh connection, within the
-// rules of tryLogin.
+// tryVerify proves pw authenticates the rotated user on host i afresh,
+// within the rules of tryLogin.
 func (x *run) tryVerify(ctx context.Context, i int, pw secret.Value) error {
-	s, err := x.tryLogin(ctx, i, pw)
-	if err != nil {
-		return err
+	return x.gated(ctx, i, pw, func() error { return x.hosts.verify(ctx, x.r.Hosts[i].Host, x.r.Username, pw) })
+}
+
+// gated sends pw to host i through send, unless the host refused it
+// before, its budget is spent or the run is fenced off; a refusal, or an
+// answer that never came, is recorded.
+func (x *run) gated(ctx context.Context, i int, pw secret.Value, send func() error) error {
+	switch {
+	case x.fenced():
+		return errFencedOff
+	case x.refusedBefore(i, pw):
+		return errRefusedBefore
+	case x.r.Hosts[i].Refused.Spent():
+		return errBudgetSpent
 	}
-	return s.Close()
+	err := send()
+	if err != nil && (errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrLoginUnknown)) {
+		x.noteRefused(ctx, i, pw, true)
+	}
+	return err
 }
 
 // confirm proves host i holds pw after passwd reported setting it: a

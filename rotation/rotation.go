@@ -178,6 +178,17 @@ type HostChanger interface {
 	Login(ctx context.Context, h Host, user string, pw secret.Value) (HostSession, error)
 }
 
+// HostVerifier is a HostChanger that proves a password without keeping a
+// session: for an account reached through su, `su USER -c` from the logon
+// connection instead of a second escalated shell. Verify's errors are
+// Login's; the engine uses it for every proof of a password that keeps no
+// session (the verify after passwd, probes, the heartbeat).
+type HostVerifier interface {
+	HostChanger
+	// Verify proves pw authenticates user on h, changing nothing.
+	Verify(ctx context.Context, h Host, user string, pw secret.Value) error
+}
+
 // HostSession is one logged-in connection. It is the lifeline of a change:
 // kept open until the new password has been verified by a fresh login.
 // A HostSession is used by one goroutine at a time.

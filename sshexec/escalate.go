@@ -190,22 +190,39 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 		if err := s.suProve(ctx); err != nil {
 			return nil, err
 		}
+		s.sudoChecked = true
 	}
 	ok = true
 	return s, nil
 }
 
-// Verify logs in along the path with pw, checks the session and closes
-// it: the proof that pw authenticates target on h.
+// Verify proves pw authenticates target on h, changing nothing. With su
+// and sudo it is `su target -c` from the logon session (on the shared
+// logon connection, maybe the lifeline's): the target is authenticated
+// afresh through PAM, without a second escalated shell or a sudo check;
+// with none, a login as the target, checked and closed.
 func (r *Reach) Verify(ctx context.Context, h rotation.Host, target string, pw secret.Value) error {
-	return checkAndClose(ctx, func() (rotation.HostSession, error) { return r.Login(ctx, h, target, pw) })
+	if r.path.Escalation == EscalateNone {
+		return checkAndClose(ctx, func() (rotation.HostSession, error) { return r.Login(ctx, h, target, pw) })
+	}
+	if !userRe.MatchString(target) {
+		return fmt.Errorf("verify %s: invalid user name %q", h, target)
+	}
+	client, addr, release, err := r.sharedLogon(ctx, h, r.path.Logon)
+	if err != nil {
+		return err
+	}
+	defer release()
+	s := &reachSession{r: r, client: client, addr: addr, logon: r.path.Logon, target: target, pw: pw}
+	return s.suProve(ctx)
 }
 
 // Preflight checks, changing nothing, that the whole path works on h:
-// the logon, the escalation, and that pw authenticates target. It is
-// Verify under the name the rotation protocol uses before a change.
+// the logon, the escalation (with sudo, that sudo would run passwd for
+// target), and that pw authenticates target: a login along the path,
+// checked and closed.
 func (r *Reach) Preflight(ctx context.Context, h rotation.Host, target string, pw secret.Value) error {
-	return r.Verify(ctx, h, target, pw)
+	return checkAndClose(ctx, func() (rotation.HostSession, error) { return r.Login(ctx, h, target, pw) })
 }
 
 // reachSession is a session of a Reach with su or sudo. With su, shell is
@@ -220,6 +237,7 @@ type reachSession struct {
 	pw            secret.Value // the target's password the session was opened with
 	shell         *ptyChan     // su: the target's shell
 	shellBroken   bool
+	sudoChecked   bool // sudo: Login has just checked sudo; the first Check need not ask again
 }
 
 var _ rotation.HostSession = (*reachSession)(nil)
@@ -423,6 +441,10 @@ func sudoListed(line, cmd string) bool {
 // act as root.
 func (s *reachSession) Check(ctx context.Context) error {
 	if s.shell == nil {
+		if s.sudoChecked {
+			s.sudoChecked = false
+			return nil
+		}
 		return s.sudoCheck(ctx)
 	}
 	if s.shellBroken {

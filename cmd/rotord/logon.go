@@ -116,6 +116,14 @@ func (n notThroughItself) Login(ctx context.Context, h rotation.Host, target str
 	return n.Reach.Login(ctx, h, target, pw)
 }
 
+// Verify refuses target when it is the logon account, else verifies along the path.
+func (n notThroughItself) Verify(ctx context.Context, h rotation.Host, target string, pw secret.Value) error {
+	if target == n.Path().Logon {
+		return fmt.Errorf("verify %s: %w", h, errLogonIsTarget)
+	}
+	return n.Reach.Verify(ctx, h, target, pw)
+}
+
 // reconcileFor returns the engine's Deps.Reconcile for a reconcile account
 // that logs in by key or whose credential is a Secret Server secret; nil
 // for one that logs in with a password from the configuration (the
