@@ -171,3 +171,50 @@ func TestDepsReconcileResetsTheHost(t *testing.T) {
 		t.Errorf("the reconcile account was asked for %d times and logged in %d times through its changer", asked, through.logins)
 	}
 }
+
+// verifyingPath is a pathChanger that proves passwords itself
+// (rotation.HostVerifier), counting its verifies.
+type verifyingPath struct {
+	pathChanger
+	verifies int
+}
+
+func (p *verifyingPath) Verify(ctx context.Context, h rotation.Host, user string, pw secret.Value) error {
+	p.mu.Lock()
+	p.verifies++
+	p.mu.Unlock()
+	s, err := p.f.Login(ctx, h, user, pw)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// A path that is a HostVerifier proves the new password with its Verify,
+// not with a second login keeping a session; so does the heartbeat. The
+// lifeline is the only login.
+func TestHostVerifierProvesTheNewPassword(t *testing.T) {
+	path := &verifyingPath{}
+	var asked []string
+	f := newPathFixture(t, 3, &path.pathChanger, &asked)
+	f.engine = newEngine(t, testConfig(func(c *rotation.Config) {
+		c.RetryBase, c.Concurrency, c.Generator, c.Settle = time.Millisecond, 4, rotation.GeneratorServer, time.Millisecond
+	}), rotation.Deps{
+		Vault: f.vault, Hosts: refusingChanger{}, Store: f.journal,
+		HostsFor: func(context.Context, rotation.SecretSpec) (rotation.HostChanger, error) { return path, nil },
+	})
+	res := f.engine.Rotate(context.Background(), spec, rotation.RotateOptions{})
+	if res.Err != nil || res.State != rotation.StateCommitted {
+		t.Fatalf("state %s err %v", res.State, res.Err)
+	}
+	f.assertAll(t, f.vault.password(f.id))
+	if path.logins != 3 || path.verifies != 3 {
+		t.Errorf("%d logins and %d verifies for 3 hosts, want 3 lifelines and 3 verifies", path.logins, path.verifies)
+	}
+	if hb := f.engine.Heartbeat(context.Background(), spec); hb.Err != nil {
+		t.Fatalf("heartbeat: %v", hb.Err)
+	}
+	if path.logins != 3 || path.verifies != 6 {
+		t.Errorf("after the heartbeat %d logins and %d verifies, want 3 and 6", path.logins, path.verifies)
+	}
+}
