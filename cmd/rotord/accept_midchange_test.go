@@ -22,22 +22,9 @@ import (
 // the sudo step, change nothing there, put host 0 back through sudo, keep
 // Secret Server's password and refuse no authentication.
 func TestAcceptEscalationFailsAfterPreflight(t *testing.T) {
-	sshtest.RequireReach(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sudo := &sshtest.ReachSpec{PermitRootLogin: "no", Sudo: sshtest.SudoPassword}
-	logonPw := filepath.Join(t.TempDir(), "logon-password")
-	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l := newLab(t, ctx, labOptions{
-		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
-		reach:    map[int]*sshtest.ReachSpec{0: sudo, 1: sudo},
-		groups:   map[string][]int{"root-sudo": {0, 1}},
-		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
-		extra:       "logon:\n  user: " + accUser + "\n  password_file: " + logonPw + "\n",
-		secretExtra: map[string]string{"root-sudo": "    escalation: sudo\n"},
-	})
+	l := rootSudoLab(t, ctx, "")
 	const w = 1 // the host whose rule is withdrawn
 	sudoers := filepath.Join(l.rig.Dir(), fmt.Sprintf("host-%03d", w), "upper", "sudoers")
 	rules, err := os.ReadFile(sudoers)
@@ -133,4 +120,26 @@ func TestAcceptEscalationFailsAfterPreflight(t *testing.T) {
 	if h := states[first]; h.State != rotation.HostReverted {
 		t.Errorf("host 0 journaled %s (%s), want %s: changed, then put back through sudo", h.State, h.Error, rotation.HostReverted)
 	}
+}
+
+// rootSudoLab is a lab of two PermitRootLogin-no hosts (shadow-utils,
+// BusyBox) whose root is secret root-sudo, rotated through sudo by the
+// logon account with its password (from a file); extra goes into the
+// configuration.
+func rootSudoLab(t *testing.T, ctx context.Context, extra string) *lab {
+	t.Helper()
+	sshtest.RequireReach(t)
+	sudo := &sshtest.ReachSpec{PermitRootLogin: "no", Sudo: sshtest.SudoPassword}
+	logonPw := filepath.Join(t.TempDir(), "logon-password")
+	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return newLab(t, ctx, labOptions{
+		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
+		reach:    map[int]*sshtest.ReachSpec{0: sudo, 1: sudo},
+		groups:   map[string][]int{"root-sudo": {0, 1}},
+		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
+		extra:       extra + "logon:\n  user: " + accUser + "\n  password_file: " + logonPw + "\n",
+		secretExtra: map[string]string{"root-sudo": "    escalation: sudo\n"},
+	})
 }

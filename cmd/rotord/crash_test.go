@@ -77,22 +77,8 @@ func TestCrashMatrixThroughSu(t *testing.T) {
 // steps; `rotord recover`, its probes through sudo too, ends consistent.
 // 6 kills unless ROTORD_CRASH_POINTS says otherwise.
 func TestCrashMatrixThroughSudo(t *testing.T) {
-	sshtest.RequireReach(t)
 	ctx := context.Background()
-	sudo := &sshtest.ReachSpec{PermitRootLogin: "no", Sudo: sshtest.SudoPassword}
-	dir := t.TempDir()
-	logonPw := filepath.Join(dir, "logon-password")
-	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l := newLab(t, ctx, labOptions{
-		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
-		reach:    map[int]*sshtest.ReachSpec{0: sudo, 1: sudo},
-		groups:   map[string][]int{"root-sudo": {0, 1}},
-		schedule: "@weekly", rootPass: accRootPassword, asRoot: true,
-		extra:       "rotation:\n  host_retries: 2\nlogon:\n  user: " + accUser + "\n  password_file: " + logonPw + "\n",
-		secretExtra: map[string]string{"root-sudo": "    escalation: sudo\n"},
-	})
+	l := rootSudoLab(t, ctx, "rotation:\n  host_retries: 2\n")
 	rootHolds := func(_ context.Context, i int, pw string) bool {
 		ok, err := l.rig.PasswordWorks(i, "root", pw)
 		return err == nil && ok
