@@ -73,6 +73,12 @@ func TestAcceptEscalationFailsAfterPreflight(t *testing.T) {
 		}
 	}()
 	refusedBefore := []int{l.rig.RefusedLogins(0), l.rig.RefusedLogins(1)}
+	pamBefore := make([]int, 2)
+	for i := range pamBefore {
+		if pamBefore[i], err = l.rig.PAMRefusals(i); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, errOut, code := l.rotord("rotate", "root-sudo")
 	close(stop)
 	if err, ok := <-withdrawn; !ok || err != nil {
@@ -96,6 +102,9 @@ func TestAcceptEscalationFailsAfterPreflight(t *testing.T) {
 		}
 		if n := l.rig.RefusedLogins(i) - refusedBefore[i]; n != 0 {
 			t.Errorf("host %d refused %d logins", i, n)
+		}
+		if n, err := l.rig.PAMRefusals(i); err != nil || n != pamBefore[i] {
+			t.Errorf("host %d's PAM refused %d passwords (%v), want none", i, n-pamBefore[i], err)
 		}
 	}
 	db := l.openStore(ctx)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,8 +113,12 @@ func isPasswd(args []string) bool {
 	return false
 }
 
+func isSudo(args []string) bool { return len(args) > 0 && filepath.Base(args[0]) == "sudo" }
+
+// isSudoPasswd: sudo running passwd (the change), not sudo -l asking
+// whether it would (the pre-flight).
 func isSudoPasswd(args []string) bool {
-	return len(args) > 0 && filepath.Base(args[0]) == "sudo" && isPasswd(args)
+	return isSudo(args) && isPasswd(args) && !slices.Contains(args, "-l")
 }
 
 // killInEscalation watches the rig's hosts until one runs a process k
@@ -136,7 +141,7 @@ func killInEscalation(t *testing.T, l *lab, cmd *exec.Cmd, k escKill, done <-cha
 				continue
 			}
 			for _, p := range ps {
-				if isPasswd(p.Args) && !isSudoPasswd(p.Args) {
+				if isPasswd(p.Args) && !isSudo(p.Args) {
 					passwdSeen[i] = true
 				}
 			}
@@ -208,9 +213,13 @@ func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, 
 			point = esc[k].name
 		}
 		ek, inEsc := escByName[point]
-		refusedBefore := make([]int, hosts)
+		refusedBefore, pamBefore := make([]int, hosts), make([]int, hosts)
 		for i := range refusedBefore {
 			refusedBefore[i] = l.rig.RefusedLogins(i)
+			var err error
+			if pamBefore[i], err = l.rig.PAMRefusals(i); err != nil {
+				t.Fatal(err)
+			}
 		}
 		cmd := exec.Command(bin, "--config", l.config, "--log-level", "error", "rotate", name)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + l.dir}
@@ -261,6 +270,10 @@ func crashMatrix(t *testing.T, ctx context.Context, l *lab, name, first string, 
 			}
 			if n := l.rig.RefusedLogins(i) - refusedBefore[i]; n > 2 {
 				t.Fatalf("kill %d at %s: host %d refused %d logins in one rotation and its recovery (budget 2)", k, point, i, n)
+			}
+			// PAM's own count takes in su and sudo, which sshd's log does not.
+			if n, err := l.rig.PAMRefusals(i); err != nil || n-pamBefore[i] > 2 {
+				t.Fatalf("kill %d at %s: host %d's PAM refused %d passwords in one rotation and its recovery (budget 2; %v)", k, point, i, n-pamBefore[i], err)
 			}
 		}
 		outcome := "rolled back"

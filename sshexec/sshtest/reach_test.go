@@ -20,7 +20,8 @@ import (
 // SSH client: root may not log in where PermitRootLogin is no; a keys-only
 // host takes no password and only the key types it accepts; sudoers and
 // su's PAM stack are the host's own (requiretty, no rule, NOPASSWD,
-// pam_wheel); PasswordWorks reads the host's shadow.
+// pam_wheel); PasswordWorks reads the host's shadow; PAMRefusals counts
+// the passwords PAM refused, through sshd and su.
 func TestRigReachVariants(t *testing.T) {
 	sshtest.RequireRig(t, sshtest.BusyBox)
 	sshtest.RequireReach(t)
@@ -122,6 +123,26 @@ func TestRigReachVariants(t *testing.T) {
 	}
 	if out, err := run(c2, "env LC_ALL=C su root -c 'id -u'", rootPw+"\n"); err != nil || !strings.HasSuffix(strings.TrimSpace(out), "0") {
 		t.Fatalf("su without pam_wheel: %v %q", err, out)
+	}
+
+	// Every password PAM refuses is noted, sshd's and su's alike; an
+	// accepted one is not.
+	refusedBefore, err := r.PAMRefusals(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dial(2, user, ssh.Password("Wrong-Pw-1")); err == nil {
+		c.Close()
+		t.Fatal("a wrong password logged in")
+	}
+	if out, err := run(c2, "env LC_ALL=C su root -c true", "Wrong-Root-Pw-2\n"); err == nil {
+		t.Fatalf("su took a wrong password: %q", out)
+	}
+	if out, err := run(c2, "env LC_ALL=C su root -c true", rootPw+"\n"); err != nil {
+		t.Fatalf("su: %v %q", err, out)
+	}
+	if n, err := r.PAMRefusals(2); err != nil || n-refusedBefore != 2 {
+		t.Fatalf("PAM noted %d refusals (%v), want 2: sshd's and su's", n-refusedBefore, err)
 	}
 
 	for i := range r.Hosts() {

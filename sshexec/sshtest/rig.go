@@ -931,6 +931,22 @@ func (r *Rig) RefusedLogins(i int) int {
 	return h.refused
 }
 
+// PAMRefusals returns how many passwords host i's PAM has refused since
+// the rig started, for any service (sshd, su, sudo) and account: what
+// pam_faillock counts, su and sudo included, which sshd's log
+// (RefusedLogins) does not show. Each refusal is noted before PAM
+// answers, so it is counted once the program that asked has its answer.
+func (r *Rig) PAMRefusals(i int) (int, error) {
+	b, err := os.ReadFile(filepath.Join(r.hosts[i].dir, refusalLog))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sshtest: %w", err)
+	}
+	return strings.Count(string(b), "\n"), nil
+}
+
 // faillockRecord is the size of one record of pam_faillock's tally file:
 // source[52], reserved uint16, status uint16, time uint64.
 const faillockRecord = 64

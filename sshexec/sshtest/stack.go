@@ -62,11 +62,34 @@ session	required	pam_deny.so
 }
 
 // unixAuth checks passwords with pam_unix, without its 2 s delay after a
-// failure (tests fail logins on purpose).
-const unixAuth = `auth	[success=1 default=ignore]	pam_unix.so nullok nodelay
-auth	requisite			pam_deny.so
+// failure (tests fail logins on purpose); a refused password is noted
+// (refusalNote) before it is denied.
+func unixAuth(hostDir string) string {
+	return `auth	[success=2 default=ignore]	pam_unix.so nullok nodelay
+` + refusalNote(hostDir) + `auth	requisite			pam_deny.so
 auth	required			pam_permit.so
 `
+}
+
+// refusalScript and refusalLog are, in a host's directory, the program
+// PAM runs when it refuses a password, and the lines it appends there:
+// "SERVICE USER" (Rig.PAMRefusals).
+const (
+	refusalScript = "note-refusal"
+	refusalLog    = "refusals"
+)
+
+// refusalNote is the auth line that runs refusalScript, whatever the
+// service (sshd, su, sudo): every refusal pam_faillock would count.
+func refusalNote(hostDir string) string {
+	return "auth	optional			pam_exec.so quiet seteuid " + filepath.Join(hostDir, refusalScript) + "\n"
+}
+
+// refusalScriptText appends the service and the account to hostDir's
+// refusalLog (one short write: lines from concurrent refusals do not mix).
+func refusalScriptText(hostDir string) string {
+	return "#!/bin/sh\nprintf '%s %s\\n' \"$PAM_SERVICE\" \"$PAM_USER\" >>" + filepath.Join(hostDir, refusalLog) + "\n"
+}
 
 // unixPassword is the password stack of Debian's default install.
 const unixPassword = `password	[success=1 default=ignore]	pam_unix.so obscure yescrypt
@@ -91,8 +114,8 @@ const FaillockDeny = 3
 func faillockAuth(dir string) string {
 	opts := fmt.Sprintf("dir=%s deny=%d unlock_time=86400 fail_interval=86400", dir, FaillockDeny)
 	return `auth	requisite			pam_faillock.so preauth ` + opts + `
-auth	[success=1 default=bad]		pam_unix.so nodelay
-auth	[default=die]			pam_faillock.so authfail ` + opts + `
+auth	[success=2 default=bad]		pam_unix.so nodelay
+` + refusalNote(filepath.Dir(dir)) + `auth	[default=die]			pam_faillock.so authfail ` + opts + `
 auth	sufficient			pam_faillock.so authsucc ` + opts + `
 auth	required			pam_deny.so
 `
@@ -113,7 +136,7 @@ func pamFiles(v Variant, hostDir string, refusalDelay int64) map[string]string {
 	for name, text := range pamCommon {
 		files[name] = text
 	}
-	files["common-auth"] = unixAuth
+	files["common-auth"] = unixAuth(hostDir)
 	files["common-password"] = unixPassword
 	switch v {
 	case PwQuality:
@@ -293,6 +316,9 @@ func writeConfig(dir string, v Variant, refusalDelay int64) error {
 		}
 	}
 	if err := writeTree(filepath.Join(dir, "pam.d"), pamFiles(v, dir, refusalDelay), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, refusalScript), refusalScriptText(dir), 0o755); err != nil {
 		return err
 	}
 	if err := writeTree(filepath.Join(dir, "security"), securityFiles, 0o644); err != nil {
