@@ -369,6 +369,7 @@ func TestReachFailures(t *testing.T) {
 	keysOnly := func(rule sshtest.SudoRule, algos string) *sshtest.ReachSpec {
 		return &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{ed.pub}, Sudo: rule, PubkeyAcceptedAlgorithms: algos}
 	}
+	wheelOnly := func(r *sshtest.ReachSpec) *sshtest.ReachSpec { r.Wheel = sshtest.WheelNotMember; return r }
 	e := startRig(t, Config{},
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no"}},                                                             // 0
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "no", Wheel: sshtest.WheelNotMember}},                              // 1
@@ -378,6 +379,7 @@ func TestReachFailures(t *testing.T) {
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoPassword, "rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256")},                       // 5
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: &sshtest.ReachSpec{PermitRootLogin: "prohibit-password", RootAuthorizedKeys: []ssh.PublicKey{ed.pub}}}, // 6
 		sshtest.HostSpec{Variant: sshtest.Debian, Reach: keysOnly(sshtest.SudoOtherOnly, "")},                                                                   // 7
+		sshtest.HostSpec{Variant: sshtest.Debian, Reach: wheelOnly(keysOnly(sshtest.SudoPassword, ""))},                                                         // 8
 	)
 	before := make([]string, len(e.rig.Hosts()))
 	for i := range before {
@@ -413,6 +415,9 @@ func TestReachFailures(t *testing.T) {
 		// sudo accepts the password and would run id, not passwd: the
 		// pre-flight asks sudo about the very passwd command.
 		{"sudo allows other commands only", 7, byKey(ed, rigPw, EscalateSudo), rigRoot, StepSudo, ErrNotInSudoers, false},
+		// sudo would run passwd, but su, which proves root's password,
+		// is restricted to wheel: nothing can prove it, nothing changes.
+		{"sudo allowed, su denied by pam_wheel", 8, byKey(ed, rigPw, EscalateSudo), rigRoot, StepSu, ErrSuDenied, false},
 		{"wrong sudo password", 4, byKey(ed, wrongLogon, EscalateSudo), rigRoot, StepSudo, ErrSudoRefused, false},
 		{"sudo needs a password the path lacks", 4, byKey(ed, "", EscalateSudo), rigRoot, StepSudo, ErrSudoPasswordRequired, false},
 		{"root by key proves no password", 6, Path{Auth: ed.auth(t)}, rigRoot, StepSu, ErrSuNoPassword, false},
