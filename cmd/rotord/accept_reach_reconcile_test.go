@@ -34,9 +34,12 @@ import (
 // root and of the logon account, and no key, passphrase or password is in
 // the output or the journal's bytes.
 //
-// Then, without a reconcile account, the same failure leaves host 0
+// Then, without a reconcile account, the same failure — host 0 dropping
+// every connection this time, so that an su proving a candidate may be
+// cut before it asked for the password, which PAM counts — leaves host 0
 // needs-reconcile; once ssh.reconcile is configured, `rotord recover`
-// resets it through the same path, sending no refused password again.
+// resets it through the same path, sending no refused password again,
+// and pam_faillock still holds at most 2 refusals of root.
 func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 	sshtest.RequireReach(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -133,12 +136,13 @@ func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 	for _, c := range []struct {
 		name, reconcile string
 		host            int
+		cut             lifelineCut
 	}{
-		{"root-su", byKeyFile, 0},
-		{"root-sudo", bySecret, 1},
+		{"root-su", byKeyFile, 0, cutShell},
+		{"root-sudo", bySecret, 1, cutConnection},
 	} {
 		reconcileBy(c.reconcile)
-		out, errOut, code := l.rotateRootSwapped(t, c.name, c.host, other)
+		out, errOut, code := l.rotateRootSwapped(t, c.name, c.host, other, c.cut)
 		l.leakFree(out+errOut, creds...)
 		if code != exitFailed {
 			t.Errorf("%s: rotate exit %d, want %d (rolled back)", c.name, code, exitFailed)
@@ -150,7 +154,7 @@ func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 	// No reconcile account: host 0 is left needs-reconcile, named with
 	// what it may hold. Then recover resets it through the account.
 	reconcileBy("")
-	out, errOut, code := l.rotateRootSwapped(t, "root-su", 0, other)
+	out, errOut, code := l.rotateRootSwapped(t, "root-su", 0, other, cutConnection)
 	l.leakFree(out+errOut, creds...)
 	if code == 0 {
 		t.Fatalf("rotate without a reconcile account succeeded\nstdout:\n%s", out)
@@ -212,12 +216,13 @@ func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 // other and the rotation's lifeline is cut: neither candidate
 // authenticates, and the lifeline cannot put the old password back.
 //
-// With su the lifeline is root's shell, and only it is killed: the logon
-// connection stays, so an su proving a candidate on another channel of it
-// is not cut off at its password prompt (PAM counts such an su as a
-// refusal although no password reached it). With sudo the lifeline is the
-// logon connection: every process the host's sshd runs is killed.
-func (l *lab) rotateRootSwapped(t *testing.T, name string, i int, other string) (stdout, stderr string, code int) {
+// cut says how: cutShell kills only root's shell, the lifeline of su (the
+// logon connection stays); cutConnection kills every process the host's
+// sshd runs, the logon connection with them (the lifeline of sudo), and
+// with it any su proving a candidate on another channel of it, perhaps
+// before it asked for the password (PAM then counts a refusal although
+// no password reached su).
+func (l *lab) rotateRootSwapped(t *testing.T, name string, i int, other string, cut lifelineCut) (stdout, stderr string, code int) {
 	t.Helper()
 	entry, err := l.rig.ShadowEntry(i, "root")
 	if err != nil {
@@ -227,7 +232,6 @@ func (l *lab) rotateRootSwapped(t *testing.T, name string, i int, other string) 
 	f[1] = sha512Crypt(t, other)
 	swapped := strings.Join(f, ":")
 	shadow := filepath.Join(l.rig.Dir(), fmt.Sprintf("host-%03d", i), "upper", "shadow")
-	su := l.secretHasSu(name)
 	var swapErr error
 	changed, stop := shadowWatch(t, []string{filepath.Dir(shadow)}, func() {
 		swapErr = replaceShadowLine(shadow, swapped)
@@ -237,7 +241,7 @@ func (l *lab) rotateRootSwapped(t *testing.T, name string, i int, other string) 
 			return
 		}
 		for _, p := range ps[1:] { // ps[0] is the listening sshd
-			if su && !slices.ContainsFunc(p.Args, func(a string) bool { return strings.Contains(a, lifelineShell) }) {
+			if cut == cutShell && !slices.ContainsFunc(p.Args, func(a string) bool { return strings.Contains(a, lifelineShell) }) {
 				continue
 			}
 			_ = syscall.Kill(p.Pid, syscall.SIGKILL)
@@ -255,20 +259,17 @@ func (l *lab) rotateRootSwapped(t *testing.T, name string, i int, other string) 
 	return stdout, stderr, code
 }
 
+// lifelineCut is how rotateRootSwapped cuts a rotation's lifeline.
+type lifelineCut int
+
+const (
+	cutShell      lifelineCut = iota // kill root's shell kept by su
+	cutConnection                    // kill every process of the host's sshd
+)
+
 // lifelineShell is a part of the script of su's kept shell (the lifeline
 // of a rotation through su), in the command lines of su and of the shell.
 const lifelineShell = "while IFS= read -r l"
-
-// secretHasSu reports whether the lab's configuration reaches secret name
-// through su.
-func (l *lab) secretHasSu(name string) bool {
-	l.t.Helper()
-	cfg, err := os.ReadFile(l.config)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return strings.Contains(string(cfg), "  - name: "+name+"\n    escalation: su\n")
-}
 
 // sha512Crypt hashes pw with crypt(3)'s SHA-512 and a fresh salt (the
 // machine's libcrypt through perl, pw on stdin), as a shadow entry holds it.
