@@ -290,6 +290,13 @@ func (s *reachSession) suDialogue(ctx context.Context, cmd, user string, pw secr
 		}
 	case endEOF:
 		why = e.eof()
+		if !e.sent {
+			// su exiting on its own reports its status; a channel that
+			// ended without one was cut, perhaps inside PAM.
+			if _, known := p.exit(s.step()); !known {
+				why = ErrSuCutOff
+			}
+		}
 	default:
 		switch {
 		case e.sent:

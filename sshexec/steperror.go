@@ -24,8 +24,8 @@ const (
 )
 
 // Reasons a step failed, carried in StepError.Err. errors.Is finds them
-// through a *StepError. Only ErrSuRefused (and ErrSuUnknown, whose verdict
-// never came) concern the rotated password: they satisfy
+// through a *StepError. Only ErrSuRefused (and ErrSuUnknown and
+// ErrSuCutOff, whose verdict never came) concern the rotated password: they satisfy
 // rotation.ErrAuthFailed (rotation.ErrLoginUnknown) and count towards the
 // host's refusal budget. The others are about the logon account or the
 // host's configuration; none of them is worth a blind retry.
@@ -46,6 +46,13 @@ var (
 	// ErrSuUnknown: su was given the target's password and gave no verdict
 	// in time. It satisfies rotation.ErrLoginUnknown.
 	ErrSuUnknown = fmt.Errorf("su got the target's password and gave no verdict: %w", rotation.ErrLoginUnknown)
+	// ErrSuCutOff: su's channel ended before su asked for the password or
+	// said anything, without su's exit status: the session was cut (the
+	// connection or the host's sshd died) while su may have been starting
+	// its authentication. su then fails it through PAM on a terminal that
+	// is gone, which pam_faillock counts as a refusal although no password
+	// reached su, so it satisfies rotation.ErrLoginUnknown.
+	ErrSuCutOff error = suCutOff{}
 	// ErrSuDenied: su denied the logon account before judging the password
 	// (pam_wheel: the logon account is not in the wheel group, or another
 	// PAM rule): "su: Permission denied".
@@ -72,6 +79,17 @@ var (
 	// without a verdict.
 	ErrEscalation = errors.New("unexpected output while escalating")
 )
+
+// suCutOff is ErrSuCutOff: rotation.ErrLoginUnknown without its words,
+// which say a password was sent.
+type suCutOff struct{}
+
+func (suCutOff) Error() string {
+	return "su's session was cut before su asked for the password (PAM may count that as a refusal)"
+}
+
+// Is makes ErrSuCutOff satisfy rotation.ErrLoginUnknown.
+func (suCutOff) Is(target error) bool { return target == rotation.ErrLoginUnknown }
 
 // StepError is a failure of one step of a path: which host, which step,
 // as which account and why. Its texts never hold a credential.
