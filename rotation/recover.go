@@ -211,11 +211,12 @@ func (x *run) reconcile(ctx context.Context) Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := x.reconcileHost(ctx, i, target, others); err != nil {
+			note, err := x.reconcileHost(ctx, i, target, others)
+			if err != nil {
 				_ = x.setHost(ctx, i, HostNeedsReconcile, ReasonOf(err), err.Error())
 				return
 			}
-			_ = x.setHost(ctx, i, atTarget, ReasonNone, "")
+			_ = x.setHost(ctx, i, atTarget, ReasonNone, note)
 		}()
 	}
 	wg.Wait()
@@ -243,17 +244,18 @@ func (x *run) reconcile(ctx context.Context) Result {
 // reconcileHost brings host i to target, within the host's budget of
 // refused logins: a password it refused before (in this rotation, as the
 // journal records) is not sent again, and once the budget is spent only the
-// reconcile account may reset it.
-func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) error {
+// reconcile account may reset it. note says how, when the host did not
+// already hold target.
+func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, others []secret.Value) (note string, err error) {
 	if x.fenced() {
-		return ErrFenced
+		return "", ErrFenced
 	}
-	err := x.tryVerify(ctx, i, target)
+	err = x.tryVerify(ctx, i, target)
 	if err == nil {
-		return nil
+		return "", nil
 	}
 	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrHostKey) || errors.Is(err, ErrFenced) {
-		return err
+		return "", err
 	}
 	errs := []string{"vault's password: " + err.Error()}
 	for _, c := range others {
@@ -265,21 +267,22 @@ func (x *run) reconcileHost(ctx context.Context, i int, target secret.Value, oth
 		out := x.hosts.passwd(ctx, sess, c, target)
 		_ = sess.Close()
 		if out.Kind == OutcomeChanged {
-			if _, err := x.confirm(ctx, i, target); err == nil {
-				return nil
+			if note, err := x.confirm(ctx, i, target); err == nil {
+				return joinNotes("set with passwd from the "+x.candidateName(c), note), nil
 			}
 		}
 		errs = append(errs, "passwd: "+out.String())
 		break
 	}
 	if x.fenced() {
-		return errFencedOff
+		return "", errFencedOff
 	}
-	if _, err := x.forceSet(ctx, i, target); err != nil {
+	note, err = x.forceSet(ctx, i, target)
+	if err != nil {
 		errs = append(errs, err.Error())
-		return errors.New(strings.Join(errs, "; "))
+		return "", errors.New(strings.Join(errs, "; "))
 	}
-	return nil
+	return joinNotes("reset through the reconcile account", note), nil
 }
 
 // candidateName names pw among the rotation's passwords, never revealing it.

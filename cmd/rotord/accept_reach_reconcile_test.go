@@ -197,6 +197,9 @@ func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 	if len(hist) == 0 || hist[0].State != string(rotation.StateRolledBack) || len(hist[0].Hosts) != 1 || hist[0].Hosts[0].State != string(rotation.HostReverted) {
 		t.Fatalf("history %+v; want the newest rotation rolled back, its host reverted", hist)
 	}
+	if got := hist[0].Hosts[0].Outcome; !strings.Contains(got, "reset through the reconcile account") {
+		t.Errorf("the recovered host's outcome %q does not say how it was reset", got)
+	}
 	rec := hist[0]
 	settled("root-su", 0)
 	db := l.openStore(ctx)
