@@ -60,22 +60,9 @@ func TestAcceptRollbackThroughSuAndSudo(t *testing.T) {
 
 	for _, name := range []string{"root-su", "root-sudo"} {
 		idx := groups[name]
-		out, errOut, code := l.rotord("rotate", name)
-		if code != 0 {
-			t.Fatalf("rotord rotate %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
-		}
-		l.leakFree(out+errOut, creds...)
-		rotated := l.password(name)
-		if rotated == accRootPassword {
-			t.Fatalf("%s: Secret Server still holds root's first password", name)
-		}
-		l.rootWorksOnly(idx, rotated, accRootPassword)
-		rot := l.history(name)
-		if len(rot) != 1 || rot[0].State != string(rotation.StateCommitted) {
-			t.Fatalf("%s: history %+v; want one committed rotation", name, rot)
-		}
+		rotated, rot := l.rotateRoot(t, name, idx, creds)
 
-		out, errOut, code = l.rotord("rollback", name)
+		out, errOut, code := l.rotord("rollback", name)
 		if code != 0 {
 			t.Fatalf("rotord rollback %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
 		}

@@ -161,20 +161,7 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 	l.leakFree(out+errOut, creds...)
 
 	for name, idx := range map[string][]int{"root-su": {0, 1}, "root-sudo": {2, 3}, "root-sudo-vault-key": {4}} {
-		out, errOut, code := l.rotord("rotate", name)
-		if code != 0 {
-			t.Fatalf("rotord rotate %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
-		}
-		l.leakFree(out+errOut, creds...)
-		stored := l.password(name)
-		if stored == accRootPassword {
-			t.Fatalf("%s: Secret Server still holds root's first password", name)
-		}
-		l.rootWorksOnly(idx, stored, accRootPassword)
-		hist := l.history(name)
-		if len(hist) != 1 || hist[0].State != string(rotation.StateCommitted) {
-			t.Fatalf("%s: history %+v; want one committed rotation", name, hist)
-		}
+		stored, hist := l.rotateRoot(t, name, idx, creds)
 		db := l.openStore(ctx)
 		r, err := db.Get(ctx, hist[0].ID)
 		_ = db.Close()
@@ -407,4 +394,27 @@ func TestAcceptReachDaemonLeaks(t *testing.T) {
 	l.leakFree(d.logged(), creds...)
 	l.leakFree(string(metricsBody), creds...)
 	l.leakFree("", creds...)
+}
+
+// rotateRoot runs `rotord rotate name` (root on hosts idx, first holding
+// accRootPassword) and checks it committed: no credential of creds in its
+// output, Secret Server holds a new password, which root's is on every
+// host (the first one on none), and history holds one committed rotation.
+func (l *lab) rotateRoot(t *testing.T, name string, idx []int, creds []string) (stored string, hist []jsonRotation) {
+	t.Helper()
+	out, errOut, code := l.rotord("rotate", name)
+	if code != 0 {
+		t.Fatalf("rotord rotate %s: exit %d\nstdout:\n%s\nstderr:\n%s", name, code, out, errOut)
+	}
+	l.leakFree(out+errOut, creds...)
+	stored = l.password(name)
+	if stored == accRootPassword {
+		t.Fatalf("%s: Secret Server still holds root's first password", name)
+	}
+	l.rootWorksOnly(idx, stored, accRootPassword)
+	hist = l.history(name)
+	if len(hist) != 1 || hist[0].State != string(rotation.StateCommitted) {
+		t.Fatalf("%s: history %+v; want one committed rotation", name, hist)
+	}
+	return stored, hist
 }
