@@ -139,10 +139,7 @@ func rootSudoLab(t *testing.T, ctx context.Context, extra string) *lab {
 	t.Helper()
 	sshtest.RequireReach(t)
 	sudo := &sshtest.ReachSpec{PermitRootLogin: "no", Sudo: sshtest.SudoPassword}
-	logonPw := filepath.Join(t.TempDir(), "logon-password")
-	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	logonPw := privateFile(t, t.TempDir(), "logon-password", accPassword+"\n")
 	return newLab(t, ctx, labOptions{
 		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
 		reach:    map[int]*sshtest.ReachSpec{0: sudo, 1: sudo},

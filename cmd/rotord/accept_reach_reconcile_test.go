@@ -49,13 +49,7 @@ func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 	vaultKey := newReachKey(t, "Vault-Reconcile-Phrase-19")
 	keys := []ssh.PublicKey{logonKey.pub, reconKey.pub, vaultKey.pub}
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return privateFile(t, dir, name, content) }
 	l := newLab(t, ctx, labOptions{
 		variants: []sshtest.Variant{sshtest.Faillock, sshtest.Faillock},
 		reach: map[int]*sshtest.ReachSpec{

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -33,13 +31,7 @@ func TestAcceptRollbackThroughSuAndSudo(t *testing.T) {
 	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
 	keysOnly := &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoPassword}
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return privateFile(t, dir, name, content) }
 	keyFile := write("logon-key", key.pem)
 	phraseFile := write("logon-key-phrase", key.passphrase+"\n")
 	sudoFile := write("logon-sudo", accPassword+"\n")

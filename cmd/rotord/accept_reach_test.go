@@ -118,13 +118,7 @@ func TestAcceptRotateRootThroughSuAndSudo(t *testing.T) {
 	keysOnly := &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{key.pub}, Sudo: sshtest.SudoPassword}
 	vaultKeysOnly := &sshtest.ReachSpec{PermitRootLogin: "no", KeysOnly: true, AuthorizedKeys: []ssh.PublicKey{vaultKey.pub}, Sudo: sshtest.SudoPassword, RequireTTY: true}
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return privateFile(t, dir, name, content) }
 	keyFile := write("logon-key", key.pem)
 	phraseFile := write("logon-key-phrase", key.passphrase+"\n")
 	sudoFile := write("logon-sudo", accPassword+"\n")
@@ -203,13 +197,7 @@ func TestAcceptReachFailures(t *testing.T) {
 	key, stranger := newReachKey(t, ""), newReachKey(t, "")
 	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return privateFile(t, dir, name, content) }
 	keyFile := write("logon-key", key.pem)
 	wrongPw := write("logon-wrong", "Not-The-Logon-Pw-9\n")
 	sudoFile := write("logon-sudo", accPassword+"\n")
@@ -297,13 +285,7 @@ func TestAcceptReachDaemonLeaks(t *testing.T) {
 	defer cancel()
 	key := newReachKey(t, "Daemon-Key-Phrase-58")
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return privateFile(t, dir, name, content) }
 	keyFile, phraseFile, sudoFile := write("k", key.pem), write("kp", key.passphrase+"\n"), write("sp", accPassword+"\n")
 	l := newLab(t, ctx, labOptions{
 		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox},
@@ -417,4 +399,15 @@ func (l *lab) rotateRoot(t *testing.T, name string, idx []int, creds []string) (
 		t.Fatalf("%s: history %+v; want one committed rotation", name, hist)
 	}
 	return stored, hist
+}
+
+// privateFile writes content to dir/name, readable by its owner only (as
+// rotord wants its credential files), and returns the path.
+func privateFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

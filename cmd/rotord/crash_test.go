@@ -49,11 +49,7 @@ func TestCrashMatrixThroughSu(t *testing.T) {
 	sshtest.RequireReach(t)
 	ctx := context.Background()
 	noRoot := &sshtest.ReachSpec{PermitRootLogin: "no"}
-	dir := t.TempDir()
-	logonPw := filepath.Join(dir, "logon-password")
-	if err := os.WriteFile(logonPw, []byte(accPassword+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	logonPw := privateFile(t, t.TempDir(), "logon-password", accPassword+"\n")
 	l := newLab(t, ctx, labOptions{
 		variants: []sshtest.Variant{sshtest.Debian, sshtest.BusyBox, sshtest.Debian},
 		reach:    map[int]*sshtest.ReachSpec{0: noRoot, 1: noRoot, 2: noRoot},
