@@ -164,11 +164,10 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 		}
 		return &Session{client: client, addr: addr, user: target, pw: pw, step: r.d.cfg.StepTimeout, log: r.d.log}, nil
 	}
-	client, addr, release, err := r.sharedLogon(ctx, h, p.Logon)
+	s, err := r.logonSession(ctx, h, target, pw)
 	if err != nil {
 		return nil, err
 	}
-	s := &reachSession{r: r, client: client, release: release, addr: addr, logon: p.Logon, target: target, pw: pw}
 	ok := false
 	defer func() {
 		if !ok {
@@ -190,7 +189,6 @@ func (r *Reach) Login(ctx context.Context, h rotation.Host, target string, pw se
 		if err := s.suProve(ctx); err != nil {
 			return nil, err
 		}
-		s.sudoChecked = true
 	}
 	ok = true
 	return s, nil
@@ -208,13 +206,22 @@ func (r *Reach) Verify(ctx context.Context, h rotation.Host, target string, pw s
 	if !userRe.MatchString(target) {
 		return fmt.Errorf("verify %s: invalid user name %q", h, target)
 	}
-	client, addr, release, err := r.sharedLogon(ctx, h, r.path.Logon)
+	s, err := r.logonSession(ctx, h, target, pw)
 	if err != nil {
 		return err
 	}
-	defer release()
-	s := &reachSession{r: r, client: client, addr: addr, logon: r.path.Logon, target: target, pw: pw}
+	defer s.Close()
 	return s.suProve(ctx)
+}
+
+// logonSession is a session on the logon account's (shared) connection
+// to h, for reaching target with pw; nothing has run on it yet.
+func (r *Reach) logonSession(ctx context.Context, h rotation.Host, target string, pw secret.Value) (*reachSession, error) {
+	client, addr, release, err := r.sharedLogon(ctx, h, r.path.Logon)
+	if err != nil {
+		return nil, err
+	}
+	return &reachSession{r: r, client: client, release: release, addr: addr, logon: r.path.Logon, target: target, pw: pw}, nil
 }
 
 // Preflight checks, changing nothing, that the whole path works on h:
@@ -237,7 +244,6 @@ type reachSession struct {
 	pw            secret.Value // the target's password the session was opened with
 	shell         *ptyChan     // su: the target's shell
 	shellBroken   bool
-	sudoChecked   bool // sudo: Login has just checked sudo; the first Check need not ask again
 }
 
 var _ rotation.HostSession = (*reachSession)(nil)
@@ -444,15 +450,15 @@ func sudoListed(line, cmd string) bool {
 }
 
 // Check proves the session can act on the target: with su, the kept
-// shell runs as the target; with sudo, sudo still lets the logon account
-// act as root.
+// shell runs as the target; with sudo, the logon connection answers (Login
+// has just shown, with sudo -l, that sudo would run passwd for the target:
+// asking again would cost the logon account another PAM authentication).
 func (s *reachSession) Check(ctx context.Context) error {
 	if s.shell == nil {
-		if s.sudoChecked {
-			s.sudoChecked = false
-			return nil
+		if !alive(ctx, s.client, s.step()) {
+			return s.stepErr(StepCheck, s.logon, unreachable(errLogonLost), "")
 		}
-		return s.sudoCheck(ctx)
+		return nil
 	}
 	if s.shellBroken {
 		return s.stepErr(StepCheck, s.target, unreachable(errShellLost), "")
@@ -470,6 +476,9 @@ func (s *reachSession) Check(ctx context.Context) error {
 
 // errShellLost: the escalated shell ended or is stuck.
 var errShellLost = errors.New("the escalated shell is gone")
+
+// errLogonLost: the logon connection does not answer.
+var errLogonLost = errors.New("the logon connection does not answer")
 
 // inShell writes line to the kept shell and reads its output up to the
 // end marker, handing each chunk before it to feed (whose answers are
