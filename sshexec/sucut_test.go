@@ -2,10 +2,7 @@ package sshexec
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,68 +11,21 @@ import (
 
 	"github.com/rotord/rotord/rotation"
 	"github.com/rotord/rotord/rotation/secret"
+	"github.com/rotord/rotord/sshexec/sshtest"
 )
 
-// suEnd is how a fake host ends su's channel before su asked anything.
-type suEnd int
-
-const (
-	suExits suEnd = iota // su prints a message and exits 1, as su does on its own
-	suCut                // the channel closes without an exit status: sshd or the connection died
-)
-
-// fakeSuHost serves one SSH connection whose every session ends as end
-// says, and returns a client connected to it.
-func fakeSuHost(t *testing.T, end suEnd) *ssh.Client {
+// fakeSuHost returns a client logged into an in-process SSH server on
+// which su is not found (it ends on its own, with exit status 127) or,
+// with cut, whose every command's channel closes without an exit status.
+func fakeSuHost(t *testing.T, cut bool) *ssh.Client {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	srv, err := sshtest.NewServer(sshtest.ServerOptions{Password: "Logon-Pw-1", CutCommands: cut})
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &ssh.ServerConfig{PasswordCallback: func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error) { return nil, nil }}
-	cfg.AddHostKey(signer)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		_, chans, reqs, err := ssh.NewServerConn(c, cfg)
-		if err != nil {
-			c.Close()
-			return
-		}
-		go ssh.DiscardRequests(reqs)
-		for nc := range chans {
-			ch, creqs, err := nc.Accept()
-			if err != nil {
-				continue
-			}
-			go func() {
-				for r := range creqs {
-					_ = r.Reply(r.Type == "pty-req" || r.Type == "exec", nil)
-					if r.Type != "exec" {
-						continue
-					}
-					if end == suExits {
-						_, _ = ch.Write([]byte("su: user root does not exist or the user entry does not contain all the required fields\r\n"))
-						_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{1}))
-					}
-					_ = ch.Close()
-				}
-			}()
-		}
-	}()
-	client, err := ssh.Dial("tcp", l.Addr().String(), &ssh.ClientConfig{User: "rotuser", Auth: []ssh.AuthMethod{ssh.Password("x")},
-		HostKeyCallback: ssh.FixedHostKey(signer.PublicKey()), Timeout: 5 * time.Second})
+	t.Cleanup(func() { srv.Close() })
+	client, err := ssh.Dial("tcp", srv.Addr(), &ssh.ClientConfig{User: "rotuser", Auth: []ssh.AuthMethod{ssh.Password("Logon-Pw-1")},
+		HostKeyCallback: ssh.FixedHostKey(srv.HostKey()), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,16 +42,16 @@ func fakeSuHost(t *testing.T, end suEnd) *ssh.Client {
 func TestSuDialogueCutBeforePrompt(t *testing.T) {
 	for _, c := range []struct {
 		name    string
-		end     suEnd
+		cut     bool
 		want    error
 		unknown bool
 	}{
-		{"su exits", suExits, ErrEscalation, false},
-		{"channel cut", suCut, ErrSuCutOff, true},
+		{"su exits", false, ErrEscalation, false},
+		{"channel cut", true, ErrSuCutOff, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := &Reach{d: &Dialer{cfg: Config{StepTimeout: 5 * time.Second}}}
-			s := &reachSession{r: r, client: fakeSuHost(t, c.end), addr: "fake:22", logon: "rotuser", target: "root", pw: secret.New("Root-Pw-1")}
+			s := &reachSession{r: r, client: fakeSuHost(t, c.cut), addr: "fake:22", logon: "rotuser", target: "root", pw: secret.New("Root-Pw-1")}
 			_, err := s.suDialogue(context.Background(), suCommand("root", true, shellScript), "root", s.pw)
 			var se *StepError
 			if !errors.As(err, &se) || se.Step != StepSu || !errors.Is(err, c.want) {

@@ -25,6 +25,10 @@ type ServerOptions struct {
 	// StallAfterCurrent makes passwd go silent once it has read the current
 	// password, as a host that hangs mid-dialogue.
 	StallAfterCurrent bool
+	// CutCommands ends every command but `true` by closing its channel
+	// without an exit status or a word, as when the host's sshd or the
+	// connection dies while it starts.
+	CutCommands bool
 }
 
 // Server is an in-process SSH server for fast tests that need no root: it
@@ -213,6 +217,9 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				continue
 			}
 			_ = req.Reply(true, nil)
+			if s.opts.CutCommands && strings.TrimSpace(cmd.Command) != "true" {
+				return
+			}
 			status := s.exec(ch, cmd.Command)
 			if status < 0 {
 				return // stalled: the client gives up
