@@ -96,13 +96,19 @@ func faillockLab(t *testing.T, ctx context.Context, rootPw string) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withReconcile := strings.Replace(string(cfg), "\nssh:\n",
-		"\nssh:\n  reconcile:\n    user: root\n    password_file: "+l.write("root-password", rootPw+"\n")+"\n", 1)
-	if withReconcile == string(cfg) {
-		t.Fatal("no ssh section in the lab's configuration")
-	}
-	l.write("rotord.yaml", withReconcile)
+	l.withSSH(cfg, "  reconcile:\n    user: root\n    password_file: "+l.write("root-password", rootPw+"\n")+"\n")
 	return l
+}
+
+// withSSH writes the lab's configuration as base with lines added at the
+// top of its ssh section ("" writes base).
+func (l *lab) withSSH(base []byte, lines string) {
+	l.t.Helper()
+	cfg := strings.Replace(string(base), "\nssh:\n", "\nssh:\n"+lines, 1)
+	if cfg == string(base) && lines != "" {
+		l.t.Fatal("no ssh section in the lab's configuration")
+	}
+	l.write("rotord.yaml", cfg)
 }
 
 // rotateSwapped runs `rotord rotate app-user` while host 0's shadow entry

@@ -78,14 +78,7 @@ func TestAcceptReconcileThroughSuAndSudo(t *testing.T) {
 		"\n    passphrase_file: " + l.write("reconcile-key-phrase", reconKey.passphrase+"\n") +
 		"\n    password_file: " + l.write("reconcile-password", accPassword+"\n") + "\n"
 	bySecret := "  reconcile:\n    secret: ops-reconcile\n"
-	reconcileBy := func(lines string) {
-		t.Helper()
-		cfg := strings.Replace(string(base), "\nssh:\n", "\nssh:\n"+lines, 1)
-		if cfg == string(base) && lines != "" {
-			t.Fatal("no ssh section in the lab's configuration")
-		}
-		l.write("rotord.yaml", cfg)
-	}
+	reconcileBy := func(lines string) { l.withSSH(base, lines) }
 	const other = "Swapped-In-Root-Pw-8826"
 	creds := []string{accPassword, logonKey.pem, reconKey.pem, reconKey.passphrase, vaultKey.pem, vaultKey.passphrase, other}
 
